@@ -1,0 +1,8 @@
+export { LIMITS, REQUEST_ID_PATTERN, SHA256_HEX_PATTERN } from "./limits.js";
+export { PolicyError } from "./policy-error.js";
+export { checkArgName, checkSecretName, isReservedEnvName, describe } from "./names.js";
+export { normalizeHost } from "./hosts.js";
+export { parseSkillHeader, type SkillHeader } from "./skill-header.js";
+export { resolveRunSpec, type RunSpec, type RunSpecInput } from "./run-spec.js";
+export { isPublicAddress } from "./addresses.js";
+export { sha256Hex } from "./sha256.js";

@@ -1,0 +1,70 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { z } from "zod";
+import { LIMITS } from "@oauth3/shared";
+
+const int = (min: number, max: number, dflt: number) =>
+  z.coerce.number().int().min(min).max(max).default(dflt);
+
+/** Every variable the runner reads. The launcher passes the runner exactly these (and nothing else). */
+export const RUNNER_ENV_KEYS = [
+  "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
+  "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
+  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "LOG_LEVEL",
+] as const;
+
+const schema = z.object({
+  RUNNER_SOCKET: z.string().min(1).default("./data/run/runner.sock"),
+  RUNNER_STATE_DIR: z.string().min(1).default("./data/runner"),
+  RUNNER_WORK_DIR: z.string().min(1).optional(),
+  SECRETS_FILE: z.string().min(1).optional(),
+  SECRETS_DIR: z.string().min(1).optional(),
+  DENO_PATH: z.string().min(1).optional(),
+  RUNNER_MAX_TIMEOUT_SECONDS: int(1, LIMITS.hardMaxTimeoutSeconds, 300),
+  RUNNER_MAX_CONCURRENT: int(1, 256, 4),
+  RUNNER_MAX_QUEUE: int(0, 10_000, 64),
+  RUNNER_OUTPUT_LIMIT_BYTES: int(1024, 16 * 1024 * 1024, 1024 * 1024),
+  RUNNER_V8_MAX_OLD_SPACE_MB: int(16, 4096, 128),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;
+
+/**
+ * Variables that belong to the gateway. If the runner can see any of them, the deployment has
+ * mixed the two processes' credentials (a shared env_file, say) and the split is void: refuse.
+ */
+const FOREIGN = /^TELEGRAM_/;
+
+export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
+  const foreign = Object.keys(env).filter((k) => FOREIGN.test(k));
+  if (foreign.length > 0) {
+    throw new Error(
+      `vault-runner refuses to start: its environment contains ${foreign.join(", ")}. ` +
+        "The Telegram token belongs to the gateway only; give the runner its own environment.",
+    );
+  }
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new Error(`invalid vault-runner configuration: ${z.prettifyError(parsed.error)}`);
+  }
+  const c = parsed.data;
+  const stateDir = resolve(c.RUNNER_STATE_DIR);
+  const defaultSecretsFile = resolve("secrets.env");
+  return {
+    socketPath: resolve(c.RUNNER_SOCKET),
+    stateDir,
+    workDir: resolve(c.RUNNER_WORK_DIR ?? `${stateDir}/work`),
+    secretsFile: c.SECRETS_FILE
+      ? resolve(c.SECRETS_FILE)
+      : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
+    secretsDir: c.SECRETS_DIR ? resolve(c.SECRETS_DIR) : undefined,
+    denoPath: c.DENO_PATH,
+    maxTimeoutSeconds: c.RUNNER_MAX_TIMEOUT_SECONDS,
+    maxConcurrent: c.RUNNER_MAX_CONCURRENT,
+    maxQueue: c.RUNNER_MAX_QUEUE,
+    outputLimitBytes: c.RUNNER_OUTPUT_LIMIT_BYTES,
+    v8MaxOldSpaceMb: c.RUNNER_V8_MAX_OLD_SPACE_MB,
+    logLevel: c.LOG_LEVEL,
+  };
+}

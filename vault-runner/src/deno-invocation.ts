@@ -1,0 +1,79 @@
+import type { RunSpec } from "@oauth3/shared";
+
+/**
+ * Addresses Deno must refuse even for an allowed name (it checks resolved IPv4 addresses against
+ * these). Not a complete egress control on its own (no IPv6 ranges, some address forms slip by); the
+ * sandbox-hardening work adds address checks outside Deno.
+ */
+export const DENY_NET_CIDRS = [
+  "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+  "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+];
+
+export interface InvocationPaths {
+  skillFile: string;
+  homeDir: string;
+  denoDir: string;
+}
+
+export interface InvocationLimits {
+  v8MaxOldSpaceMb: number;
+}
+
+export interface Invocation {
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * Builds Deno's argv and environment from nothing but the validated spec. The environment is made
+ * from scratch: the runner's own variables never reach a skill. Secrets go in the environment only
+ * (argv is world-readable in /proc/<pid>/cmdline). Never emits a bare --allow-net/--allow-env (they
+ * grant everything), -A, --allow-read/write/run/ffi/sys/import, --location, --import-map, --env-file.
+ */
+export function buildInvocation(
+  spec: RunSpec,
+  secrets: ReadonlyMap<string, string>,
+  paths: InvocationPaths,
+  limits: InvocationLimits,
+): Invocation {
+  const args = [
+    "run",
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--no-remote",
+    "--no-npm",
+    "--cached-only",
+    "--deny-read",
+    "--deny-write",
+    "--deny-run",
+    "--deny-ffi",
+    "--deny-sys",
+  ];
+  if (spec.network.length > 0) args.push(`--allow-net=${spec.network.join(",")}`);
+  args.push(`--deny-net=${DENY_NET_CIDRS.join(",")}`);
+  const envNames = [...spec.secretNames, ...spec.args.map((a) => a.name)];
+  if (envNames.length > 0) args.push(`--allow-env=${envNames.join(",")}`);
+  args.push(`--v8-flags=--max-old-space-size=${limits.v8MaxOldSpaceMb}`);
+  args.push(paths.skillFile);
+
+  const env: Record<string, string> = {
+    PATH: "/usr/bin:/bin",
+    HOME: paths.homeDir,
+    DENO_DIR: paths.denoDir,
+    DENO_NO_UPDATE_CHECK: "1",
+    NO_COLOR: "1",
+    LANG: "C.UTF-8",
+    TZ: "UTC",
+  };
+  // Args first, secrets last: names cannot collide (checked), and even if a check regressed a
+  // secret would win over an arg of the same name.
+  for (const { name, value } of spec.args) env[name] = value;
+  for (const name of spec.secretNames) {
+    const value = secrets.get(name);
+    if (value === undefined) throw new Error(`secret ${name} was not provided to the invocation`);
+    env[name] = value;
+  }
+  return { args, env };
+}

@@ -1,0 +1,182 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { sha256Hex, type RunSpec } from "@oauth3/shared";
+import { buildInvocation } from "./deno-invocation.js";
+import { createRedactor } from "./redact.js";
+
+export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed";
+
+export interface SkillJob {
+  requestId: string;
+  code: Uint8Array;
+  codeSha256: string;
+  spec: RunSpec;
+  secrets: ReadonlyMap<string, string>;
+}
+
+export interface ExecutionResult {
+  termination: Termination;
+  exitCode: number;
+  signal: string;
+  /** Redacted and capped. */
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  redacted: boolean;
+  durationMs: number;
+  denoArgs: string[];
+  envNames: string[];
+}
+
+/** The seam between the RPC service and whatever runs code. Production: `DenoExecutor`. */
+export interface SkillExecutor {
+  readonly isolation: string;
+  run(job: SkillJob): Promise<ExecutionResult>;
+}
+
+export interface DenoExecutorOptions {
+  denoPath: string;
+  workDir: string;
+  outputLimitBytes: number;
+  v8MaxOldSpaceMb: number;
+}
+
+export class DenoExecutor implements SkillExecutor {
+  readonly isolation = "shared-uid";
+
+  constructor(private readonly options: DenoExecutorOptions) {}
+
+  async run(job: SkillJob): Promise<ExecutionResult> {
+    const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
+    try {
+      const paths = await this.prepare(runDir, job);
+      const invocation = buildInvocation(job.spec, job.secrets, paths, this.options);
+      const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job);
+      const redactor = createRedactor(job.secrets);
+      const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
+      const err = redactor.redact(raw.stderr, raw.stderrTruncated);
+      return {
+        ...raw,
+        stdout: out.text,
+        stderr: err.text,
+        redacted: out.redacted || err.redacted,
+        denoArgs: invocation.args,
+        envNames: Object.keys(invocation.env).sort(),
+      };
+    } finally {
+      await rm(runDir, { recursive: true, force: true });
+    }
+  }
+
+  /** A fresh directory per run: the approved bytes (re-hashed after writing), an empty cwd/HOME, a
+   *  private DENO_DIR so that localStorage/caches cannot carry data from one run to another. */
+  private async prepare(runDir: string, job: SkillJob) {
+    await mkdir(this.options.workDir, { recursive: true, mode: 0o711 });
+    await mkdir(runDir, { mode: 0o755 });
+    await chmod(runDir, 0o755);
+    const skillFile = join(runDir, "skill.ts");
+    const homeDir = join(runDir, "home");
+    const denoDir = join(runDir, "deno-dir");
+    await writeFile(skillFile, job.code, { flag: "wx", mode: 0o644 });
+    await mkdir(homeDir, { mode: 0o755 });
+    await mkdir(denoDir, { mode: 0o755 });
+    const written = sha256Hex(await readFile(skillFile));
+    if (written !== job.codeSha256) throw new Error("skill file hash changed after writing");
+    return { skillFile, homeDir, denoDir };
+  }
+
+  private spawnAndWait(
+    args: string[],
+    env: Record<string, string>,
+    cwd: string,
+    job: SkillJob,
+  ): Promise<Omit<ExecutionResult, "redacted" | "denoArgs" | "envNames">> {
+    const limit = this.options.outputLimitBytes;
+    const started = performance.now();
+    return new Promise((resolve) => {
+      const child = spawn(this.options.denoPath, args, {
+        cwd,
+        env,
+        detached: true, // own process group, so the whole group can be killed at once
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let killedFor: Termination | undefined;
+      const killGroup = (reason: Termination) => {
+        killedFor ??= reason;
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      };
+      const stdout = new CappedBuffer(limit, () => killGroup("output_limit"));
+      const stderr = new CappedBuffer(limit, () => killGroup("output_limit"));
+      child.stdout.on("data", (c: Buffer) => stdout.push(c));
+      child.stderr.on("data", (c: Buffer) => stderr.push(c));
+      const timer = setTimeout(() => killGroup("timeout"), job.spec.timeoutSeconds * 1000);
+
+      let spawnError: Error | undefined;
+      child.on("error", (err) => {
+        spawnError = err;
+      });
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        // Reap anything the skill left in its group (Workers are threads, but be thorough).
+        if (child.pid !== undefined) {
+          try {
+            process.kill(-child.pid, "SIGKILL");
+          } catch {
+            // group is empty
+          }
+        }
+        const termination: Termination = spawnError
+          ? "spawn_failed"
+          : killedFor ?? (signal ? "signaled" : "exited");
+        resolve({
+          termination,
+          exitCode: termination === "exited" && code !== null ? code : -1,
+          signal: signal ?? "",
+          stdout: stdout.text(),
+          stderr: spawnError ? `could not start Deno: ${spawnError.message}` : stderr.text(),
+          stdoutTruncated: stdout.truncated,
+          stderrTruncated: stderr.truncated,
+          durationMs: Math.round(performance.now() - started),
+        });
+      });
+    });
+  }
+}
+
+/** Keeps at most `limit` bytes; calls `onOverflow` once when more arrive. */
+class CappedBuffer {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+
+  constructor(
+    private readonly limit: number,
+    private readonly onOverflow: () => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.truncated) return;
+    const room = this.limit - this.size;
+    if (chunk.length > room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.size = this.limit;
+      this.truncated = true;
+      this.onOverflow();
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  text(): string {
+    return new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(this.chunks));
+  }
+}

@@ -1,0 +1,58 @@
+import { open, type Database, type RootDatabase } from "lmdb";
+
+export interface LedgerEntry {
+  requestId: string;
+  codeSha256: string;
+  secretNames: string[];
+  network: string[];
+  decidedBy: string;
+  acceptedAt: number;
+  finishedAt?: number;
+  termination?: string;
+  exitCode?: number;
+}
+
+/**
+ * The runner's own durable record of every run it accepted. It enforces "at most once": an id is
+ * claimed (and synced to disk) before Deno starts, so a replay, a gateway retry or a runner restart
+ * can never run the same request twice. It holds names and hashes only, never values.
+ */
+export class RunLedger {
+  private constructor(
+    private readonly root: RootDatabase,
+    private readonly runs: Database<LedgerEntry, string>,
+  ) {}
+
+  static open(path: string): RunLedger {
+    const root = open({ path, compression: false });
+    return new RunLedger(root, root.openDB<LedgerEntry, string>({ name: "runs" }));
+  }
+
+  /** True if this call claimed the id; false if it was claimed before (now or in any earlier life). */
+  async claim(entry: LedgerEntry): Promise<boolean> {
+    const claimed = await this.runs.transaction(() => {
+      if (this.runs.get(entry.requestId) !== undefined) return false;
+      void this.runs.put(entry.requestId, entry);
+      return true;
+    });
+    // With overlappingSync (lmdb-js default on Linux) a commit is visible before it is on disk.
+    await this.root.flushed;
+    return claimed;
+  }
+
+  async finish(requestId: string, patch: Pick<LedgerEntry, "termination" | "exitCode">): Promise<void> {
+    await this.runs.transaction(() => {
+      const entry = this.runs.get(requestId);
+      if (entry) void this.runs.put(requestId, { ...entry, ...patch, finishedAt: Date.now() });
+    });
+    await this.root.flushed;
+  }
+
+  get(requestId: string): LedgerEntry | undefined {
+    return this.runs.get(requestId);
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}

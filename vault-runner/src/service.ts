@@ -1,0 +1,204 @@
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import {
+  GetHealthResponseSchema,
+  ListSecretNamesResponseSchema,
+  RunPolicySchema,
+  RunSkillResponseSchema,
+  Termination,
+  VaultRunnerService,
+  type RunSkillRequest,
+} from "@oauth3/proto/runner/v1";
+import {
+  LIMITS,
+  parseSkillHeader,
+  PolicyError,
+  REQUEST_ID_PATTERN,
+  resolveRunSpec,
+  sha256Hex,
+  SHA256_HEX_PATTERN,
+  type RunSpec,
+} from "@oauth3/shared";
+import type { Logger } from "pino";
+import type { ExecutionResult, SkillExecutor } from "./executor.js";
+import type { RunLedger } from "./ledger.js";
+import type { RunQueue } from "./run-queue.js";
+import type { SecretStore } from "./secrets.js";
+
+export interface RunnerServiceDeps {
+  secrets: SecretStore;
+  ledger: RunLedger;
+  executor: SkillExecutor;
+  queue: RunQueue;
+  logger: Logger;
+  denoVersion: string;
+  runnerVersion: string;
+  maxTimeoutSeconds: number;
+  outputLimitBytes: number;
+}
+
+const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
+  exited: Termination.EXITED,
+  timeout: Termination.TIMEOUT,
+  output_limit: Termination.OUTPUT_LIMIT,
+  signaled: Termination.SIGNALED,
+  spawn_failed: Termination.SPAWN_FAILED,
+};
+
+export function registerRunnerService(router: ConnectRouter, deps: RunnerServiceDeps): void {
+  router.service(VaultRunnerService, {
+    async runSkill(req, ctx) {
+      const started = Date.now();
+      const { spec, codeSha256 } = checkRunRequest(req, deps, ctx);
+      const acquire = deps.queue.admit();
+      if (!acquire) {
+        throw refuse(deps, req, Code.ResourceExhausted, "run queue is full, try again later");
+      }
+      // Claim durably before anything runs: at most once, across restarts.
+      let release: (() => void) | undefined;
+      try {
+        const claimed = await deps.ledger.claim({
+          requestId: req.requestId,
+          codeSha256,
+          secretNames: spec.secretNames,
+          network: spec.network,
+          decidedBy: req.approval?.decidedBy.slice(0, 128) ?? "",
+          acceptedAt: started,
+        });
+        if (!claimed) {
+          throw refuse(deps, req, Code.AlreadyExists, `request ${req.requestId} was already run`);
+        }
+        release = await acquire;
+      } finally {
+        if (!release) void acquire.then((r) => r());
+      }
+      const log = deps.logger.child({ requestId: req.requestId, codeSha256 });
+      try {
+        log.info({ secrets: spec.secretNames, network: spec.network }, "run started");
+        const result = await deps.executor.run({
+          requestId: req.requestId,
+          code: req.code,
+          codeSha256,
+          spec,
+          secrets: deps.secrets.valuesFor(spec.secretNames),
+        });
+        await deps.ledger.finish(req.requestId, {
+          termination: result.termination,
+          exitCode: result.exitCode,
+        });
+        log.info(
+          { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs },
+          "run finished",
+        );
+        return create(RunSkillResponseSchema, {
+          termination: TERMINATION[result.termination],
+          exitCode: result.exitCode,
+          signal: result.signal,
+          stdout: result.stdout,
+          stderr: result.stderr,
+          stdoutTruncated: result.stdoutTruncated,
+          stderrTruncated: result.stderrTruncated,
+          redacted: result.redacted,
+          durationMs: result.durationMs,
+          policy: create(RunPolicySchema, {
+            denoArgs: result.denoArgs,
+            envNames: result.envNames,
+            allowedHosts: spec.network,
+            timeoutSeconds: spec.timeoutSeconds,
+            denoVersion: deps.denoVersion,
+            isolation: deps.executor.isolation,
+            stdoutLimitBytes: BigInt(deps.outputLimitBytes),
+            stderrLimitBytes: BigInt(deps.outputLimitBytes),
+          }),
+        });
+      } catch (err) {
+        // The id stays claimed: a run that may have started is never started again.
+        log.error({ err: errorSummary(err) }, "run failed inside the runner");
+        await deps.ledger.finish(req.requestId, { termination: "runner_error", exitCode: -1 });
+        throw new ConnectError("the runner failed to run the skill", Code.Internal);
+      } finally {
+        release();
+      }
+    },
+
+    async listSecretNames() {
+      return create(ListSecretNamesResponseSchema, { names: deps.secrets.names() });
+    },
+
+    async getHealth() {
+      return create(GetHealthResponseSchema, {
+        runnerVersion: deps.runnerVersion,
+        denoVersion: deps.denoVersion,
+        secretCount: deps.secrets.size,
+        isolation: deps.executor.isolation,
+        maxConcurrentRuns: deps.queue.concurrency,
+        activeRuns: deps.queue.activeCount,
+        queuedRuns: deps.queue.queuedCount,
+      });
+    },
+  });
+}
+
+/** Everything the runner re-derives for itself. Any violation: refuse, log, run nothing. */
+function checkRunRequest(
+  req: RunSkillRequest,
+  deps: RunnerServiceDeps,
+  ctx: HandlerContext,
+): { spec: RunSpec; codeSha256: string } {
+  void ctx;
+  if (!REQUEST_ID_PATTERN.test(req.requestId)) {
+    throw refuse(deps, req, Code.InvalidArgument, "request_id must be exec_ + 16 lowercase hex");
+  }
+  if (req.code.length === 0 || req.code.length > LIMITS.maxCodeBytes) {
+    throw refuse(deps, req, Code.InvalidArgument, `code must be 1..${LIMITS.maxCodeBytes} bytes`);
+  }
+  if (!SHA256_HEX_PATTERN.test(req.codeSha256)) {
+    throw refuse(deps, req, Code.InvalidArgument, "code_sha256 must be 64 lowercase hex");
+  }
+  const codeSha256 = sha256Hex(req.code);
+  if (codeSha256 !== req.codeSha256) {
+    throw refuse(deps, req, Code.InvalidArgument, "code hash mismatch: refusing to run unapproved bytes");
+  }
+  let codeText: string;
+  try {
+    codeText = new TextDecoder("utf-8", { fatal: true }).decode(req.code);
+  } catch {
+    throw refuse(deps, req, Code.InvalidArgument, "code is not valid UTF-8");
+  }
+  let spec: RunSpec;
+  try {
+    spec = resolveRunSpec(
+      {
+        secrets: req.secretNames,
+        network: req.network,
+        args: req.args.map((a) => ({ name: a.name, value: a.value })),
+        timeoutSeconds: req.timeoutSeconds,
+      },
+      parseSkillHeader(codeText),
+      deps.maxTimeoutSeconds,
+    );
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      const code = err.code === "header_mismatch" ? Code.FailedPrecondition : Code.InvalidArgument;
+      throw refuse(deps, req, code, `${err.code}: ${err.message}`);
+    }
+    throw err;
+  }
+  const unknown = spec.secretNames.filter((n) => !deps.secrets.has(n));
+  if (unknown.length > 0) {
+    throw refuse(deps, req, Code.FailedPrecondition, `unknown secret names: ${unknown.join(", ")}`);
+  }
+  return { spec, codeSha256 };
+}
+
+function refuse(deps: RunnerServiceDeps, req: RunSkillRequest, code: Code, message: string): ConnectError {
+  deps.logger.warn(
+    { requestId: req.requestId.slice(0, 64), grpcCode: Code[code], reason: message },
+    "run refused",
+  );
+  return new ConnectError(message, code);
+}
+
+function errorSummary(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
