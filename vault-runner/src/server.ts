@@ -1,10 +1,9 @@
-import { connect as netConnect } from "node:net";
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { chmodSync } from "node:fs";
 import * as http2 from "node:http2";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { LIMITS } from "@oauth3/shared";
+import { prepareSocketPath } from "@oauth3/shared/unix-socket";
 
 export interface RunnerServerOptions {
   socketPath: string;
@@ -27,7 +26,7 @@ const READ_MAX_BYTES = LIMITS.maxCodeBytes + LIMITS.maxArgsTotalBytes + 64 * 102
  */
 export async function startRunnerServer(options: RunnerServerOptions): Promise<RunnerServer> {
   const shutdown = new AbortController();
-  await prepareSocketPath(options.socketPath);
+  await prepareSocketPath(options.socketPath, 0o750);
   const handler = connectNodeAdapter({
     routes: options.routes,
     grpc: true,
@@ -62,38 +61,4 @@ export async function startRunnerServer(options: RunnerServerOptions): Promise<R
       await closed;
     },
   };
-}
-
-async function prepareSocketPath(socketPath: string): Promise<void> {
-  const dir = dirname(socketPath);
-  mkdirSync(dir, { recursive: true, mode: 0o750 });
-  const dirStat = lstatSync(dir);
-  if (!dirStat.isDirectory()) throw new Error(`${dir} is not a directory`);
-  if (typeof process.getuid === "function" && dirStat.uid !== process.getuid()) {
-    throw new Error(`socket directory ${dir} is owned by uid ${dirStat.uid}, not by the runner`);
-  }
-  chmodSync(dir, 0o750);
-
-  let existing;
-  try {
-    existing = lstatSync(socketPath);
-  } catch {
-    return; // nothing there
-  }
-  if (!existing.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
-  if (await isListening(socketPath)) {
-    throw new Error(`another process is already serving ${socketPath}`);
-  }
-  unlinkSync(socketPath); // stale, left by a runner that did not shut down cleanly
-}
-
-function isListening(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = netConnect({ path: socketPath });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
 }

@@ -1,0 +1,115 @@
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { LIMITS } from "@oauth3/shared";
+import type { Logger } from "pino";
+import type { ApprovalService } from "./approvals.js";
+import { ApiError } from "./errors.js";
+import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
+import type { RequestStore } from "./store.js";
+
+export interface AgentAppDeps {
+  store: RequestStore;
+  approvals: ApprovalService;
+  intake: IntakeDeps;
+  logger: Logger;
+  telegramConfigured: boolean;
+  runnerHealthy: () => Promise<boolean>;
+}
+
+/** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
+const MAX_BODY_BYTES = LIMITS.maxCodeBytes * 3 + 128 * 1024;
+const REQUEST_ID = /^exec_[0-9a-f]{16}$/;
+
+/**
+ * The agent API (upstream-compatible). The agent is untrusted: this app can submit and read, never
+ * decide. Decisions come only from approval channels (operator socket, Telegram).
+ */
+export function createAgentApp(deps: AgentAppDeps): Hono {
+  const app = new Hono();
+
+  app.get("/health", async (c) => {
+    const runner = await deps.runnerHealthy();
+    return c.json(
+      {
+        status: runner ? "ok" : "degraded",
+        telegram_configured: deps.telegramConfigured,
+        runner_reachable: runner,
+        timestamp: Date.now(),
+      },
+      runner ? 200 : 503,
+    );
+  });
+
+  app.post(
+    "/execute",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError(413, "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+    async (c) => {
+      const body = await readBody(c);
+      const { request, code } = await prepareRequest(body, deps.intake);
+      await deps.store.create(request, code); // durable before we answer
+      deps.logger.info(
+        { requestId: request.id, skillId: request.skillId, codeSha256: request.codeSha256 },
+        "request received",
+      );
+      await deps.approvals.announce(request);
+      return c.json({
+        request_id: request.id,
+        status: request.status,
+        message: "Awaiting approval",
+        code_hash: request.codeSha256,
+        expires_at: request.expiresAt,
+      });
+    },
+  );
+
+  app.get("/execute/:id/status", (c) => {
+    const id = c.req.param("id");
+    const request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
+    if (!request) throw new ApiError(404, "not_found", "Request not found");
+    return c.json(statusView(request));
+  });
+
+  app.notFound(() => {
+    throw new ApiError(404, "no_route", "no such route");
+  });
+  app.onError((err, c) => errorResponse(err, c, deps.logger));
+  return app;
+}
+
+async function readBody(c: Context): Promise<ExecuteBody> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw new ApiError(400, "invalid_json", "request body must be JSON");
+  }
+  if (typeof raw === "object" && raw !== null) {
+    const r = raw as Record<string, unknown>;
+    if (!r.skill_id || !r.skill_url) {
+      throw new ApiError(400, "missing_field", "Missing skill_id or skill_url");
+    }
+  }
+  const parsed = ExecuteBody.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join(".") || "body";
+    throw new ApiError(400, "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
+
+/** The one place errors become responses: `{ error, code }`, never a stack trace. */
+export function errorResponse(err: Error, c: Context, logger: Logger): Response {
+  if (err instanceof ApiError) return c.json({ error: err.message, code: err.code }, err.status);
+  if (err instanceof HTTPException) {
+    return c.json({ error: err.message || "bad request", code: "http_error" }, err.status);
+  }
+  logger.error({ err: `${err.name}: ${err.message}`, path: c.req.path }, "unhandled error");
+  return c.json({ error: "internal error", code: "internal" }, 500);
+}

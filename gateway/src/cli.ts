@@ -1,0 +1,117 @@
+import { request } from "node:http";
+import { resolve } from "node:path";
+
+/**
+ * oauth3: the operator's command line. Talks to the gateway's operator socket, so it works only on
+ * the machine, as the gateway's user (or root).
+ *
+ *   oauth3 pending              requests awaiting a decision
+ *   oauth3 list [status]        all requests, optionally one status
+ *   oauth3 show <id>            everything about one request, including the exact code
+ *   oauth3 approve <id>         run it once
+ *   oauth3 deny <id>
+ *   add --json for machine-readable output
+ */
+const USAGE = `usage: oauth3 <pending | list [status] | show <id> | approve <id> | deny <id>> [--json]
+  OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function call(socketPath: string, method: string, path: string): Promise<Reply> {
+  return new Promise((resolvePromise, reject) => {
+    const req = request({ socketPath, method, path, timeout: 15_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        try {
+          resolvePromise({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString("utf8")) });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+type Row = Record<string, unknown>;
+
+function summary(r: Row): string {
+  const expires = typeof r.expires_at === "number" ? new Date(r.expires_at).toISOString() : "?";
+  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.join(", ") : "(none)");
+  return [
+    `${r.request_id}  ${r.status}  skill=${JSON.stringify(r.skill_id)}`,
+    `  code sha256 ${r.code_hash} (${r.code_size} bytes) from ${r.source}`,
+    `  secrets: ${list(r.secrets)}   network: ${list(r.network)}   timeout: ${r.timeout_seconds}s`,
+    `  args: ${Array.isArray(r.args) && r.args.length > 0 ? r.args.map((a: { name: string; value: string }) => `${a.name}=${JSON.stringify(a.value).slice(0, 80)}`).join(" ") : "(none)"}`,
+    `  expires ${expires}${r.decided_by ? `   decided by ${r.decided_by}` : ""}`,
+  ].join("\n");
+}
+
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
+  const json = argv.includes("--json");
+  const [command, arg] = argv.filter((a) => a !== "--json");
+  const socketPath = resolve(env.OPERATOR_SOCKET ?? "./data/operator/operator.sock");
+  const needsId = command === "show" || command === "approve" || command === "deny";
+  if (!command || command === "help" || command === "--help" || (needsId && !arg)) {
+    out(USAGE);
+    return command === "help" || command === "--help" ? 0 : 2;
+  }
+  let reply: Reply;
+  try {
+    switch (command) {
+      case "pending":
+        reply = await call(socketPath, "GET", "/requests?status=pending");
+        break;
+      case "list":
+        reply = await call(socketPath, "GET", `/requests${arg ? `?status=${encodeURIComponent(arg)}` : ""}`);
+        break;
+      case "show":
+        reply = await call(socketPath, "GET", `/requests/${encodeURIComponent(arg!)}`);
+        break;
+      case "approve":
+      case "deny":
+        reply = await call(socketPath, "POST", `/requests/${encodeURIComponent(arg!)}/${command}`);
+        break;
+      default:
+        out(USAGE);
+        return 2;
+    }
+  } catch (err) {
+    out(`oauth3: cannot reach the gateway at ${socketPath}: ${(err as Error).message}`);
+    return 3;
+  }
+  if (json) {
+    out(JSON.stringify(reply.body, null, 2));
+  } else if (reply.status >= 400) {
+    out(`oauth3: ${String(reply.body.error)} (${String(reply.body.code)})`);
+  } else if (command === "pending" || command === "list") {
+    const rows = reply.body.requests as Row[];
+    out(rows.length === 0 ? "no requests" : rows.map(summary).join("\n\n"));
+  } else if (command === "show") {
+    const r = reply.body;
+    out(summary(r));
+    if (r.description) out(`  description: ${JSON.stringify(r.description)}`);
+    if (r.result) out(`  result: ${JSON.stringify(r.result, null, 2)}`);
+    if (r.error) out(`  error: ${String(r.error)}`);
+    out(`----- code (${r.code_size} bytes, sha256 ${r.code_hash}) -----\n${String(r.code)}\n----- end of code -----`);
+  } else {
+    out(`${String(reply.body.outcome)}: ${arg}`);
+  }
+  return reply.status >= 400 ? 1 : 0;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  runCli(process.argv.slice(2), process.env, (s) => process.stdout.write(`${s}\n`)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`oauth3: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

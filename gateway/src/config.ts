@@ -1,0 +1,87 @@
+import { resolve } from "node:path";
+import { z } from "zod";
+import { LIMITS } from "@oauth3/shared";
+
+const int = (min: number, max: number, dflt: number) =>
+  z.coerce.number().int().min(min).max(max).default(dflt);
+
+/** Every variable the gateway reads. The launcher passes the gateway exactly these. */
+export const GATEWAY_ENV_KEYS = [
+  "PORT", "HOST", "DB_PATH", "RUNNER_SOCKET", "OPERATOR_SOCKET", "EXECUTOR_MODE",
+  "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
+  "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE", "LOG_LEVEL",
+] as const;
+
+const hostPortList = z
+  .string()
+  .default("")
+  .transform((s, ctx) => {
+    const items = s.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean);
+    for (const item of items) {
+      if (!/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/.test(item)) {
+        ctx.addIssue({ code: "custom", message: `"${item}" must be host:port` });
+      }
+    }
+    return items;
+  });
+
+const schema = z.object({
+  PORT: int(0, 65535, 3737),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DB_PATH: z.string().min(1).default("./data/gateway"),
+  RUNNER_SOCKET: z.string().min(1).default("./data/run/runner.sock"),
+  OPERATOR_SOCKET: z.string().min(1).default("./data/operator/operator.sock"),
+  EXECUTOR_MODE: z.string().default("direct"),
+  TELEGRAM_BOT_TOKEN: z.string().min(1).optional(),
+  TELEGRAM_CHAT_ID: z.string().regex(/^-?\d+$/, "must be a numeric chat id").optional(),
+  APPROVAL_TTL_SECONDS: int(10, 7 * 24 * 3600, 600),
+  MAX_TIMEOUT_SECONDS: int(1, LIMITS.hardMaxTimeoutSeconds, 300),
+  SKILL_FETCH_TIMEOUT_MS: int(100, 120_000, 10_000),
+  SKILL_FETCH_MAX_BYTES: int(1, LIMITS.maxCodeBytes, LIMITS.maxCodeBytes),
+  SKILL_FETCH_ALLOW_PRIVATE: hostPortList,
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+/** Variables that belong to the runner. The gateway must never be able to read skill secrets. */
+const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR"]);
+
+export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
+
+export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
+  const foreign = Object.keys(env).filter((k) => FOREIGN.has(k));
+  if (foreign.length > 0) {
+    throw new Error(
+      `gateway refuses to start: its environment contains ${foreign.join(", ")}. ` +
+        "Skill secrets belong to the vault-runner only; give the gateway its own environment.",
+    );
+  }
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new Error(`invalid gateway configuration: ${z.prettifyError(parsed.error)}`);
+  }
+  const c = parsed.data;
+  if (c.EXECUTOR_MODE !== "direct") {
+    throw new Error(
+      `EXECUTOR_MODE=${c.EXECUTOR_MODE} is not supported: only "direct" (skills run by the ` +
+        "vault-runner beside the gateway) exists in this version",
+    );
+  }
+  return {
+    port: c.PORT,
+    host: c.HOST,
+    dbPath: resolve(c.DB_PATH),
+    runnerSocket: resolve(c.RUNNER_SOCKET),
+    operatorSocket: resolve(c.OPERATOR_SOCKET),
+    telegram: c.TELEGRAM_BOT_TOKEN
+      ? { token: c.TELEGRAM_BOT_TOKEN, chatId: c.TELEGRAM_CHAT_ID }
+      : undefined,
+    approvalTtlMs: c.APPROVAL_TTL_SECONDS * 1000,
+    maxTimeoutSeconds: c.MAX_TIMEOUT_SECONDS,
+    fetch: {
+      timeoutMs: c.SKILL_FETCH_TIMEOUT_MS,
+      maxBytes: c.SKILL_FETCH_MAX_BYTES,
+      allowPrivate: new Set(c.SKILL_FETCH_ALLOW_PRIVATE),
+    },
+    logLevel: c.LOG_LEVEL,
+  };
+}

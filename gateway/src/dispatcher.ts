@@ -1,0 +1,161 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Termination, type RunSkillResponse } from "@oauth3/proto/runner/v1";
+import type { Logger } from "pino";
+import type { RunnerClient } from "./runner-client.js";
+import type { ExecRequest, RequestStore, RunResult } from "./store.js";
+
+export interface DispatcherDeps {
+  store: RequestStore;
+  runner: RunnerClient;
+  logger: Logger;
+  /** Called after a run reached a final state (for approval channels to show the outcome). */
+  onFinished?: (request: ExecRequest) => Promise<void>;
+  /** Waits between attempts when the runner is unreachable. */
+  retryDelaysMs?: number[];
+}
+
+const REASONS: Record<Termination, string> = {
+  [Termination.UNSPECIFIED]: "unknown",
+  [Termination.EXITED]: "exited",
+  [Termination.TIMEOUT]: "timeout",
+  [Termination.OUTPUT_LIMIT]: "output_limit",
+  [Termination.SIGNALED]: "signaled",
+  [Termination.SPAWN_FAILED]: "spawn_failed",
+  [Termination.MEMORY]: "memory",
+};
+
+/**
+ * Sends approved requests to the runner. `approved -> executing` is a compare-and-set, so a request
+ * is sent by one dispatcher call only; the runner's own ledger refuses any second delivery of the
+ * same id, so even a retry after a lost answer cannot run it twice.
+ */
+export class Dispatcher {
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly retryDelaysMs: number[];
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.retryDelaysMs = deps.retryDelaysMs ?? [250, 1000, 3000, 10_000];
+  }
+
+  dispatch(id: string): void {
+    const job = this.execute(id).catch((err: unknown) => {
+      this.deps.logger.error({ requestId: id, err: String(err) }, "dispatch failed");
+    });
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+  }
+
+  /** After a restart: runs that were in flight are `interrupted` (never re-run); approved ones go. */
+  async recover(): Promise<void> {
+    for (const r of this.deps.store.list((x) => x.status === "executing")) {
+      const done = await this.deps.store.transition(r.id, ["executing"], {
+        status: "interrupted",
+        completedAt: Date.now(),
+        error: "the gateway stopped while this run was in flight; it will not be run again",
+      });
+      if (done) await this.deps.onFinished?.(done);
+    }
+    for (const r of this.deps.store.list((x) => x.status === "approved")) this.dispatch(r.id);
+  }
+
+  /** Waits for in-flight runs, at most `ms`. Runs still going stay `executing` (then interrupted). */
+  async drain(ms: number): Promise<void> {
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => setTimeout(resolve, ms).unref()),
+    ]);
+  }
+
+  private async execute(id: string): Promise<void> {
+    const request = await this.deps.store.transition(id, ["approved"], {
+      status: "executing",
+      executedAt: Date.now(),
+    });
+    if (!request) return; // another call took it, or it is no longer approved
+    const code = this.deps.store.getCode(id);
+    const log = this.deps.logger.child({ requestId: id });
+    if (!code) return this.finish(request, { status: "failed", error: "stored code is missing" });
+
+    let response: RunSkillResponse;
+    try {
+      response = await this.callRunner(request, code, log);
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      if (ce.code === Code.AlreadyExists) {
+        return this.finish(request, {
+          status: "interrupted",
+          error: "the runner had already accepted this request; its outcome is unknown",
+        });
+      }
+      log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner refused or failed");
+      return this.finish(request, { status: "failed", error: `runner: ${ce.rawMessage}` });
+    }
+    const result = toResult(response);
+    log.info({ reason: result.reason, exitCode: result.exitCode, duration: result.duration }, "run finished");
+    await this.finish(request, { status: result.success ? "completed" : "failed", result });
+  }
+
+  private async callRunner(request: ExecRequest, code: Buffer, log: Logger): Promise<RunSkillResponse> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.deps.runner.runSkill(
+          {
+            requestId: request.id,
+            code,
+            codeSha256: request.codeSha256,
+            secretNames: request.secretNames,
+            network: request.network,
+            args: request.args,
+            timeoutSeconds: request.timeoutSeconds,
+            approval: {
+              decidedBy: request.decidedBy ?? "",
+              channel: request.decisionChannel ?? "",
+              decidedAtMs: BigInt(request.decidedAt ?? 0),
+            },
+          },
+          { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
+        );
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        const delay = this.retryDelaysMs[attempt];
+        // Unavailable: the runner is not reachable. Safe to retry: it runs an id at most once.
+        if (ce.code !== Code.Unavailable || delay === undefined) throw ce;
+        log.warn({ attempt, delay }, "runner unavailable, retrying");
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  private async finish(
+    request: ExecRequest,
+    patch: { status: "completed" | "failed" | "interrupted"; result?: RunResult; error?: string },
+  ): Promise<void> {
+    const done = await this.deps.store.transition(request.id, ["executing"], {
+      ...patch,
+      completedAt: Date.now(),
+    });
+    if (done) await this.deps.onFinished?.(done);
+  }
+}
+
+function toResult(r: RunSkillResponse): RunResult {
+  const reason = REASONS[r.termination] ?? "unknown";
+  return {
+    success: r.termination === Termination.EXITED && r.exitCode === 0,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    exitCode: r.exitCode,
+    duration: r.durationMs,
+    reason,
+    truncated: r.stdoutTruncated || r.stderrTruncated,
+    redacted: r.redacted,
+    policy: {
+      denoArgs: r.policy?.denoArgs ?? [],
+      envNames: r.policy?.envNames ?? [],
+      allowedHosts: r.policy?.allowedHosts ?? [],
+      timeoutSeconds: r.policy?.timeoutSeconds ?? 0,
+      denoVersion: r.policy?.denoVersion ?? "",
+      isolation: r.policy?.isolation ?? "",
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import {
+  LIMITS,
+  parseSkillHeader,
+  PolicyError,
+  resolveRunSpec,
+  sha256Hex,
+} from "@oauth3/shared";
+import { ApiError } from "./errors.js";
+import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
+import type { ExecRequest } from "./store.js";
+
+/** The upstream body, plus optional `network` and `timeout_seconds`. Unknown fields are ignored. */
+export const ExecuteBody = z.object({
+  skill_id: z
+    .string()
+    .min(1)
+    .max(LIMITS.maxSkillIdLength)
+    .regex(/^[^\p{Cc}\p{Cf}]+$/u, "must not contain control or invisible formatting characters"),
+  skill_url: z.string().min(1),
+  secrets: z.array(z.string()).max(LIMITS.maxSecrets).default([]),
+  network: z.array(z.string()).max(LIMITS.maxHosts).optional(),
+  args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  timeout_seconds: z.number().int().positive().optional(),
+});
+export type ExecuteBody = z.infer<typeof ExecuteBody>;
+
+export interface IntakeDeps {
+  fetch: SkillFetchOptions;
+  maxTimeoutSeconds: number;
+  approvalTtlMs: number;
+  /** Secret names the runner holds. */
+  secretNames: () => Promise<ReadonlySet<string>>;
+  now?: () => number;
+}
+
+/**
+ * Turns an agent's body into a stored-ready request: fetch the code once, hash the exact bytes,
+ * apply the same rules the runner will apply, and refuse unknown secrets before a human is asked.
+ */
+export async function prepareRequest(
+  body: ExecuteBody,
+  deps: IntakeDeps,
+): Promise<{ request: ExecRequest; code: Buffer }> {
+  const { bytes, source } = await fetchSkill(body.skill_url, deps.fetch);
+  if (bytes.length === 0) throw new ApiError(400, "invalid_skill_code", "skill code is empty");
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError(400, "invalid_skill_code", "skill code must be UTF-8 text");
+  }
+  const header = parseSkillHeader(text);
+  let spec;
+  try {
+    spec = resolveRunSpec(
+      {
+        secrets: body.secrets,
+        network: body.network,
+        args: Object.entries(body.args).map(([name, value]) => ({ name, value: String(value) })),
+        timeoutSeconds: body.timeout_seconds,
+      },
+      header,
+      deps.maxTimeoutSeconds,
+    );
+  } catch (err) {
+    if (err instanceof PolicyError) throw new ApiError(400, err.code, err.message);
+    throw err;
+  }
+  const held = await deps.secretNames();
+  const unknown = spec.secretNames.filter((n) => !held.has(n));
+  if (unknown.length > 0) {
+    throw new ApiError(
+      400,
+      "unknown_secret",
+      `the vault-runner holds no secret named ${unknown.join(", ")}`,
+    );
+  }
+  const now = (deps.now ?? Date.now)();
+  return {
+    code: bytes,
+    request: {
+      id: `exec_${randomBytes(8).toString("hex")}`,
+      status: "pending",
+      skillId: body.skill_id,
+      ...(header.name !== undefined && { skillName: header.name.slice(0, LIMITS.maxSkillIdLength) }),
+      ...(header.description !== undefined && {
+        description: header.description.slice(0, LIMITS.maxDescriptionLength),
+      }),
+      source,
+      codeSha256: sha256Hex(bytes),
+      codeSize: bytes.length,
+      secretNames: spec.secretNames,
+      network: spec.network,
+      args: spec.args,
+      timeoutSeconds: spec.timeoutSeconds,
+      createdAt: now,
+      expiresAt: now + deps.approvalTtlMs,
+    },
+  };
+}
+
+/** The status document: upstream's fields and names, plus what upstream lacked. */
+export function statusView(r: ExecRequest) {
+  return {
+    request_id: r.id,
+    status: r.status,
+    skill_id: r.skillId,
+    code_hash: r.codeSha256,
+    code_size: r.codeSize,
+    secrets: r.secretNames,
+    network: r.network,
+    timeout_seconds: r.timeoutSeconds,
+    created_at: r.createdAt,
+    expires_at: r.expiresAt,
+    ...(r.status === "approved" || r.executedAt !== undefined ? { approved_at: r.decidedAt } : {}),
+    ...(r.decidedAt !== undefined && { decided_at: r.decidedAt, decided_by: r.decidedBy }),
+    ...(r.executedAt !== undefined && { executed_at: r.executedAt }),
+    ...(r.completedAt !== undefined && { completed_at: r.completedAt }),
+    ...(r.result !== undefined && {
+      result: {
+        success: r.result.success,
+        stdout: r.result.stdout,
+        stderr: r.result.stderr,
+        exitCode: r.result.exitCode,
+        duration: r.result.duration,
+        reason: r.result.reason,
+        truncated: r.result.truncated,
+        redacted: r.result.redacted,
+      },
+    }),
+    ...(r.error !== undefined && { error: r.error }),
+  };
+}

@@ -1,0 +1,121 @@
+import type { Server } from "node:http";
+import { createAdaptorServer } from "@hono/node-server";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { pino } from "pino";
+import { createAgentApp } from "./app.js";
+import { ApprovalService, LocalOperatorChannel } from "./approvals.js";
+import { loadGatewayConfig } from "./config.js";
+import { Dispatcher } from "./dispatcher.js";
+import { ApiError } from "./errors.js";
+import { createOperatorApp, startOperatorServer } from "./operator.js";
+import { createRunnerClient } from "./runner-client.js";
+import { RequestStore } from "./store.js";
+
+/** Composition root: the only place that reads process.env. */
+async function main(): Promise<void> {
+  const config = loadGatewayConfig(process.env);
+  const logger = pino({
+    name: "gateway",
+    level: config.logLevel,
+    redact: { paths: ["token", "*.token", "telegram.token"], censor: "[redacted]" },
+  });
+  const store = RequestStore.open(config.dbPath);
+  const runner = createRunnerClient(config.runnerSocket);
+  const channels = [new LocalOperatorChannel(logger)];
+  const dispatcher: Dispatcher = new Dispatcher({
+    store,
+    runner,
+    logger,
+    onFinished: (request): Promise<void> => approvals.notify(request, "update"),
+  });
+  const approvals: ApprovalService = new ApprovalService({ store, dispatcher, channels, logger });
+  if (config.telegram) {
+    logger.warn(
+      "TELEGRAM_BOT_TOKEN is set, but this build has no Telegram approval channel yet: " +
+        "approve on the machine with `npm run oauth3 -- approve <id>`",
+    );
+  }
+
+  const secretNames = async (): Promise<ReadonlySet<string>> => {
+    try {
+      const names = new Set((await runner.listSecretNames({}, { timeoutMs: 5000 })).names);
+      // A gateway that can see a secret's name in its own environment was given the runner's env.
+      const leaked = Object.keys(process.env).filter((k) => names.has(k));
+      if (leaked.length > 0) {
+        logger.fatal({ names: leaked }, "the gateway's environment holds runner secrets: stopping");
+        void shutdown("split-violation", 2);
+        throw new ApiError(503, "misconfigured", "gateway misconfiguration; request refused");
+      }
+      return names;
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      const code = ConnectError.from(err).code;
+      throw new ApiError(503, "runner_unavailable", `the vault-runner is not reachable (${Code[code]})`);
+    }
+  };
+
+  const agentApp = createAgentApp({
+    store,
+    approvals,
+    logger,
+    telegramConfigured: config.telegram !== undefined,
+    intake: {
+      fetch: config.fetch,
+      maxTimeoutSeconds: config.maxTimeoutSeconds,
+      approvalTtlMs: config.approvalTtlMs,
+      secretNames,
+    },
+    runnerHealthy: async () => {
+      try {
+        await runner.getHealth({}, { timeoutMs: 2000 });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  });
+  const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
+  await new Promise<void>((resolve, reject) => {
+    agentServer.once("error", reject);
+    agentServer.listen(config.port, config.host, () => resolve());
+  });
+  const operatorServer = await startOperatorServer(
+    createOperatorApp({ store, approvals, logger }),
+    config.operatorSocket,
+  );
+  await dispatcher.recover();
+  await approvals.expireDue();
+  const sweeper = setInterval(() => void approvals.expireDue(), 5000);
+  const address = agentServer.address();
+  logger.info(
+    {
+      listen: typeof address === "object" && address ? `${address.address}:${address.port}` : address,
+      operatorSocket: config.operatorSocket,
+      runnerSocket: config.runnerSocket,
+      db: config.dbPath,
+      telegram: config.telegram !== undefined,
+    },
+    "gateway listening",
+  );
+
+  let stopping = false;
+  async function shutdown(signal: string, exitCode = 0): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "gateway stopping");
+    clearInterval(sweeper);
+    agentServer.close();
+    operatorServer.close();
+    agentServer.closeAllConnections();
+    await dispatcher.drain(5000);
+    await store.close();
+    process.exit(exitCode);
+  }
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`gateway: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

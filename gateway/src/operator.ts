@@ -1,0 +1,86 @@
+import { chmodSync } from "node:fs";
+import type { Server } from "node:http";
+import { createAdaptorServer } from "@hono/node-server";
+import { Hono } from "hono";
+import { prepareSocketPath } from "@oauth3/shared/unix-socket";
+import type { Logger } from "pino";
+import { errorResponse } from "./app.js";
+import type { ApprovalService } from "./approvals.js";
+import { ApiError } from "./errors.js";
+import { statusView } from "./intake.js";
+import type { ExecRequest, RequestStore } from "./store.js";
+
+export interface OperatorAppDeps {
+  store: RequestStore;
+  approvals: ApprovalService;
+  logger: Logger;
+}
+
+/**
+ * The operator API: list, inspect (with the exact code), approve, deny. Served only on a Unix socket
+ * in a 0700 directory (socket 0600): only the gateway's own user, on the machine, can decide. It is
+ * never mounted on the agent's TCP port. The operator console and metrics will grow here.
+ */
+export function createOperatorApp(deps: OperatorAppDeps): Hono {
+  const app = new Hono();
+  const find = (id: string): ExecRequest => {
+    const request = deps.store.get(id);
+    if (!request) throw new ApiError(404, "not_found", "Request not found");
+    return request;
+  };
+  const detail = (r: ExecRequest) => ({
+    ...statusView(r),
+    skill_name: r.skillName,
+    description: r.description,
+    source: r.source,
+    args: r.args,
+    decision_channel: r.decisionChannel,
+  });
+
+  app.get("/requests", (c) => {
+    const status = c.req.query("status");
+    const rows = deps.store.list((r) => !status || r.status === status);
+    rows.sort((a, b) => a.createdAt - b.createdAt);
+    return c.json({ requests: rows.map(detail) });
+  });
+  app.get("/requests/:id", (c) => {
+    const request = find(c.req.param("id"));
+    const code = deps.store.getCode(request.id);
+    return c.json({ ...detail(request), code: code?.toString("utf8") ?? null });
+  });
+  for (const [verb, approve] of [["approve", true], ["deny", false]] as const) {
+    app.post(`/requests/:id/${verb}`, async (c) => {
+      find(c.req.param("id"));
+      const result = await deps.approvals.decide(c.req.param("id"), {
+        approve,
+        channel: "operator",
+        decidedBy: "operator:local",
+      });
+      if (result.outcome === "approved" || result.outcome === "denied") {
+        return c.json({ outcome: result.outcome, request: detail(result.request) });
+      }
+      if (result.outcome === "not_found") throw new ApiError(404, "not_found", "Request not found");
+      throw new ApiError(
+        409,
+        result.outcome,
+        `request is ${result.request.status}; nothing was changed`,
+      );
+    });
+  }
+  app.notFound(() => {
+    throw new ApiError(404, "no_route", "no such route");
+  });
+  app.onError((err, c) => errorResponse(err, c, deps.logger));
+  return app;
+}
+
+export async function startOperatorServer(app: Hono, socketPath: string): Promise<Server> {
+  await prepareSocketPath(socketPath, 0o700);
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  return server;
+}

@@ -1,0 +1,137 @@
+import { open, type Database, type RootDatabase } from "lmdb";
+
+export type RequestStatus =
+  | "pending"
+  | "approved"
+  | "executing"
+  | "completed"
+  | "failed"
+  | "denied"
+  | "expired"
+  | "interrupted";
+
+export const FINAL_STATUSES: ReadonlySet<RequestStatus> = new Set([
+  "completed", "failed", "denied", "expired", "interrupted",
+]);
+
+export interface RunResult {
+  success: boolean;
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  /** Milliseconds. */
+  duration: number;
+  /** "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "memory" */
+  reason: string;
+  truncated: boolean;
+  redacted: boolean;
+  policy: {
+    denoArgs: string[];
+    envNames: string[];
+    allowedHosts: string[];
+    timeoutSeconds: number;
+    denoVersion: string;
+    isolation: string;
+  };
+}
+
+/** One agent request. Never holds a secret value: only names, hashes and redacted output. */
+export interface ExecRequest {
+  id: string;
+  status: RequestStatus;
+  skillId: string;
+  skillName?: string;
+  description?: string;
+  source: string;
+  codeSha256: string;
+  codeSize: number;
+  secretNames: string[];
+  network: string[];
+  args: Array<{ name: string; value: string }>;
+  timeoutSeconds: number;
+  createdAt: number;
+  expiresAt: number;
+  decidedAt?: number;
+  decidedBy?: string;
+  decisionChannel?: string;
+  executedAt?: number;
+  completedAt?: number;
+  result?: RunResult;
+  error?: string;
+}
+
+/**
+ * Request state in LMDB. Every write is awaited until it is on disk (lmdb-js commits before it
+ * flushes, so `flushed` is awaited too) before the caller acknowledges anything. State changes go
+ * through `transition`, an atomic compare-and-set: of two concurrent approvals, exactly one wins.
+ * LMDB serialises writers across processes too, so a second gateway on the same file cannot break it.
+ */
+export class RequestStore {
+  private constructor(
+    private readonly root: RootDatabase,
+    private readonly requests: Database<ExecRequest, string>,
+    private readonly code: Database<Buffer, string>,
+  ) {}
+
+  static open(path: string): RequestStore {
+    const root = open({ path, compression: false });
+    return new RequestStore(
+      root,
+      root.openDB<ExecRequest, string>({ name: "requests" }),
+      root.openDB<Buffer, string>({ name: "code", encoding: "binary" }),
+    );
+  }
+
+  async create(request: ExecRequest, code: Buffer): Promise<void> {
+    const created = await this.requests.transaction(() => {
+      if (this.requests.get(request.id) !== undefined) return false;
+      void this.code.put(request.id, code);
+      void this.requests.put(request.id, request);
+      return true;
+    });
+    if (!created) throw new Error(`request ${request.id} already exists`);
+    await this.root.flushed;
+  }
+
+  get(id: string): ExecRequest | undefined {
+    return this.requests.get(id);
+  }
+
+  getCode(id: string): Buffer | undefined {
+    return this.code.get(id);
+  }
+
+  /**
+   * Moves a request from one of `from` to a new state, atomically and durably. Returns the
+   * updated request, or undefined if it was not in an allowed state (someone else won, or it
+   * expired) or `guard` said no.
+   */
+  async transition(
+    id: string,
+    from: readonly RequestStatus[],
+    patch: Partial<ExecRequest> & { status: RequestStatus },
+    guard?: (current: ExecRequest) => boolean,
+  ): Promise<ExecRequest | undefined> {
+    const updated = await this.requests.transaction(() => {
+      const current = this.requests.get(id);
+      if (!current || !from.includes(current.status)) return undefined;
+      if (guard && !guard(current)) return undefined;
+      const next = { ...current, ...patch };
+      void this.requests.put(id, next);
+      return next;
+    });
+    if (updated) await this.root.flushed;
+    return updated;
+  }
+
+  /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */
+  list(filter: (r: ExecRequest) => boolean): ExecRequest[] {
+    const out: ExecRequest[] = [];
+    for (const { value } of this.requests.getRange()) if (filter(value)) out.push(value);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
