@@ -1,0 +1,95 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { RecordingExecutor } from "../../test/helpers/runner-fixture.ts";
+import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+import { tempDir } from "../../test/helpers/tmp.ts";
+
+async function submit(fx: ReturnType<typeof gatewayFixture>, code = "console.log(1)") {
+  const res = await fx.post({ skill_id: "s", skill_url: dataUrl(code) });
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { request_id: string }).request_id;
+}
+
+const decide = (approve: boolean) => ({ approve, channel: "test", decidedBy: "test:1" });
+
+test("many concurrent approvals: exactly one transition, exactly one run", async () => {
+  const fx = gatewayFixture();
+  const id = await submit(fx);
+  const outcomes = await Promise.all(Array.from({ length: 10 }, () => fx.approvals.decide(id, decide(true))));
+  assert.equal(outcomes.filter((o) => o.outcome === "approved").length, 1);
+  assert.equal(outcomes.filter((o) => o.outcome === "already_decided").length, 9);
+  const done = await eventually(() => (fx.store.get(id)?.status === "completed" ? fx.store.get(id) : undefined));
+  assert.equal(done.decidedBy, "test:1");
+  assert.equal(fx.executor.jobs.length, 1);
+  assert.equal(fx.executor.jobs[0]!.requestId, id);
+});
+
+test("approve after deny changes nothing and runs nothing", async () => {
+  const fx = gatewayFixture();
+  const id = await submit(fx);
+  assert.equal((await fx.approvals.decide(id, decide(false))).outcome, "denied");
+  assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "already_decided");
+  assert.equal(fx.store.get(id)!.status, "denied");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(fx.executor.jobs.length, 0);
+  assert.equal((await fx.approvals.decide("exec_0123456789abcdef", decide(true))).outcome, "not_found");
+});
+
+test("expiry fails closed: an expired request can never be approved", async () => {
+  let now = Date.now();
+  const fx = gatewayFixture({ now: () => now, ttlMs: 60_000 });
+  const id = await submit(fx);
+  const other = await submit(fx);
+  now += 60_001;
+  // Decided at the moment of expiry, before any sweep: still refused.
+  assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "expired");
+  assert.equal(fx.store.get(id)!.status, "expired");
+  assert.equal(await fx.approvals.expireDue(), 1);
+  assert.equal(fx.store.get(other)!.status, "expired");
+  assert.equal((await fx.approvals.decide(other, decide(true))).outcome, "expired");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(fx.executor.jobs.length, 0);
+  assert.ok(fx.channel.updates.some((r) => r.id === other && r.status === "expired"));
+});
+
+test("operator API: approve once, a second decision is a 409", async () => {
+  const fx = gatewayFixture();
+  const id = await submit(fx, "// @description says hi\nconsole.log('hi')");
+  const pending = (await (await fx.operator.request("/requests?status=pending")).json()) as { requests: Array<{ request_id: string }> };
+  assert.deepEqual(pending.requests.map((r) => r.request_id), [id]);
+  const shown = (await (await fx.operator.request(`/requests/${id}`)).json()) as { code: string; description: string };
+  assert.equal(shown.code, "// @description says hi\nconsole.log('hi')");
+  assert.equal(shown.description, "says hi");
+  const first = await fx.operator.request(`/requests/${id}/approve`, { method: "POST" });
+  assert.equal(first.status, 200);
+  const second = await fx.operator.request(`/requests/${id}/deny`, { method: "POST" });
+  assert.equal(second.status, 409);
+  await eventually(() => (fx.store.get(id)?.status === "completed" ? true : undefined));
+  assert.equal(fx.executor.jobs.length, 1);
+  // The agent API has no decision route.
+  const viaAgent = await fx.app.request(`/requests/${id}/approve`, { method: "POST" });
+  assert.equal(viaAgent.status, 404);
+});
+
+test("restart: pending stays approvable, in-flight becomes interrupted, never re-run", async () => {
+  const dbPath = join(tempDir(), "db");
+  const first = gatewayFixture({ dbPath, executor: new RecordingExecutor() });
+  const pendingId = await submit(first);
+  const inFlightId = await submit(first);
+  const approvedId = await submit(first);
+  // Simulate a crash mid-run and a crash between approval and dispatch, by writing the states.
+  await first.store.transition(inFlightId, ["pending"], { status: "executing", executedAt: Date.now() });
+  await first.store.transition(approvedId, ["pending"], { status: "approved", decidedAt: Date.now() });
+  await first.store.close();
+
+  const executor = new RecordingExecutor();
+  const second = gatewayFixture({ dbPath, executor });
+  await second.dispatcher.recover();
+  assert.equal(second.store.get(inFlightId)!.status, "interrupted");
+  await eventually(() => (second.store.get(approvedId)?.status === "completed" ? true : undefined));
+  assert.deepEqual(executor.jobs.map((j) => j.requestId), [approvedId]);
+  assert.equal((await second.approvals.decide(pendingId, decide(true))).outcome, "approved");
+  await eventually(() => (second.store.get(pendingId)?.status === "completed" ? true : undefined));
+  assert.deepEqual(executor.jobs.map((j) => j.requestId).sort(), [approvedId, pendingId].sort());
+});

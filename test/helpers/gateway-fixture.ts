@@ -1,0 +1,84 @@
+import { join } from "node:path";
+import { after } from "node:test";
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { VaultRunnerService } from "@oauth3/proto/runner/v1";
+import { pino } from "pino";
+import { createAgentApp } from "../../gateway/src/app.ts";
+import { ApprovalService, type ApprovalChannel } from "../../gateway/src/approvals.ts";
+import { Dispatcher } from "../../gateway/src/dispatcher.ts";
+import { createOperatorApp } from "../../gateway/src/operator.ts";
+import type { RunnerClient } from "../../gateway/src/runner-client.ts";
+import { RequestStore, type ExecRequest } from "../../gateway/src/store.ts";
+import { RecordingExecutor, routesFor, runnerDeps } from "./runner-fixture.ts";
+import { tempDir } from "./tmp.ts";
+
+export class RecordingChannel implements ApprovalChannel {
+  readonly name = "recording";
+  readonly announced: ExecRequest[] = [];
+  readonly updates: ExecRequest[] = [];
+  async announce(r: ExecRequest) { this.announced.push(r); }
+  async update(r: ExecRequest) { this.updates.push(r); }
+}
+
+export interface GatewayFixtureOptions {
+  allowPrivate?: string[];
+  now?: () => number;
+  ttlMs?: number;
+  dbPath?: string;
+  executor?: RecordingExecutor;
+}
+
+/** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
+export function gatewayFixture(options: GatewayFixtureOptions = {}) {
+  const dbPath = options.dbPath ?? join(tempDir("oauth3-gw-"), "db");
+  const store = RequestStore.open(dbPath);
+  after(() => store.close());
+  const executor = options.executor ?? new RecordingExecutor();
+  const runner: RunnerClient = createClient(
+    VaultRunnerService,
+    createRouterTransport(routesFor(runnerDeps(executor))),
+  );
+  const logger = pino({ level: "silent" });
+  const channel = new RecordingChannel();
+  const dispatcher: Dispatcher = new Dispatcher({
+    store, runner, logger, retryDelaysMs: [],
+    onFinished: (r): Promise<void> => approvals.notify(r, "update"),
+  });
+  const approvals: ApprovalService = new ApprovalService({
+    store, dispatcher, channels: [channel], logger, ...(options.now && { now: options.now }),
+  });
+  const app = createAgentApp({
+    store, approvals, logger, telegramConfigured: false,
+    runnerHealthy: async () => true,
+    intake: {
+      fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
+      maxTimeoutSeconds: 60,
+      approvalTtlMs: options.ttlMs ?? 600_000,
+      secretNames: async () => new Set((await runner.listSecretNames({})).names),
+      ...(options.now && { now: options.now }),
+    },
+  });
+  const operator = createOperatorApp({ store, approvals, logger });
+  const post = (body: unknown) =>
+    app.request("/execute", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  return { store, executor, runner, dispatcher, approvals, app, operator, channel, post, dbPath };
+}
+
+export function dataUrl(code: string): string {
+  return `data:text/typescript,${encodeURIComponent(code)}`;
+}
+
+/** Waits until `check` returns a value, at most `ms`. */
+export async function eventually<T>(check: () => T | undefined, ms = 10_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() - start > ms) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,82 @@
+import { createHash, randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after } from "node:test";
+import { pino } from "pino";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { resolveDenoBinary, denoVersion } from "../../vault-runner/src/deno-binary.ts";
+import { DenoExecutor, type ExecutionResult, type SkillExecutor, type SkillJob } from "../../vault-runner/src/executor.ts";
+import { RunLedger } from "../../vault-runner/src/ledger.ts";
+import { RunQueue } from "../../vault-runner/src/run-queue.ts";
+import { SecretStore } from "../../vault-runner/src/secrets.ts";
+import { registerRunnerService, type RunnerServiceDeps } from "../../vault-runner/src/service.ts";
+import { tempDir } from "./tmp.ts";
+
+export const TEST_SECRETS = {
+  FOO: "foo-secret-3f9a1c7e55",
+  BAR: "bar-secret-8d2b6e0a44",
+} as const;
+
+/** Records jobs instead of running them: proves which requests reached execution. */
+export class RecordingExecutor implements SkillExecutor {
+  readonly isolation = "recording";
+  readonly jobs: SkillJob[] = [];
+  constructor(private readonly delayMs = 0) {}
+  async run(job: SkillJob): Promise<ExecutionResult> {
+    this.jobs.push(job);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    return {
+      termination: "exited", exitCode: 0, signal: "", stdout: "ok\n", stderr: "",
+      stdoutTruncated: false, stderrTruncated: false, redacted: false, durationMs: 1,
+      denoArgs: [], envNames: [],
+    };
+  }
+}
+
+export function realDenoExecutor(dir: string, outputLimitBytes = 64 * 1024): DenoExecutor {
+  return new DenoExecutor({
+    denoPath: resolveDenoBinary(),
+    workDir: join(dir, "work"),
+    outputLimitBytes,
+    v8MaxOldSpaceMb: 128,
+  });
+}
+
+export function runnerDeps(executor: SkillExecutor, overrides: Partial<RunnerServiceDeps> = {}): RunnerServiceDeps {
+  const dir = tempDir("oauth3-runner-");
+  const ledger = RunLedger.open(join(dir, "ledger"));
+  after(() => ledger.close());
+  return {
+    secrets: new SecretStore(new Map(Object.entries(TEST_SECRETS))),
+    ledger,
+    executor,
+    queue: new RunQueue(4, 8),
+    logger: pino({ level: "silent" }),
+    denoVersion: denoVersion(resolveDenoBinary()),
+    runnerVersion: "test",
+    maxTimeoutSeconds: 60,
+    outputLimitBytes: 64 * 1024,
+    ...overrides,
+  };
+}
+
+export function routesFor(deps: RunnerServiceDeps) {
+  return (router: ConnectRouter) => registerRunnerService(router, deps);
+}
+
+export function newRequestId(): string {
+  return `exec_${randomBytes(8).toString("hex")}`;
+}
+
+export function skillRequest(source: string, fields: Record<string, unknown> = {}) {
+  const code = Buffer.from(source);
+  return {
+    requestId: newRequestId(),
+    code,
+    codeSha256: createHash("sha256").update(code).digest("hex"),
+    secretNames: [] as string[],
+    network: [] as string[],
+    args: [] as Array<{ name: string; value: string }>,
+    timeoutSeconds: 10,
+    ...fields,
+  };
+}

@@ -1,0 +1,81 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { resolveRunSpec, sha256Hex } from "@oauth3/shared";
+import { realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
+import { tempDir } from "../../test/helpers/tmp.ts";
+
+const dir = tempDir("oauth3-exec-");
+const executor = realDenoExecutor(dir, 64 * 1024);
+
+function run(source: string, spec: { secrets?: string[]; timeout?: number; args?: Array<{ name: string; value: string }> } = {}) {
+  const code = Buffer.from(source);
+  const runSpec = resolveRunSpec(
+    { secrets: spec.secrets ?? [], args: spec.args ?? [], timeoutSeconds: spec.timeout ?? 10 },
+    {},
+    60,
+  );
+  const secrets = new Map(runSpec.secretNames.map((n) => [n, TEST_SECRETS[n as keyof typeof TEST_SECRETS]]));
+  return executor.run({ requestId: `exec_${"0".repeat(15)}${Math.floor(Math.random() * 10)}`, code, codeSha256: sha256Hex(code), spec: runSpec, secrets });
+}
+
+test("a skill granted FOO reads exactly FOO; BAR and the whole env stay closed", async () => {
+  const r = await run(
+    `console.log("FOO=" + Deno.env.get("FOO"));
+     for (const probe of [() => Deno.env.get("BAR"), () => Deno.env.toObject(), () => Deno.readTextFileSync("/proc/self/environ")]) {
+       try { console.log("LEAK", JSON.stringify(probe())); } catch (e) { console.log("denied", e.name); }
+     }`,
+    { secrets: ["FOO"] },
+  );
+  assert.equal(r.termination, "exited");
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /^FOO=\[REDACTED:FOO\]$/m, "the skill saw FOO's exact value (and it was redacted)");
+  assert.equal((r.stdout.match(/denied NotCapable/g) ?? []).length, 3, r.stdout);
+  assert.ok(!r.stdout.includes("LEAK"));
+  const all = JSON.stringify(r);
+  assert.ok(!all.includes(TEST_SECRETS.FOO) && !all.includes(TEST_SECRETS.BAR));
+  assert.deepEqual(r.envNames, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "FOO", "HOME", "LANG", "NO_COLOR", "PATH", "TZ"]);
+  assert.ok(r.denoArgs.includes("--allow-env=FOO"));
+  assert.ok(!r.denoArgs.some((a) => a === "--allow-env" || a === "--allow-net" || a === "-A" || a.startsWith("--allow-read")));
+});
+
+test("args arrive as env variables; the cwd is empty and reads are denied", async () => {
+  const r = await run(
+    `console.log(Deno.env.get("prompt"));
+     try { Deno.readDirSync("."); console.log("LISTED"); } catch (e) { console.log("cwd", e.name); }
+     try { await import("https://esm.sh/leftpad"); console.log("REMOTE"); } catch (e) { console.log("remote", e.name); }`,
+    { args: [{ name: "prompt", value: "hello world" }] },
+  );
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split("\n"), ["hello world", "cwd NotCapable", "remote TypeError"]);
+});
+
+test("a skill that ignores SIGTERM is SIGKILLed with its group at the timeout; output kept", async () => {
+  const started = Date.now();
+  const r = await run(
+    `Deno.addSignalListener("SIGTERM", () => console.log("ignoring SIGTERM"));
+     console.log("started");
+     new Worker("data:text/javascript,while(true){}", { type: "module" });
+     while (true) {}`,
+    { timeout: 2 },
+  );
+  const elapsed = Date.now() - started;
+  assert.equal(r.termination, "timeout");
+  assert.equal(r.exitCode, -1);
+  assert.equal(r.signal, "SIGKILL");
+  assert.match(r.stdout, /started/);
+  assert.ok(elapsed >= 1900 && elapsed < 8000, `killed after ${elapsed} ms`);
+});
+
+test("an output flood is cut at the cap and the process killed", async () => {
+  const r = await run(`const line = "x".repeat(1023) + "\\n"; while (true) console.log(line);`, { timeout: 20 });
+  assert.equal(r.termination, "output_limit");
+  assert.ok(r.stdoutTruncated);
+  assert.ok(Buffer.byteLength(r.stdout) <= 64 * 1024);
+});
+
+test("each run's directory is removed afterwards", async () => {
+  await run("console.log(1)");
+  assert.deepEqual(readdirSync(join(dir, "work")), []);
+});

@@ -1,0 +1,100 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { VaultRunnerService } from "@oauth3/proto/runner/v1";
+import { RunQueue } from "../src/run-queue.ts";
+import { RecordingExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
+
+function setup(executor = new RecordingExecutor(), queue?: RunQueue) {
+  const deps = runnerDeps(executor, queue ? { queue } : {});
+  const client = createClient(VaultRunnerService, createRouterTransport(routesFor(deps)));
+  return { client, executor, deps };
+}
+
+async function refusedWith(promise: Promise<unknown>, code: Code, pattern?: RegExp) {
+  await assert.rejects(promise, (err: unknown) => {
+    const ce = ConnectError.from(err);
+    assert.equal(ce.code, code, `${Code[ce.code]}: ${ce.rawMessage}`);
+    if (pattern) assert.match(ce.rawMessage, pattern);
+    return true;
+  });
+}
+
+test("a well-formed request runs once; the same id again is refused", async () => {
+  const { client, executor } = setup();
+  const req = skillRequest("// @secrets FOO\nconsole.log(1)", { secretNames: ["FOO"] });
+  const res = await client.runSkill(req);
+  assert.equal(res.stdout, "ok\n");
+  assert.equal(executor.jobs.length, 1);
+  assert.deepEqual([...executor.jobs[0]!.secrets.keys()], ["FOO"]);
+  await refusedWith(client.runSkill(req), Code.AlreadyExists);
+  assert.equal(executor.jobs.length, 1, "a replay must not run");
+});
+
+test("a tampered hash is refused and nothing runs", async () => {
+  const { client, executor } = setup();
+  const req = skillRequest("console.log('approved')");
+  await refusedWith(
+    client.runSkill({ ...req, code: Buffer.from("console.log('swapped')") }),
+    Code.InvalidArgument,
+    /hash mismatch/,
+  );
+  assert.equal(executor.jobs.length, 0);
+  // The refused id was not burned: the genuine request can still run.
+  await client.runSkill(req);
+  assert.equal(executor.jobs.length, 1);
+});
+
+test("the runner re-validates every name, host and limit itself", async () => {
+  const { client, executor } = setup();
+  const cases: Array<[Record<string, unknown>, Code, RegExp]> = [
+    [{ secretNames: ["NOPE"] }, Code.FailedPrecondition, /unknown secret names: NOPE/],
+    [{ secretNames: ["HTTP_PROXY"] }, Code.InvalidArgument, /reserved_name/],
+    [{ secretNames: ["lower"] }, Code.InvalidArgument, /invalid_secret_name/],
+    [{ network: ["127.0.0.1:443"] }, Code.InvalidArgument, /invalid_host/],
+    [{ network: ["*"] }, Code.InvalidArgument, /invalid_host/],
+    [{ network: ["a.com,b.com"] }, Code.InvalidArgument, /invalid_host/],
+    [{ args: [{ name: "FOO", value: "x" }], secretNames: ["FOO"] }, Code.InvalidArgument, /arg_shadows_name/],
+    [{ args: [{ name: "DENO_DIR", value: "/tmp" }] }, Code.InvalidArgument, /reserved_name/],
+    [{ timeoutSeconds: 0 }, Code.InvalidArgument, /invalid_timeout/],
+    [{ timeoutSeconds: 61 }, Code.InvalidArgument, /invalid_timeout/],
+    [{ requestId: "../../etc" }, Code.InvalidArgument, /request_id/],
+    [{ codeSha256: "ABC" }, Code.InvalidArgument, /code_sha256/],
+  ];
+  for (const [fields, code, pattern] of cases) {
+    await refusedWith(client.runSkill(skillRequest("console.log(1)", fields)), code, pattern);
+  }
+  // The header says FOO; a gateway asking for BAR is refused (shown != injected is impossible).
+  await refusedWith(
+    client.runSkill(skillRequest("// @secrets FOO\nx", { secretNames: ["BAR"] })),
+    Code.FailedPrecondition,
+    /header_mismatch/,
+  );
+  await refusedWith(
+    client.runSkill(skillRequest("\xff", { code: Buffer.from([0xff, 0xfe]), codeSha256: "a".repeat(64) })),
+    Code.InvalidArgument,
+  );
+  assert.equal(executor.jobs.length, 0, "no refused request may reach execution");
+});
+
+test("a full queue refuses at admission, without burning the id", async () => {
+  const { client, executor } = setup(new RecordingExecutor(300), new RunQueue(1, 1));
+  const first = client.runSkill(skillRequest("console.log(1)"));
+  const second = client.runSkill(skillRequest("console.log(2)"));
+  await new Promise((r) => setTimeout(r, 50));
+  const third = skillRequest("console.log(3)");
+  await refusedWith(client.runSkill(third), Code.ResourceExhausted);
+  await Promise.all([first, second]);
+  await client.runSkill(third);
+  assert.equal(executor.jobs.length, 3);
+});
+
+test("names only: ListSecretNames and GetHealth carry no value, length or digest", async () => {
+  const { client } = setup();
+  const names = await client.listSecretNames({});
+  assert.deepEqual(names.names, ["BAR", "FOO"]);
+  const health = await client.getHealth({});
+  const wire = JSON.stringify({ names, health }, (_k, v) => (typeof v === "bigint" ? String(v) : v));
+  assert.ok(!wire.includes("foo-secret") && !wire.includes("bar-secret"));
+  assert.equal(health.secretCount, 2);
+});
