@@ -12,6 +12,8 @@ import { GATEWAY_ENV_KEYS } from "../gateway/src/config.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const BASE_KEYS = ["PATH", "TZ", "LANG"];
+// Absolute, so the processes start from any working directory (data paths are relative to it).
+const TSX = import.meta.resolve("tsx");
 
 function pick(keys: readonly string[]): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -20,7 +22,7 @@ function pick(keys: readonly string[]): NodeJS.ProcessEnv {
 }
 
 function launch(name: string, entry: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: process.cwd(), env, stdio: "inherit" });
+  const child = spawn(process.execPath, ["--import", TSX, entry], { cwd: process.cwd(), env, stdio: "inherit" });
   child.on("exit", (code, signal) => stopAll(name, code ?? (signal ? 1 : 0)));
   return child;
 }

@@ -1,0 +1,125 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export interface StackOptions {
+  dir: string;
+  port: number;
+  env?: Record<string, string>;
+}
+
+/**
+ * The whole product as a user runs it: `scripts/start.ts` (what `npm start` runs) launching the real
+ * vault-runner and gateway processes, with everything under `dir`. Output goes to `dir/stack.log`.
+ */
+export class Stack {
+  private child?: ChildProcess;
+  readonly logPath: string;
+  readonly baseUrl: string;
+
+  constructor(readonly options: StackOptions) {
+    this.logPath = join(options.dir, "stack.log");
+    this.baseUrl = `http://127.0.0.1:${options.port}`;
+  }
+
+  get env(): Record<string, string> {
+    const d = this.options.dir;
+    return {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      PORT: String(this.options.port),
+      DB_PATH: join(d, "gateway-db"),
+      RUNNER_SOCKET: join(d, "run", "runner.sock"),
+      OPERATOR_SOCKET: join(d, "operator", "operator.sock"),
+      RUNNER_STATE_DIR: join(d, "runner-state"),
+      LOG_LEVEL: "debug",
+      ...this.options.env,
+    };
+  }
+
+  async start(): Promise<void> {
+    writeFileSync(this.logPath, "", { flag: "a" });
+    const { openSync } = await import("node:fs");
+    const fd = openSync(this.logPath, "a");
+    this.child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "scripts/start.ts")], {
+      cwd: this.options.dir,
+      env: this.env,
+      stdio: ["ignore", fd, fd],
+    });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (this.child.exitCode !== null) throw new Error(`stack exited early:\n${this.log()}`);
+      try {
+        const res = await fetch(`${this.baseUrl}/health`);
+        if (res.status === 200) return;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) throw new Error(`stack did not become healthy:\n${this.log()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    child.kill(signal);
+    const [code] = (await once(child, "exit")) as [number | null];
+    return code;
+  }
+
+  /** Pids of the launcher's children (runner first, gateway second), from /proc. */
+  childPids(): number[] {
+    const pid = this.child!.pid!;
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+  }
+
+  log(): string {
+    return readFileSync(this.logPath, "utf8");
+  }
+
+  async post(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${this.baseUrl}/execute`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  }
+
+  async status(id: string): Promise<Record<string, unknown>> {
+    return (await (await fetch(`${this.baseUrl}/execute/${id}/status`)).json()) as Record<string, unknown>;
+  }
+
+  /** The operator CLI as a separate process, exactly as `npm run oauth3 -- ...` runs it. */
+  cli(...args: string[]): { code: number; out: string } {
+    const r = spawnSync(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
+      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.env.OPERATOR_SOCKET },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
+  }
+
+  async waitFinal(id: string, ms = 30_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const s = await this.status(id);
+      if (!["pending", "approved", "executing"].includes(String(s.status))) return s;
+      if (Date.now() > deadline) throw new Error(`request ${id} still ${s.status}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
