@@ -108,7 +108,7 @@ try { console.log(JSON.stringify(Deno.env.toObject())); } catch (e) { console.lo
 
   test("a compromised gateway cannot run tampered bytes or replay a run", async () => {
     // Talk to the runner directly over its socket, as a gateway under an attacker's control would.
-    const runner = createRunnerClient(stack.env.RUNNER_SOCKET);
+    const runner = createRunnerClient(stack.runnerSocket);
     const { json } = await stack.post({ skill_id: "x", skill_url: data("console.log('once')") });
     const id = String(json.request_id);
     stack.cli("approve", id);
@@ -179,7 +179,7 @@ while (true) {}`),
     assert.ok(gatewayEnv.some((e) => e.startsWith("TELEGRAM_BOT_TOKEN=")), "gateway does hold the token");
     assert.ok(!gatewayEnv.some((e) => e.startsWith("SECRETS_") || e.includes(FOO) || e.includes(BAR)));
     // The operator socket is the gateway's alone.
-    assert.equal(statSync(stack.env.OPERATOR_SOCKET).mode & 0o777, 0o600);
+    assert.equal(statSync(stack.operatorSocket).mode & 0o777, 0o600);
   });
 
   test("restart: a pending request survives and is approvable", async () => {

@@ -35,14 +35,22 @@ export class Stack {
     this.baseUrl = `http://127.0.0.1:${options.port}`;
   }
 
+  get runnerSocket(): string {
+    return join(this.options.dir, "run", "runner.sock");
+  }
+
+  get operatorSocket(): string {
+    return join(this.options.dir, "operator", "operator.sock");
+  }
+
   get env(): Record<string, string> {
     const d = this.options.dir;
     return {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       PORT: String(this.options.port),
       DB_PATH: join(d, "gateway-db"),
-      RUNNER_SOCKET: join(d, "run", "runner.sock"),
-      OPERATOR_SOCKET: join(d, "operator", "operator.sock"),
+      RUNNER_SOCKET: this.runnerSocket,
+      OPERATOR_SOCKET: this.operatorSocket,
       RUNNER_STATE_DIR: join(d, "runner-state"),
       LOG_LEVEL: "debug",
       ...this.options.env,
@@ -106,7 +114,7 @@ export class Stack {
   /** The operator CLI as a separate process, exactly as `npm run oauth3 -- ...` runs it. */
   cli(...args: string[]): { code: number; out: string } {
     const r = spawnSync(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
-      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.env.OPERATOR_SOCKET },
+      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket },
       encoding: "utf8",
       timeout: 30_000,
     });
