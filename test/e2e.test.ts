@@ -42,6 +42,7 @@ before(async () => {
       TELEGRAM_BOT_TOKEN: TOKEN,
       SECRETS_FILE: join(dir, "secrets.env"),
       SKILL_FETCH_ALLOW_PRIVATE: `127.0.0.1:${skillPort}`,
+      RUNNER_SKILL_UID_BASE: "63000",
     },
   });
   await stack.start();

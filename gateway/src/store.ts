@@ -1,3 +1,4 @@
+import { chmodSync, mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 
 export type RequestStatus =
@@ -74,6 +75,9 @@ export class RequestStore {
   ) {}
 
   static open(path: string): RequestStore {
+    // Only the gateway's user may read requests, code and results (LMDB creates its files 0644).
+    mkdirSync(path, { recursive: true, mode: 0o700 });
+    chmodSync(path, 0o700);
     const root = open({ path, compression: false });
     return new RequestStore(
       root,

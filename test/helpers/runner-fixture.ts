@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
+import { chmodSync } from "node:fs";
 import { join } from "node:path";
+import { chooseIsolation } from "../../vault-runner/src/isolation.ts";
 import { after } from "node:test";
 import { pino } from "pino";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -32,10 +34,22 @@ export class RecordingExecutor implements SkillExecutor {
   }
 }
 
-export function realDenoExecutor(dir: string, outputLimitBytes = 64 * 1024): DenoExecutor {
+export const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * The production executor with the production isolation choice ("auto": per-run uids when root, as
+ * in CI). Each test file passes its own uid base so files running in parallel never share uids.
+ */
+export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes = 64 * 1024): DenoExecutor {
+  chmodSync(dir, 0o711);
+  const denoPath = resolveDenoBinary();
+  const isolation = chooseIsolation({
+    requested: "auto", denoPath, uidBase, poolSize: 8, workDir: join(dir, "work"),
+  });
   return new DenoExecutor({
-    denoPath: resolveDenoBinary(),
-    workDir: join(dir, "work"),
+    denoPath,
+    workDir: isolation.workDir,
+    uidPool: isolation.uidPool,
     outputLimitBytes,
     v8MaxOldSpaceMb: 128,
   });

@@ -10,7 +10,8 @@ const int = (min: number, max: number, dflt: number) =>
 export const RUNNER_ENV_KEYS = [
   "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
-  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "LOG_LEVEL",
+  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_ISOLATION",
+  "RUNNER_SKILL_UID_BASE", "LOG_LEVEL",
 ] as const;
 
 const schema = z.object({
@@ -25,6 +26,8 @@ const schema = z.object({
   RUNNER_MAX_QUEUE: int(0, 10_000, 64),
   RUNNER_OUTPUT_LIMIT_BYTES: int(1024, 16 * 1024 * 1024, 1024 * 1024),
   RUNNER_V8_MAX_OLD_SPACE_MB: int(16, 4096, 128),
+  RUNNER_ISOLATION: z.enum(["auto", "uid", "shared-uid"]).default("auto"),
+  RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -54,7 +57,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
   return {
     socketPath: resolve(c.RUNNER_SOCKET),
     stateDir,
-    workDir: resolve(c.RUNNER_WORK_DIR ?? `${stateDir}/work`),
+    workDir: c.RUNNER_WORK_DIR ? resolve(c.RUNNER_WORK_DIR) : undefined,
     secretsFile: c.SECRETS_FILE
       ? resolve(c.SECRETS_FILE)
       : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
@@ -65,6 +68,8 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
     maxQueue: c.RUNNER_MAX_QUEUE,
     outputLimitBytes: c.RUNNER_OUTPUT_LIMIT_BYTES,
     v8MaxOldSpaceMb: c.RUNNER_V8_MAX_OLD_SPACE_MB,
+    isolation: c.RUNNER_ISOLATION,
+    skillUidBase: c.RUNNER_SKILL_UID_BASE,
     logLevel: c.LOG_LEVEL,
   };
 }

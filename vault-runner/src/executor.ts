@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
 import { buildInvocation } from "./deno-invocation.js";
 import { createRedactor } from "./redact.js";
+import type { UidPool } from "./uid-pool.js";
 
 export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed";
 
@@ -42,19 +43,24 @@ export interface DenoExecutorOptions {
   workDir: string;
   outputLimitBytes: number;
   v8MaxOldSpaceMb: number;
+  /** Per-run uids. Without a pool every skill runs under the runner's own uid ("shared-uid"). */
+  uidPool?: UidPool | undefined;
 }
 
 export class DenoExecutor implements SkillExecutor {
-  readonly isolation = "shared-uid";
+  readonly isolation: string;
 
-  constructor(private readonly options: DenoExecutorOptions) {}
+  constructor(private readonly options: DenoExecutorOptions) {
+    this.isolation = options.uidPool ? "per-run-uid" : "shared-uid";
+  }
 
   async run(job: SkillJob): Promise<ExecutionResult> {
     const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
+    const uid = this.options.uidPool?.acquire();
     try {
-      const paths = await this.prepare(runDir, job);
+      const paths = await this.prepare(runDir, job, uid);
       const invocation = buildInvocation(job.spec, job.secrets, paths, this.options);
-      const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job);
+      const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid);
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
       const err = redactor.redact(raw.stderr, raw.stderrTruncated);
@@ -67,13 +73,15 @@ export class DenoExecutor implements SkillExecutor {
         envNames: Object.keys(invocation.env).sort(),
       };
     } finally {
+      if (uid !== undefined) this.options.uidPool!.release(uid);
       await rm(runDir, { recursive: true, force: true });
     }
   }
 
-  /** A fresh directory per run: the approved bytes (re-hashed after writing), an empty cwd/HOME, a
-   *  private DENO_DIR so that localStorage/caches cannot carry data from one run to another. */
-  private async prepare(runDir: string, job: SkillJob) {
+  /** A fresh directory per run: the approved bytes (re-hashed after writing; readable, not
+   *  writable, by the skill), an empty cwd/HOME the skill cannot write, and a private DENO_DIR (the
+   *  only thing the skill's uid owns) so that localStorage/caches cannot outlive the run. */
+  private async prepare(runDir: string, job: SkillJob, uid: number | undefined) {
     await mkdir(this.options.workDir, { recursive: true, mode: 0o711 });
     await mkdir(runDir, { mode: 0o755 });
     await chmod(runDir, 0o755);
@@ -82,7 +90,8 @@ export class DenoExecutor implements SkillExecutor {
     const denoDir = join(runDir, "deno-dir");
     await writeFile(skillFile, job.code, { flag: "wx", mode: 0o644 });
     await mkdir(homeDir, { mode: 0o755 });
-    await mkdir(denoDir, { mode: 0o755 });
+    await mkdir(denoDir, { mode: 0o700 });
+    if (uid !== undefined) await chown(denoDir, uid, uid);
     const written = sha256Hex(await readFile(skillFile));
     if (written !== job.codeSha256) throw new Error("skill file hash changed after writing");
     return { skillFile, homeDir, denoDir };
@@ -93,6 +102,7 @@ export class DenoExecutor implements SkillExecutor {
     env: Record<string, string>,
     cwd: string,
     job: SkillJob,
+    uid: number | undefined,
   ): Promise<Omit<ExecutionResult, "redacted" | "denoArgs" | "envNames">> {
     const limit = this.options.outputLimitBytes;
     const started = performance.now();
@@ -101,6 +111,7 @@ export class DenoExecutor implements SkillExecutor {
         cwd,
         env,
         detached: true, // own process group, so the whole group can be killed at once
+        ...(uid !== undefined && { uid, gid: uid }),
         stdio: ["ignore", "pipe", "pipe"],
       });
       let killedFor: Termination | undefined;

@@ -1,7 +1,9 @@
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { pino } from "pino";
 import { loadRunnerConfig } from "./config.js";
 import { denoVersion, resolveDenoBinary } from "./deno-binary.js";
 import { DenoExecutor } from "./executor.js";
+import { chooseIsolation } from "./isolation.js";
 import { RunLedger } from "./ledger.js";
 import { RunQueue } from "./run-queue.js";
 import { loadSecrets } from "./secrets.js";
@@ -14,15 +16,26 @@ const RUNNER_VERSION = "0.1.0";
 async function main(): Promise<void> {
   const config = loadRunnerConfig(process.env);
   const logger = pino({ name: "vault-runner", level: config.logLevel });
-  const { store: secrets, warnings } = loadSecrets(config);
-  for (const warning of warnings) logger.warn(warning);
   const denoPath = resolveDenoBinary(config.denoPath);
   const version = denoVersion(denoPath);
+  const isolation = chooseIsolation({
+    requested: config.isolation,
+    denoPath,
+    uidBase: config.skillUidBase,
+    poolSize: config.maxConcurrent + 8,
+    workDir: config.workDir,
+  });
+  if (isolation.warning) logger.warn(isolation.warning);
+  const { store: secrets, warnings } = loadSecrets({ ...config, refuseShared: isolation.mode === "uid" });
+  for (const warning of warnings) logger.warn(warning);
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.stateDir, 0o700);
   const ledger = RunLedger.open(`${config.stateDir}/ledger`);
   const queue = new RunQueue(config.maxConcurrent, config.maxQueue);
   const executor = new DenoExecutor({
     denoPath,
-    workDir: config.workDir,
+    workDir: isolation.workDir,
+    uidPool: isolation.uidPool,
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
   });
@@ -60,6 +73,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, "vault-runner stopping");
     await server.close();
     await ledger.close();
+    if (!config.workDir) rmSync(isolation.workDir, { recursive: true, force: true });
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));

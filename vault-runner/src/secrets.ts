@@ -41,6 +41,8 @@ export class SecretStore {
 export interface SecretSources {
   secretsFile?: string | undefined;
   secretsDir?: string | undefined;
+  /** Per-run uids: a file other users can read would be readable by every skill. Refuse it. */
+  refuseShared?: boolean;
 }
 
 /**
@@ -65,26 +67,32 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
     values.set(name, value);
   };
 
+  const checkShared = (path: string) => {
+    const problem = sharedProblem(path);
+    if (problem && sources.refuseShared) {
+      throw new Error(`${problem}: skills run as other users and could read it`);
+    }
+    if (problem) warnings.push(problem);
+  };
   if (sources.secretsFile) {
-    warnIfShared(sources.secretsFile, warnings);
+    checkShared(sources.secretsFile);
     const parsed = parse(readFileSync(sources.secretsFile));
     for (const [name, value] of Object.entries(parsed)) add(name, value, sources.secretsFile);
   }
   if (sources.secretsDir) {
-    warnIfShared(sources.secretsDir, warnings);
     for (const entry of readdirSync(sources.secretsDir, { withFileTypes: true })) {
       if (entry.name.startsWith(".")) continue; // Kubernetes ..data links and the like
       const path = join(sources.secretsDir, entry.name);
       if (!statSync(path).isFile()) continue;
+      checkShared(path);
       add(entry.name, readFileSync(path, "utf8").replace(/\r?\n$/, ""), path);
     }
   }
   return { store: new SecretStore(values), warnings };
 }
 
-function warnIfShared(path: string, warnings: string[]): void {
+function sharedProblem(path: string): string | undefined {
   const mode = statSync(path).mode;
-  if (mode & 0o004) {
-    warnings.push(`${path} is readable by every user (mode ${(mode & 0o777).toString(8)}); use 0600`);
-  }
+  if (!(mode & 0o004)) return undefined;
+  return `${path} is readable by every user (mode ${(mode & 0o777).toString(8)}); chmod 600 it`;
 }

@@ -1,13 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveRunSpec, sha256Hex } from "@oauth3/shared";
-import { realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
+import { IS_ROOT, realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
+import { processesOf } from "../src/uid-pool.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-exec-");
-const executor = realDenoExecutor(dir, 64 * 1024);
+const executor = realDenoExecutor(dir, 62_000, 64 * 1024);
 
 function run(source: string, spec: { secrets?: string[]; timeout?: number; args?: Array<{ name: string; value: string }> } = {}) {
   const code = Buffer.from(source);
@@ -17,7 +18,7 @@ function run(source: string, spec: { secrets?: string[]; timeout?: number; args?
     60,
   );
   const secrets = new Map(runSpec.secretNames.map((n) => [n, TEST_SECRETS[n as keyof typeof TEST_SECRETS]]));
-  return executor.run({ requestId: `exec_${"0".repeat(15)}${Math.floor(Math.random() * 10)}`, code, codeSha256: sha256Hex(code), spec: runSpec, secrets });
+  return executor.run({ requestId: `exec_${Math.random().toString(16).slice(2, 10).padEnd(16, "0")}`, code, codeSha256: sha256Hex(code), spec: runSpec, secrets });
 }
 
 test("a skill granted FOO reads exactly FOO; BAR and the whole env stay closed", async () => {
@@ -79,3 +80,30 @@ test("each run's directory is removed afterwards", async () => {
   await run("console.log(1)");
   assert.deepEqual(readdirSync(join(dir, "work")), []);
 });
+
+test("per-run uid: a skill cannot read the secrets file or the runner's environ, even by static import",
+  { skip: !IS_ROOT && "per-run uids need root (CI runs as root)" }, async () => {
+    assert.equal(executor.isolation, "per-run-uid");
+    const secretsFile = `${dir}/secrets.env`;
+    writeFileSync(secretsFile, `FOO=${TEST_SECRETS.FOO}\n`, { mode: 0o600 });
+    // Literal specifiers: Deno loads these as part of the module graph, without any read permission
+    // check. Only the file system (the skill's own uid) can stop them.
+    const probe = (path: string) =>
+      `try { const m = await import(${JSON.stringify(path)}, { with: { type: "text" } }); console.log("LEAK", m.default); }
+       catch (e) { console.log("blocked", /Permission denied/.test(String(e))); }`;
+    const r = await run([secretsFile, `/proc/${process.pid}/environ`, "/proc/1/environ"].map(probe).join("\n"));
+    assert.equal(r.stdout, "blocked true\nblocked true\nblocked true\n", r.stdout + r.stderr);
+    assert.ok(!JSON.stringify(r).includes(TEST_SECRETS.FOO));
+  });
+
+test("per-run uid: concurrent skills run under distinct uids, none the runner's; none left afterwards",
+  { skip: !IS_ROOT && "per-run uids need root (CI runs as root)" }, async () => {
+    const runs = [run("await new Promise((r) => setTimeout(r, 1500))"), run("await new Promise((r) => setTimeout(r, 1500))")];
+    await new Promise((r) => setTimeout(r, 700));
+    const uids = new Set<number>();
+    for (let uid = 62_000; uid < 62_008; uid++) if (processesOf(uid).length > 0) uids.add(uid);
+    await Promise.all(runs);
+    assert.equal(uids.size, 2, `uids in use: ${[...uids]}`);
+    assert.ok(!uids.has(process.getuid!()));
+    for (let uid = 62_000; uid < 62_008; uid++) assert.deepEqual(processesOf(uid), []);
+  });

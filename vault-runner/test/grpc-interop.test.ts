@@ -16,12 +16,12 @@ import {
   Termination,
 } from "@oauth3/proto/runner/v1";
 import { startRunnerServer } from "../src/server.ts";
-import { realDenoExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
+import { IS_ROOT, realDenoExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-grpc-");
 const socketPath = join(dir, "run", "runner.sock");
-const deps = runnerDeps(realDenoExecutor(dir));
+const deps = runnerDeps(realDenoExecutor(dir, 62_100));
 const server = await startRunnerServer({ socketPath, routes: routesFor(deps), maxTimeoutSeconds: 60 });
 after(() => server.close());
 
@@ -52,7 +52,7 @@ test("grpc-js (an independent implementation) calls the runner over the Unix soc
   const res = await unary("RunSkill", RunSkillRequestSchema, RunSkillResponseSchema, req);
   assert.equal(res.termination, Termination.EXITED);
   assert.equal(res.stdout, "got [REDACTED:FOO]\n");
-  assert.equal(res.policy?.isolation, "shared-uid");
+  assert.equal(res.policy?.isolation, IS_ROOT ? "per-run-uid" : "shared-uid");
 
   await assert.rejects(
     unary("RunSkill", RunSkillRequestSchema, RunSkillResponseSchema, req),

@@ -1,0 +1,20 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { loadGatewayConfig } from "../src/config.ts";
+
+test("gateway config: upstream names keep their meaning, bad values are clear errors", () => {
+  const c = loadGatewayConfig({ PORT: "8080", DB_PATH: "/var/lib/x", TELEGRAM_BOT_TOKEN: "1:abc", TELEGRAM_CHAT_ID: "-100123" });
+  assert.equal(c.port, 8080);
+  assert.equal(c.dbPath, "/var/lib/x");
+  assert.deepEqual(c.telegram, { token: "1:abc", chatId: "-100123" });
+  assert.equal(loadGatewayConfig({}).host, "127.0.0.1");
+  assert.equal(loadGatewayConfig({}).approvalTtlMs, 600_000);
+  assert.deepEqual([...loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1:8080, Skills.Local:80" }).fetch.allowPrivate],
+    ["127.0.0.1:8080", "skills.local:80"]);
+  assert.throws(() => loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1" }), /must be host:port/);
+  assert.throws(() => loadGatewayConfig({ PORT: "http" }), /PORT/);
+  assert.throws(() => loadGatewayConfig({ TELEGRAM_CHAT_ID: "@chan" }), /numeric chat id/);
+  assert.throws(() => loadGatewayConfig({ EXECUTOR_MODE: "docker" }), /only "direct"/);
+  assert.throws(() => loadGatewayConfig({ SECRETS_DIR: "/run/secrets" }), /SECRETS_DIR/);
+  assert.throws(() => loadGatewayConfig({ SKILL_FETCH_MAX_BYTES: String(10 * 1024 * 1024) }), /SKILL_FETCH_MAX_BYTES/);
+});

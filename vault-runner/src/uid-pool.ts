@@ -1,0 +1,61 @@
+import { readdirSync, readFileSync } from "node:fs";
+
+/**
+ * Hands each running skill its own uid (and gid of the same number), different from the runner's,
+ * the gateway's and every other running skill's. A uid is reused only when no process of that uid
+ * remains: stragglers are killed and the uid is checked again before it is handed out.
+ * These uids need no /etc/passwd entry.
+ */
+export class UidPool {
+  private readonly busy = new Set<number>();
+
+  constructor(
+    readonly base: number,
+    readonly size: number,
+  ) {}
+
+  acquire(): number {
+    for (let uid = this.base; uid < this.base + this.size; uid++) {
+      if (this.busy.has(uid)) continue;
+      if (processesOf(uid).length > 0) {
+        killAllOf(uid);
+        if (processesOf(uid).length > 0) continue; // still dying: try another uid
+      }
+      this.busy.add(uid);
+      return uid;
+    }
+    throw new Error("no free skill uid (the run queue should have prevented this)");
+  }
+
+  /** Kills whatever is left under `uid`, then frees it. */
+  release(uid: number): void {
+    killAllOf(uid);
+    this.busy.delete(uid);
+  }
+}
+
+/** Pids whose real uid is `uid`, from /proc. */
+export function processesOf(uid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      const match = /^Uid:\s+(\d+)/m.exec(status);
+      if (match && Number(match[1]) === uid) pids.push(Number(entry));
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  return pids;
+}
+
+function killAllOf(uid: number): void {
+  for (const pid of processesOf(uid)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+}
