@@ -96,6 +96,10 @@ try { console.log(JSON.stringify(Deno.env.toObject())); } catch (e) { console.lo
     const result = final.result as { stdout: string; success: boolean; redacted: boolean };
     assert.equal(result.stdout, "FOO [REDACTED:FOO] [REDACTED:FOO]\nBAR denied NotCapable\nenv denied NotCapable\n");
     assert.ok(result.redacted);
+    const policy = (final.result as { policy: Record<string, unknown> }).policy;
+    assert.equal(policy.isolation, process.getuid?.() === 0 ? "per-run-uid" : "shared-uid");
+    assert.deepEqual(policy.env_names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "FOO", "HOME", "LANG", "NO_COLOR", "PATH", "TZ"]);
+    assert.ok((policy.deno_args as string[]).includes("--allow-env=FOO"));
   });
 
   test("a skill that serves different bytes on a second fetch still runs the approved bytes", async () => {
@@ -181,6 +185,14 @@ while (true) {}`),
     assert.ok(!gatewayEnv.some((e) => e.startsWith("SECRETS_") || e.includes(FOO) || e.includes(BAR)));
     // The operator socket is the gateway's alone.
     assert.equal(statSync(stack.operatorSocket).mode & 0o777, 0o600);
+  });
+
+  test("health names the isolation in force", async () => {
+    const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
+    assert.equal(health.status, "ok");
+    assert.equal(health.telegram_configured, true);
+    assert.equal(health.isolation, process.getuid?.() === 0 ? "per-run-uid" : "shared-uid");
+    assert.ok(!JSON.stringify(health).includes(TOKEN));
   });
 
   test("restart: a pending request survives and is approvable", async () => {

@@ -14,7 +14,8 @@ export interface AgentAppDeps {
   intake: IntakeDeps;
   logger: Logger;
   telegramConfigured: boolean;
-  runnerHealthy: () => Promise<boolean>;
+  /** The runner's isolation mode, or undefined when it is unreachable. */
+  runnerIsolation: () => Promise<string | undefined>;
 }
 
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
@@ -29,12 +30,14 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
   const app = new Hono();
 
   app.get("/health", async (c) => {
-    const runner = await deps.runnerHealthy();
+    const isolation = await deps.runnerIsolation();
+    const runner = isolation !== undefined;
     return c.json(
       {
         status: runner ? "ok" : "degraded",
         telegram_configured: deps.telegramConfigured,
         runner_reachable: runner,
+        ...(runner && { isolation }),
         timestamp: Date.now(),
       },
       runner ? 200 : 503,

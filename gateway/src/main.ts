@@ -65,12 +65,11 @@ async function main(): Promise<void> {
       approvalTtlMs: config.approvalTtlMs,
       secretNames,
     },
-    runnerHealthy: async () => {
+    runnerIsolation: async () => {
       try {
-        await runner.getHealth({}, { timeoutMs: 2000 });
-        return true;
+        return (await runner.getHealth({}, { timeoutMs: 2000 })).isolation;
       } catch {
-        return false;
+        return undefined;
       }
     },
   });

@@ -31,6 +31,7 @@ test("upstream-compatible submit and status", async () => {
   const health = (await (await app.request("/health")).json()) as Record<string, unknown>;
   assert.equal(health.status, "ok");
   assert.equal(health.telegram_configured, false);
+  assert.equal(health.isolation, "recording");
 });
 
 test("bad input gets a clear 4xx JSON error and leaves no request behind", async () => {

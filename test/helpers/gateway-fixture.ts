@@ -49,7 +49,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   });
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
-    runnerHealthy: async () => true,
+    runnerIsolation: async () => (await runner.getHealth({})).isolation,
     intake: {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
       maxTimeoutSeconds: 60,
