@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   GetHealthResponseSchema,
@@ -47,9 +47,9 @@ const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
 
 export function registerRunnerService(router: ConnectRouter, deps: RunnerServiceDeps): void {
   router.service(VaultRunnerService, {
-    async runSkill(req, ctx) {
+    async runSkill(req) {
       const started = Date.now();
-      const { spec, codeSha256 } = checkRunRequest(req, deps, ctx);
+      const { spec, codeSha256 } = checkRunRequest(req, deps);
       const acquire = deps.queue.admit();
       if (!acquire) {
         throw refuse(deps, req, Code.ResourceExhausted, "run queue is full, try again later");
@@ -143,9 +143,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
 function checkRunRequest(
   req: RunSkillRequest,
   deps: RunnerServiceDeps,
-  ctx: HandlerContext,
 ): { spec: RunSpec; codeSha256: string } {
-  void ctx;
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
     throw refuse(deps, req, Code.InvalidArgument, "request_id must be exec_ + 16 lowercase hex");
   }
