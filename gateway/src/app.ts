@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
-import type { RequestStore } from "./store.js";
+import { FINAL_STATUSES, type RequestStore } from "./store.js";
 
 export interface AgentAppDeps {
   store: RequestStore;
@@ -21,6 +21,7 @@ export interface AgentAppDeps {
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
 const MAX_BODY_BYTES = LIMITS.maxCodeBytes * 3 + 128 * 1024;
 const REQUEST_ID = /^exec_[0-9a-f]{16}$/;
+const MAX_WAIT_SECONDS = 60;
 
 /**
  * The agent API (upstream-compatible). The agent is untrusted: this app can submit and read, never
@@ -71,10 +72,23 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     },
   );
 
-  app.get("/execute/:id/status", (c) => {
+  // ?wait=<seconds> (at most 60): answer as soon as the request reaches a final state, or at the
+  // deadline with its current state. Without it, answer at once (upstream behaviour).
+  app.get("/execute/:id/status", async (c) => {
     const id = c.req.param("id");
-    const request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
+    let request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
     if (!request) throw new ApiError(404, "not_found", "Request not found");
+    const wait = c.req.query("wait");
+    if (wait !== undefined) {
+      if (!/^\d{1,3}(\.\d+)?$/.test(wait)) {
+        throw new ApiError(400, "invalid_wait", "wait must be a number of seconds (0..60)");
+      }
+      const deadline = Date.now() + Math.min(Number(wait), MAX_WAIT_SECONDS) * 1000;
+      while (!FINAL_STATUSES.has(request.status) && Date.now() < deadline) {
+        await deps.store.waitForChange(id, deadline - Date.now());
+        request = deps.store.get(id)!;
+      }
+    }
     return c.json(statusView(request));
   });
 

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { chmodSync, mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 
@@ -68,6 +69,9 @@ export interface ExecRequest {
  * LMDB serialises writers across processes too, so a second gateway on the same file cannot break it.
  */
 export class RequestStore {
+  /** Emits the request id after each committed, durable state change (for long-polling readers). */
+  readonly changes = new EventEmitter().setMaxListeners(0);
+
   private constructor(
     private readonly root: RootDatabase,
     private readonly requests: Database<ExecRequest, string>,
@@ -124,8 +128,27 @@ export class RequestStore {
       void this.requests.put(id, next);
       return next;
     });
-    if (updated) await this.root.flushed;
+    if (updated) {
+      await this.root.flushed;
+      this.changes.emit("change", id);
+    }
     return updated;
+  }
+
+  /** Resolves when `id` changes state or after `ms`, whichever comes first. */
+  waitForChange(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const onChange = (changed: string) => {
+        if (changed === id) done();
+      };
+      const timer = setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.changes.off("change", onChange);
+        resolve();
+      };
+      this.changes.on("change", onChange);
+    });
   }
 
   /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */

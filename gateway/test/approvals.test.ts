@@ -93,3 +93,25 @@ test("restart: pending stays approvable, in-flight becomes interrupted, never re
   await eventually(() => (second.store.get(pendingId)?.status === "completed" ? true : undefined));
   assert.deepEqual(executor.jobs.map((j) => j.requestId).sort(), [approvedId, pendingId].sort());
 });
+
+test("long-poll: ?wait returns on the final transition, or at the deadline", async () => {
+  const fx = gatewayFixture({ executor: new RecordingExecutor(300) });
+  const id = await submit(fx);
+  const t0 = Date.now();
+  const timedOut = (await (await fx.app.request(`/execute/${id}/status?wait=0.3`)).json()) as { status: string };
+  assert.equal(timedOut.status, "pending");
+  assert.ok(Date.now() - t0 >= 290, "waited until the deadline");
+
+  const t1 = Date.now();
+  const waiting = fx.app.request(`/execute/${id}/status?wait=30`);
+  setTimeout(() => void fx.approvals.decide(id, decide(true)), 100);
+  const done = (await (await waiting).json()) as { status: string; result: { success: boolean } };
+  const elapsed = Date.now() - t1;
+  assert.equal(done.status, "completed");
+  assert.ok(done.result.success);
+  assert.ok(elapsed >= 350 && elapsed < 5000, `returned after ${elapsed} ms, on the transition`);
+
+  const bad = await fx.app.request(`/execute/${id}/status?wait=forever`);
+  assert.equal(bad.status, 400);
+  assert.equal(fx.store.changes.listenerCount("change"), 0, "no watcher left behind");
+});
