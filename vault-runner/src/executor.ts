@@ -7,7 +7,7 @@ import { buildInvocation } from "./deno-invocation.js";
 import { createRedactor } from "./redact.js";
 import type { UidPool } from "./uid-pool.js";
 
-export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed";
+export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "cancelled";
 
 export interface SkillJob {
   requestId: string;
@@ -15,6 +15,8 @@ export interface SkillJob {
   codeSha256: string;
   spec: RunSpec;
   secrets: ReadonlyMap<string, string>;
+  /** Aborted when the caller gave up (deadline, or the gateway went away): the skill is killed. */
+  signal?: AbortSignal;
 }
 
 export interface ExecutionResult {
@@ -129,6 +131,9 @@ export class DenoExecutor implements SkillExecutor {
       child.stdout.on("data", (c: Buffer) => stdout.push(c));
       child.stderr.on("data", (c: Buffer) => stderr.push(c));
       const timer = setTimeout(() => killGroup("timeout"), job.spec.timeoutSeconds * 1000);
+      const onAbort = () => killGroup("cancelled");
+      if (job.signal?.aborted) onAbort();
+      job.signal?.addEventListener("abort", onAbort);
 
       let spawnError: Error | undefined;
       child.on("error", (err) => {
@@ -136,6 +141,7 @@ export class DenoExecutor implements SkillExecutor {
       });
       child.on("close", (code, signal) => {
         clearTimeout(timer);
+        job.signal?.removeEventListener("abort", onAbort);
         // Reap anything the skill left in its group (Workers are threads, but be thorough).
         if (child.pid !== undefined) {
           try {

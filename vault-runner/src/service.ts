@@ -43,11 +43,13 @@ const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
   output_limit: Termination.OUTPUT_LIMIT,
   signaled: Termination.SIGNALED,
   spawn_failed: Termination.SPAWN_FAILED,
+  // Nobody receives this answer (the caller is gone); the ledger records "cancelled".
+  cancelled: Termination.SIGNALED,
 };
 
 export function registerRunnerService(router: ConnectRouter, deps: RunnerServiceDeps): void {
   router.service(VaultRunnerService, {
-    async runSkill(req) {
+    async runSkill(req, ctx) {
       const started = Date.now();
       const { spec, codeSha256 } = checkRunRequest(req, deps);
       const acquire = deps.queue.admit();
@@ -81,6 +83,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           codeSha256,
           spec,
           secrets: deps.secrets.valuesFor(spec.secretNames),
+          signal: ctx.signal,
         });
         await deps.ledger.finish(req.requestId, {
           termination: result.termination,

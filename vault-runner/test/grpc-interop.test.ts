@@ -104,3 +104,26 @@ test("a live socket stops a second runner; a crashed runner's stale socket is re
     /not a socket/,
   );
 });
+
+test("a caller that gives up (deadline) gets the skill killed, not left running", async () => {
+  const req = create(RunSkillRequestSchema, skillRequest("console.log('sleeping'); await new Promise((r) => setTimeout(r, 20000))", { timeoutSeconds: 30 }));
+  const started = Date.now();
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        "/oauth3.runner.v1.VaultRunnerService/RunSkill",
+        (m: typeof req) => Buffer.from(toBinary(RunSkillRequestSchema, m)),
+        (b: Buffer) => fromBinary(RunSkillResponseSchema, b),
+        req,
+        { deadline: Date.now() + 1000 },
+        (err, value) => (err ? reject(err) : resolve(value)),
+      );
+    }),
+    (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED,
+  );
+  for (let i = 0; i < 100 && deps.ledger.get(req.requestId)?.termination === undefined; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(deps.ledger.get(req.requestId)?.termination, "cancelled");
+  assert.ok(Date.now() - started < 8000, "killed long before its own 30 s timeout");
+});
