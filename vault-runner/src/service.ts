@@ -75,6 +75,12 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
         if (!release) void acquire.then((r) => r());
       }
       const log = deps.logger.child({ requestId: req.requestId, codeSha256 });
+      if (ctx.signal.aborted) {
+        // The caller gave up while this run waited in the queue: never start it.
+        release();
+        await deps.ledger.finish(req.requestId, { termination: "cancelled", exitCode: -1 });
+        throw new ConnectError("cancelled before it started", Code.Canceled);
+      }
       try {
         log.info({ secrets: spec.secretNames, network: spec.network }, "run started");
         const result = await deps.executor.run({
