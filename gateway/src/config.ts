@@ -9,7 +9,8 @@ const int = (min: number, max: number, dflt: number) =>
 export const GATEWAY_ENV_KEYS = [
   "PORT", "HOST", "DB_PATH", "RUNNER_SOCKET", "OPERATOR_SOCKET", "EXECUTOR_MODE",
   "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
-  "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE", "LOG_LEVEL",
+  "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
+  "OUTPUT_RETENTION_HOURS", "LOG_LEVEL",
 ] as const;
 
 const hostPortList = z
@@ -39,6 +40,7 @@ const schema = z.object({
   SKILL_FETCH_TIMEOUT_MS: int(100, 120_000, 10_000),
   SKILL_FETCH_MAX_BYTES: int(1, LIMITS.maxCodeBytes, LIMITS.maxCodeBytes),
   SKILL_FETCH_ALLOW_PRIVATE: hostPortList,
+  OUTPUT_RETENTION_HOURS: int(1, 24 * 365, 24 * 7),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -82,6 +84,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
       maxBytes: c.SKILL_FETCH_MAX_BYTES,
       allowPrivate: new Set(c.SKILL_FETCH_ALLOW_PRIVATE),
     },
+    outputRetentionMs: c.OUTPUT_RETENTION_HOURS * 3600 * 1000,
     logLevel: c.LOG_LEVEL,
   };
 }

@@ -138,6 +138,7 @@ export function statusView(r: ExecRequest) {
         },
       },
     }),
+    ...(r.outputPurgedAt !== undefined && { output_purged_at: r.outputPurgedAt }),
     ...(r.error !== undefined && { error: r.error }),
   };
 }

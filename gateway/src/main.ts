@@ -9,6 +9,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { ApiError } from "./errors.js";
 import { createOperatorApp, startOperatorServer } from "./operator.js";
 import { createRunnerClient } from "./runner-client.js";
+import { purgeExpiredOutput } from "./retention.js";
 import { RequestStore } from "./store.js";
 
 /** Composition root: the only place that reads process.env. */
@@ -85,6 +86,12 @@ async function main(): Promise<void> {
   await dispatcher.recover();
   await approvals.expireDue();
   const sweeper = setInterval(() => void approvals.expireDue(), 5000);
+  const purge = () =>
+    purgeExpiredOutput(store, Date.now(), config.outputRetentionMs).catch((err: unknown) =>
+      logger.error({ err: String(err) }, "output retention sweep failed"),
+    );
+  await purge();
+  const purger = setInterval(() => void purge(), 10 * 60 * 1000);
   const address = agentServer.address();
   logger.info(
     {
@@ -103,6 +110,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "gateway stopping");
     clearInterval(sweeper);
+    clearInterval(purger);
     agentServer.close();
     operatorServer.close();
     agentServer.closeAllConnections();

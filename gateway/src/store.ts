@@ -59,6 +59,8 @@ export interface ExecRequest {
   executedAt?: number;
   completedAt?: number;
   result?: RunResult;
+  /** When stdout/stderr were dropped by the retention sweep. */
+  outputPurgedAt?: number;
   error?: string;
 }
 

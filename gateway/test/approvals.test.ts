@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { RecordingExecutor } from "../../test/helpers/runner-fixture.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
+import { purgeExpiredOutput } from "../src/retention.ts";
 
 async function submit(fx: ReturnType<typeof gatewayFixture>, code = "console.log(1)") {
   const res = await fx.post({ skill_id: "s", skill_url: dataUrl(code) });
@@ -114,4 +115,23 @@ test("long-poll: ?wait returns on the final transition, or at the deadline", asy
   const bad = await fx.app.request(`/execute/${id}/status?wait=forever`);
   assert.equal(bad.status, 400);
   assert.equal(fx.store.changes.listenerCount("change"), 0, "no watcher left behind");
+});
+
+test("retention: output of finished requests is dropped after the retention time, the record stays", async () => {
+  const fx = gatewayFixture();
+  const id = await submit(fx);
+  const young = await submit(fx);
+  await fx.approvals.decide(id, decide(true));
+  const done = await eventually(() => (fx.store.get(id)?.status === "completed" ? fx.store.get(id) : undefined));
+  assert.equal(done.result!.stdout, "ok\n");
+  const hour = 3600_000;
+  assert.equal(await purgeExpiredOutput(fx.store, done.completedAt! + hour - 1, hour), 0, "not yet");
+  assert.equal(await purgeExpiredOutput(fx.store, done.completedAt! + hour, hour), 1);
+  const view = (await (await fx.app.request(`/execute/${id}/status`)).json()) as Record<string, any>;
+  assert.equal(view.status, "completed");
+  assert.equal(view.result.stdout, "");
+  assert.equal(view.result.success, true);
+  assert.equal(view.output_purged_at, done.completedAt! + hour);
+  assert.equal(fx.store.get(young)!.status, "pending", "unfinished requests are untouched");
+  assert.equal(await purgeExpiredOutput(fx.store, done.completedAt! + 2 * hour, hour), 0, "purged once");
 });
