@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createRunnerClient } from "../gateway/src/runner-client.ts";
+import { serveLocal } from "./helpers/local-server.ts";
 import { freePort, ROOT, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -23,18 +23,15 @@ const SENSITIVE = [TOKEN, FOO, BAR, "TelegramTokenMustNeverLeak"];
 const dir = tempDir("oauth3-e2e-");
 writeFileSync(join(dir, "secrets.env"), `FOO=${FOO}\nBAR=${BAR}\n`, { mode: 0o600 });
 
-let skillServer: Server;
 let skillPort = 0;
 let fetchCount = 0;
 let stack: Stack;
 
 before(async () => {
-  skillServer = createServer((req, res) => {
+  ({ port: skillPort } = await serveLocal((_req, res) => {
     fetchCount++;
     res.end(fetchCount === 1 ? "console.log('approved bytes')" : "console.log('swapped bytes')");
-  });
-  await new Promise<void>((r) => skillServer.listen(0, "127.0.0.1", () => r()));
-  skillPort = (skillServer.address() as { port: number }).port;
+  }));
   stack = new Stack({
     dir,
     port: await freePort(),
@@ -50,7 +47,6 @@ before(async () => {
 
 after(async () => {
   await stack?.stop();
-  skillServer?.close();
 });
 
 async function submitAndApprove(body: Record<string, unknown>): Promise<Record<string, unknown>> {

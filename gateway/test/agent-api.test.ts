@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { serveLocal } from "../../test/helpers/local-server.ts";
 import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 test("upstream-compatible submit and status", async () => {
@@ -80,44 +80,29 @@ test("bad input gets a clear 4xx JSON error and leaves no request behind", async
 
 test("the gateway fetches a skill once and keeps exactly those bytes", async () => {
   let fetches = 0;
-  const server = createServer((_req, res) => {
+  const { port } = await serveLocal((_req, res) => {
     fetches++;
     res.end(fetches === 1 ? "console.log('approved bytes')" : "console.log('swapped bytes')");
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as { port: number }).port;
-  try {
-    const { post, store } = gatewayFixture({ allowPrivate: [`127.0.0.1:${port}`] });
-    const res = await post({ skill_id: "x", skill_url: `http://127.0.0.1:${port}/skill.ts` });
-    assert.equal(res.status, 200);
-    const { request_id } = (await res.json()) as { request_id: string };
-    assert.equal(store.getCode(request_id)!.toString(), "console.log('approved bytes')");
-    assert.equal(fetches, 1);
-    // Without the operator's allowance the same private source is refused.
-    const denied = await gatewayFixture().post({ skill_id: "x", skill_url: `http://127.0.0.1:${port}/skill.ts` });
-    assert.equal(denied.status, 400);
-  } finally {
-    server.close();
-  }
+  const { post, store } = gatewayFixture({ allowPrivate: [`127.0.0.1:${port}`] });
+  const res = await post({ skill_id: "x", skill_url: `http://127.0.0.1:${port}/skill.ts` });
+  assert.equal(res.status, 200);
+  const { request_id } = (await res.json()) as { request_id: string };
+  assert.equal(store.getCode(request_id)!.toString(), "console.log('approved bytes')");
+  assert.equal(fetches, 1);
+  // Without the operator's allowance the same private source is refused.
+  const denied = await gatewayFixture().post({ skill_id: "x", skill_url: `http://127.0.0.1:${port}/skill.ts` });
+  assert.equal(denied.status, 400);
 });
 
 test("redirects are re-checked: a hop to a private address is refused", async () => {
-  const target = createServer((_req, res) => res.end("console.log('internal')"));
-  await new Promise<void>((r) => target.listen(0, "127.0.0.1", () => r()));
-  const tport = (target.address() as { port: number }).port;
-  const redirector = createServer((_req, res) => {
-    res.writeHead(302, { location: `https://localhost:${tport}/x` }).end();
+  const target = await serveLocal((_req, res) => res.end("console.log('internal')"));
+  const redirector = await serveLocal((_req, res) => {
+    res.writeHead(302, { location: `https://localhost:${target.port}/x` }).end();
   });
-  await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", () => r()));
-  const rport = (redirector.address() as { port: number }).port;
-  try {
-    const { post, store } = gatewayFixture({ allowPrivate: [`127.0.0.1:${rport}`] });
-    const res = await post({ skill_id: "x", skill_url: `http://127.0.0.1:${rport}/skill.ts` });
-    assert.equal(res.status, 400);
-    assert.equal(((await res.json()) as { code: string }).code, "skill_fetch_forbidden");
-    assert.deepEqual(store.list(() => true), []);
-  } finally {
-    target.close();
-    redirector.close();
-  }
+  const { post, store } = gatewayFixture({ allowPrivate: [`127.0.0.1:${redirector.port}`] });
+  const res = await post({ skill_id: "x", skill_url: `http://127.0.0.1:${redirector.port}/skill.ts` });
+  assert.equal(res.status, 400);
+  assert.equal(((await res.json()) as { code: string }).code, "skill_fetch_forbidden");
+  assert.deepEqual(store.list(() => true), []);
 });

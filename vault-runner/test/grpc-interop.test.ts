@@ -29,7 +29,7 @@ const client = new grpc.Client(`unix://${socketPath}`, grpc.credentials.createIn
 after(() => client.close());
 
 function unary<I extends DescMessage, O extends DescMessage>(
-  method: string, input: I, output: O, message: MessageShape<I>,
+  method: string, input: I, output: O, message: MessageShape<I>, options: grpc.CallOptions = {},
 ): Promise<MessageShape<O>> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
@@ -37,6 +37,7 @@ function unary<I extends DescMessage, O extends DescMessage>(
       (m: MessageShape<I>) => Buffer.from(toBinary(input, m)),
       (b: Buffer) => fromBinary(output, b),
       message,
+      options,
       (err, value) => (err ? reject(err) : resolve(value!)),
     );
   });
@@ -109,16 +110,7 @@ test("a caller that gives up (deadline) gets the skill killed, not left running"
   const req = create(RunSkillRequestSchema, skillRequest("console.log('sleeping'); await new Promise((r) => setTimeout(r, 20000))", { timeoutSeconds: 30 }));
   const started = Date.now();
   await assert.rejects(
-    new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
-        "/oauth3.runner.v1.VaultRunnerService/RunSkill",
-        (m: typeof req) => Buffer.from(toBinary(RunSkillRequestSchema, m)),
-        (b: Buffer) => fromBinary(RunSkillResponseSchema, b),
-        req,
-        { deadline: Date.now() + 1000 },
-        (err, value) => (err ? reject(err) : resolve(value)),
-      );
-    }),
+    unary("RunSkill", RunSkillRequestSchema, RunSkillResponseSchema, req, { deadline: Date.now() + 1000 }),
     (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED,
   );
   for (let i = 0; i < 100 && deps.ledger.get(req.requestId)?.termination === undefined; i++) {
