@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
+import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
 import { FINAL_STATUSES, type RequestStore } from "./store.js";
 
 export interface AgentAppDeps {
@@ -16,6 +17,9 @@ export interface AgentAppDeps {
   telegramConfigured: boolean;
   /** The runner's isolation mode, or undefined when it is unreachable. */
   runnerIsolation: () => Promise<string | undefined>;
+  /** Telegram polling state, when a bot is configured. */
+  telegramState?: () => string;
+  limits: { maxPending: number; submissionsPerMinute: number };
 }
 
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
@@ -29,6 +33,7 @@ const MAX_WAIT_SECONDS = 60;
  */
 export function createAgentApp(deps: AgentAppDeps): Hono {
   const app = new Hono();
+  const submissions = new RateLimiter(deps.limits.submissionsPerMinute);
 
   app.get("/health", async (c) => {
     const isolation = await deps.runnerIsolation();
@@ -39,6 +44,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
         telegram_configured: deps.telegramConfigured,
         runner_reachable: runner,
         ...(runner && { isolation }),
+        ...(deps.telegramState && { telegram: deps.telegramState() }),
         timestamp: Date.now(),
       },
       runner ? 200 : 503,
@@ -54,14 +60,37 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
       },
     }),
     async (c) => {
+      // Cheap refusals first: no fetch, no card, for an agent that floods.
+      if (!submissions.take()) {
+        throw new ApiError(429, "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
+      }
       const body = await readBody(c);
       const { request, code } = await prepareRequest(body, deps.intake);
+      const twin = findIdenticalPending(deps.store, request);
+      if (twin) {
+        return c.json({
+          request_id: twin.id,
+          status: twin.status,
+          message: "Awaiting approval (identical to a pending request)",
+          code_hash: twin.codeSha256,
+          expires_at: twin.expiresAt,
+          merged: true,
+        });
+      }
+      if (deps.store.list((r) => r.status === "pending").length >= deps.limits.maxPending) {
+        throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
+      }
       await deps.store.create(request, code); // durable before we answer
       deps.logger.info(
         { requestId: request.id, skillId: request.skillId, codeSha256: request.codeSha256 },
         "request received",
       );
-      await deps.approvals.announce(request);
+      // Not awaited: an agent's submission never waits on Telegram (a 429 can mean minutes). The
+      // request is already durable; a card that fails after retries is logged, and the request
+      // stays decidable with `oauth3` until it expires.
+      void deps.approvals.announce(request).catch((err: unknown) =>
+        deps.logger.error({ requestId: request.id, err: String(err) }, "announcing the request failed"),
+      );
       return c.json({
         request_id: request.id,
         status: request.status,

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Dispatcher } from "./dispatcher.js";
+import type { GrantStore } from "./grants.js";
 import type { ExecRequest, RequestStore } from "./store.js";
 
 /**
@@ -17,7 +18,7 @@ export interface ApprovalChannel {
 
 export interface Decision {
   approve: boolean;
-  /** "operator", "telegram", ... */
+  /** "operator", "telegram", "grant" */
   channel: string;
   /** Who decided, e.g. "operator:local" or "telegram:123". Recorded and shown, never trusted blindly
    *  by the runner. */
@@ -34,6 +35,8 @@ export interface ApprovalServiceDeps {
   dispatcher: Dispatcher;
   channels: ApprovalChannel[];
   logger: Logger;
+  /** Active grants auto-approve identical requests (each still reported through the channels). */
+  grants?: GrantStore;
   now?: () => number;
 }
 
@@ -44,7 +47,13 @@ export class ApprovalService {
     this.now = deps.now ?? Date.now;
   }
 
+  /** A new request: approved by an active grant if one covers it, else shown to the approvers. */
   async announce(request: ExecRequest): Promise<void> {
+    const grant = this.deps.grants?.findFor(request, this.now());
+    if (grant) {
+      const result = await this.decide(request.id, { approve: true, channel: "grant", decidedBy: `grant:${grant.id}` });
+      if (result.outcome === "approved") return;
+    }
     await this.notify(request, "announce");
   }
 

@@ -8,7 +8,9 @@ const int = (min: number, max: number, dflt: number) =>
 /** Every variable the gateway reads. The launcher passes the gateway exactly these. */
 export const GATEWAY_ENV_KEYS = [
   "PORT", "HOST", "DB_PATH", "RUNNER_SOCKET", "OPERATOR_SOCKET", "EXECUTOR_MODE",
-  "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
+  "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_APPROVER_IDS", "TELEGRAM_API_ROOT",
+  "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
+  "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
   "OUTPUT_RETENTION_HOURS", "LOG_LEVEL",
 ] as const;
@@ -35,6 +37,14 @@ const schema = z.object({
   EXECUTOR_MODE: z.string().default("direct"),
   TELEGRAM_BOT_TOKEN: z.string().min(1).optional(),
   TELEGRAM_CHAT_ID: z.string().regex(/^-?\d+$/, "must be a numeric chat id").optional(),
+  TELEGRAM_APPROVER_IDS: z
+    .string()
+    .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "must be comma-separated numeric user ids")
+    .optional(),
+  TELEGRAM_API_ROOT: z.url({ protocol: /^https?$/ }).default("https://api.telegram.org"),
+  GRANT_TTL_SECONDS: int(60, 24 * 3600, 3600),
+  MAX_PENDING_REQUESTS: int(1, 10_000, 20),
+  SUBMISSIONS_PER_MINUTE: int(1, 100_000, 30),
   APPROVAL_TTL_SECONDS: int(10, 7 * 24 * 3600, 600),
   MAX_TIMEOUT_SECONDS: int(1, LIMITS.hardMaxTimeoutSeconds, 300),
   SKILL_FETCH_TIMEOUT_MS: int(100, 120_000, 10_000),
@@ -75,8 +85,21 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
     runnerSocket: resolve(c.RUNNER_SOCKET),
     operatorSocket: resolve(c.OPERATOR_SOCKET),
     telegram: c.TELEGRAM_BOT_TOKEN
-      ? { token: c.TELEGRAM_BOT_TOKEN, chatId: c.TELEGRAM_CHAT_ID }
+      ? {
+          token: c.TELEGRAM_BOT_TOKEN,
+          chatId: c.TELEGRAM_CHAT_ID === undefined ? undefined : Number(c.TELEGRAM_CHAT_ID),
+          // Default: the chat id, which in a private chat is the user's own id.
+          approverIds: new Set(
+            c.TELEGRAM_APPROVER_IDS
+              ? c.TELEGRAM_APPROVER_IDS.split(",").map((x) => Number(x.trim()))
+              : c.TELEGRAM_CHAT_ID !== undefined && Number(c.TELEGRAM_CHAT_ID) > 0 ? [Number(c.TELEGRAM_CHAT_ID)] : [],
+          ),
+          apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ""),
+        }
       : undefined,
+    grantTtlMs: c.GRANT_TTL_SECONDS * 1000,
+    maxPending: c.MAX_PENDING_REQUESTS,
+    submissionsPerMinute: c.SUBMISSIONS_PER_MINUTE,
     approvalTtlMs: c.APPROVAL_TTL_SECONDS * 1000,
     maxTimeoutSeconds: c.MAX_TIMEOUT_SECONDS,
     fetch: {

@@ -3,7 +3,12 @@ import { createAdaptorServer } from "@hono/node-server";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
 import { createAgentApp } from "./app.js";
-import { ApprovalService, LocalOperatorChannel } from "./approvals.js";
+import type { Bot } from "grammy";
+import { ApprovalService, LocalOperatorChannel, type ApprovalChannel } from "./approvals.js";
+import { GrantStore } from "./grants.js";
+import { createTelegramBot, installTelegramHandlers } from "./telegram/bot.js";
+import { TelegramChannel } from "./telegram/channel.js";
+import { TelegramPoller } from "./telegram/poller.js";
 import { loadGatewayConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ApiError } from "./errors.js";
@@ -22,19 +27,40 @@ async function main(): Promise<void> {
   });
   const store = RequestStore.open(config.dbPath);
   const runner = createRunnerClient(config.runnerSocket);
-  const channels = [new LocalOperatorChannel(logger)];
+  const grants = new GrantStore(store);
+  const channels: ApprovalChannel[] = [new LocalOperatorChannel(logger)];
+  const tg = config.telegram;
+  let bot: Bot | undefined;
+  let telegramChannel: TelegramChannel | undefined;
+  if (tg) {
+    // The client now; its handlers once the ApprovalService (which needs the channel) exists.
+    bot = createTelegramBot(tg.token, tg.apiRoot);
+    if (tg.chatId !== undefined) {
+      telegramChannel = new TelegramChannel({
+        api: bot.api, store, grants, chatId: tg.chatId, grantTtlMs: config.grantTtlMs, logger,
+      });
+      channels.push(telegramChannel);
+    }
+  }
   const dispatcher: Dispatcher = new Dispatcher({
     store,
     runner,
     logger,
     onFinished: (request): Promise<void> => approvals.notify(request, "update"),
   });
-  const approvals: ApprovalService = new ApprovalService({ store, dispatcher, channels, logger });
-  if (config.telegram) {
-    logger.warn(
-      "TELEGRAM_BOT_TOKEN is set, but this build has no Telegram approval channel yet: " +
-        "approve on the machine with `npm run oauth3 -- approve <id>`",
-    );
+  const approvals: ApprovalService = new ApprovalService({ store, dispatcher, channels, logger, grants });
+  let poller: TelegramPoller | undefined;
+  if (tg) {
+    installTelegramHandlers(bot!, {
+      store, approvals, grants, channel: telegramChannel, chatId: tg.chatId,
+      approverIds: tg.approverIds, grantTtlMs: config.grantTtlMs, logger,
+    });
+    poller = new TelegramPoller(bot!, store.subDb<number>("telegram_state"), logger);
+    if (tg.chatId === undefined) {
+      logger.warn("TELEGRAM_CHAT_ID is not set: the bot only answers /start and /id (send it /id to learn the chat id); approve with `npm run oauth3`");
+    } else if (tg.approverIds.size === 0) {
+      logger.warn("no Telegram approvers: TELEGRAM_CHAT_ID is a group, so set TELEGRAM_APPROVER_IDS; cards are shown but nobody can decide in Telegram");
+    }
   }
 
   const secretNames = async (): Promise<ReadonlySet<string>> => {
@@ -66,6 +92,8 @@ async function main(): Promise<void> {
       approvalTtlMs: config.approvalTtlMs,
       secretNames,
     },
+    limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
+    ...(poller && { telegramState: () => poller!.state }),
     runnerIsolation: async () => {
       try {
         return (await runner.getHealth({}, { timeoutMs: 2000 })).isolation;
@@ -83,6 +111,7 @@ async function main(): Promise<void> {
     createOperatorApp({ store, approvals, logger }),
     config.operatorSocket,
   );
+  poller?.start();
   await dispatcher.recover();
   await approvals.expireDue();
   const sweeper = setInterval(() => void approvals.expireDue(), 5000);
@@ -111,6 +140,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, "gateway stopping");
     clearInterval(sweeper);
     clearInterval(purger);
+    await poller?.stop();
     agentServer.close();
     operatorServer.close();
     agentServer.closeAllConnections();

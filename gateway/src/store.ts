@@ -42,6 +42,8 @@ export interface ExecRequest {
   id: string;
   status: RequestStatus;
   skillId: string;
+  /** The requesting agent's name, when agents identify themselves (not yet: always undefined). */
+  agent?: string;
   skillName?: string;
   description?: string;
   source: string;
@@ -101,6 +103,16 @@ export class RequestStore {
     });
     if (!created) throw new Error(`request ${request.id} already exists`);
     await this.root.flushed;
+  }
+
+  /** A named sub-database in the same environment, for state other parts own (grants, Telegram). */
+  subDb<V>(name: string): Database<V, string> {
+    return this.root.openDB<V, string>({ name });
+  }
+
+  /** Resolves once every write so far is on disk. */
+  get flushed(): Promise<boolean> {
+    return this.root.flushed as unknown as Promise<boolean>;
   }
 
   get(id: string): ExecRequest | undefined {

@@ -6,8 +6,10 @@ import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { purgeExpiredOutput } from "../src/retention.ts";
 
+let submissions = 0;
+/** Each call submits a distinct request (identical pending ones would be merged, by design). */
 async function submit(fx: ReturnType<typeof gatewayFixture>, code = "console.log(1)") {
-  const res = await fx.post({ skill_id: "s", skill_url: dataUrl(code) });
+  const res = await fx.post({ skill_id: "s", skill_url: dataUrl(code), args: { n: String(++submissions) } });
   assert.equal(res.status, 200);
   return ((await res.json()) as { request_id: string }).request_id;
 }
@@ -134,4 +136,29 @@ test("retention: output of finished requests is dropped after the retention time
   assert.equal(view.output_purged_at, done.completedAt! + hour);
   assert.equal(fx.store.get(young)!.status, "pending", "unfinished requests are untouched");
   assert.equal(await purgeExpiredOutput(fx.store, done.completedAt! + 2 * hour, hour), 0, "purged once");
+});
+
+test("spam bounds: identical pending requests merge onto one card; pending cap; rate limit", async () => {
+  const fx = gatewayFixture({ maxPending: 2 });
+  const body = { skill_id: "same", skill_url: dataUrl("console.log('same')"), args: { a: "1" } };
+  const first = (await (await fx.post(body)).json()) as Record<string, unknown>;
+  const again = (await (await fx.post(body)).json()) as Record<string, unknown>;
+  assert.equal(again.request_id, first.request_id);
+  assert.equal(again.merged, true);
+  assert.equal(fx.channel.announced.length, 1, "one card for both");
+  // Different args: a different request.
+  const other = await fx.post({ ...body, args: { a: "2" } });
+  assert.equal(other.status, 200);
+  const capped = await fx.post({ ...body, args: { a: "3" } });
+  assert.equal(capped.status, 429);
+  assert.equal(((await capped.json()) as { code: string }).code, "too_many_pending");
+  assert.equal(fx.store.list(() => true).length, 2);
+
+  const limited = gatewayFixture({ submissionsPerMinute: 2 });
+  assert.equal((await limited.post({ ...body, args: { a: "1" } })).status, 200);
+  assert.equal((await limited.post({ ...body, args: { a: "2" } })).status, 200);
+  const third = await limited.post({ ...body, args: { a: "3" } });
+  assert.equal(third.status, 429);
+  assert.equal(((await third.json()) as { code: string }).code, "rate_limited");
+  assert.equal(limited.store.list(() => true).length, 2);
 });

@@ -26,6 +26,8 @@ export interface GatewayFixtureOptions {
   ttlMs?: number;
   dbPath?: string;
   executor?: RecordingExecutor;
+  maxPending?: number;
+  submissionsPerMinute?: number;
 }
 
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
@@ -50,6 +52,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
     runnerIsolation: async () => (await runner.getHealth({})).isolation,
+    limits: { maxPending: options.maxPending ?? 1000, submissionsPerMinute: options.submissionsPerMinute ?? 10_000 },
     intake: {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
       maxTimeoutSeconds: 60,

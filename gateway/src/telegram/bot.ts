@@ -1,0 +1,154 @@
+import { Bot, Composer, type Context } from "grammy";
+import { autoRetry } from "@grammyjs/auto-retry";
+import type { Logger } from "pino";
+import type { ApprovalService } from "../approvals.js";
+import type { GrantStore } from "../grants.js";
+import type { RequestStore } from "../store.js";
+import { nonceMatches, parseCallbackData } from "./callback-data.js";
+import type { TelegramChannel } from "./channel.js";
+import { escapeHtml, formatTime, renderOutcome } from "./render.js";
+
+export interface TelegramBotDeps {
+  store: RequestStore;
+  approvals: ApprovalService;
+  grants: GrantStore;
+  channel: TelegramChannel | undefined;
+  /** Undefined until TELEGRAM_CHAT_ID is set: then only /start and /id answer. */
+  chatId: number | undefined;
+  approverIds: ReadonlySet<number>;
+  grantTtlMs: number;
+  logger: Logger;
+}
+
+/**
+ * The bot's client, pointed at `apiRoot` (the public Bot API, a self-hosted one, or the tests' fake).
+ * Requests are retried on 429 (honouring retry_after) and 5xx/network errors, a bounded number of times.
+ */
+export function createTelegramBot(token: string, apiRoot: string): Bot {
+  const bot = new Bot(token, { client: { apiRoot } });
+  bot.api.config.use(autoRetry({ maxRetryAttempts: 5, maxDelaySeconds: 60 }));
+  return bot;
+}
+
+/** Commands and the callback check. */
+export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
+  const feature = new Composer<Context>();
+
+  feature.command(["start", "id"], (ctx) =>
+    ctx.reply(
+      `Your user id: ${ctx.from?.id ?? "?"}\nThis chat id: ${ctx.chat.id}\n` +
+        "Set TELEGRAM_CHAT_ID to the chat where approval cards should appear, and " +
+        "TELEGRAM_APPROVER_IDS to the user ids allowed to decide. Never send secret values here: " +
+        "bot chats are not end-to-end encrypted.",
+    ),
+  );
+
+  // Everything below answers approvers in the configured chat only; others get silence.
+  const approver = feature.filter(
+    (ctx) => deps.chatId !== undefined && ctx.chat?.id === deps.chatId && ctx.from !== undefined && deps.approverIds.has(ctx.from.id),
+  );
+
+  approver.command("pending", (ctx) => {
+    const pending = deps.store.list((r) => r.status === "pending").sort((a, b) => a.createdAt - b.createdAt);
+    if (pending.length === 0) return ctx.reply("Nothing is waiting for a decision.");
+    const lines = pending.map(
+      (r) => `<code>${r.id}</code> ${escapeHtml(r.skillId.slice(0, 60))} sha256 <code>${r.codeSha256.slice(0, 16)}…</code> expires ${formatTime(r.expiresAt)}`,
+    );
+    return ctx.reply(lines.join("\n"), { parse_mode: "HTML" });
+  });
+
+  approver.command("status", (ctx) => {
+    const id = ctx.match.trim();
+    const r = /^exec_[0-9a-f]{16}$/.test(id) ? deps.store.get(id) : undefined;
+    if (!r) return ctx.reply("Usage: /status exec_<16 hex> (no such request)");
+    const decided = r.decidedBy ? `, decided by ${escapeHtml(r.decidedBy)} at ${formatTime(r.decidedAt!)}` : "";
+    const outcome = r.completedAt ? `\n${renderOutcome(r)}` : "";
+    return ctx.reply(`<code>${r.id}</code>: <b>${r.status}</b>${decided}${outcome}`, { parse_mode: "HTML" });
+  });
+
+  approver.command("grants", (ctx) => {
+    const active = deps.grants.active();
+    if (active.length === 0) return ctx.reply("No active grants.");
+    const lines = active.map(
+      (g) => `<code>${g.id}</code> ${escapeHtml(g.skillId.slice(0, 60))} sha256 <code>${g.codeSha256.slice(0, 16)}…</code> ` +
+        `secrets ${g.secretNames.join(",") || "none"} until ${formatTime(g.expiresAt)} (by ${escapeHtml(g.createdBy)})`,
+    );
+    return ctx.reply(`${lines.join("\n")}\nRevoke with /revoke &lt;id&gt;`, { parse_mode: "HTML" });
+  });
+
+  approver.command("revoke", async (ctx) => {
+    const id = ctx.match.trim();
+    const ok = /^[0-9a-f]{12}$/.test(id) && (await deps.grants.revoke(id, `telegram:${ctx.from!.id}`));
+    deps.logger.info({ grantId: id.slice(0, 12), by: ctx.from!.id, ok }, "grant revoke command");
+    return ctx.reply(ok ? `Grant ${id} revoked.` : "No active grant with that id.");
+  });
+
+  feature.on("callback_query:data", async (ctx) => {
+    const text = await decideFromCallback(ctx, deps);
+    try {
+      await ctx.answerCallbackQuery({ text: text.slice(0, 200) });
+    } catch (err) {
+      deps.logger.warn({ err: String(err) }, "answerCallbackQuery failed");
+    }
+  });
+  // A button press with no data (impossible from our cards) is still answered.
+  feature.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "Not allowed." }));
+
+  bot.errorBoundary((err) => deps.logger.error({ err: String(err.error) }, "telegram update handler failed")).use(feature);
+}
+
+/**
+ * Every check from telegram.md before anything changes: payload shape, approver, chat, the message the
+ * card lives in, the nonce (constant time). Then the one atomic compare-and-set in ApprovalService.
+ * Forged or stale presses change nothing and run nothing.
+ */
+async function decideFromCallback(ctx: Context, deps: TelegramBotDeps): Promise<string> {
+  const query = ctx.callbackQuery!;
+  const refuse = (reason: string) => {
+    deps.logger.warn({ from: query.from.id, chat: query.message?.chat.id, reason }, "telegram callback refused");
+    return "Not allowed.";
+  };
+  const action = parseCallbackData(query.data);
+  if (!action) return refuse("malformed callback data");
+  if (!deps.approverIds.has(query.from.id)) return refuse("not an approver");
+  const message = query.message;
+  if (!message || deps.chatId === undefined || message.chat.id !== deps.chatId) return refuse("wrong chat");
+  const by = `telegram:${query.from.id}`;
+
+  if (action.kind === "revoke") {
+    const grant = deps.grants.get(action.grantId);
+    if (!grant || !nonceMatches(grant.nonce, action.nonce)) return refuse("unknown grant or bad nonce");
+    const revoked = await deps.grants.revoke(grant.id, by);
+    deps.logger.info({ grantId: grant.id, by }, revoked ? "grant revoked" : "grant already inactive");
+    return revoked ? "Grant revoked: identical requests will ask again." : "That grant is no longer active.";
+  }
+
+  const card = deps.channel?.cards.get(action.requestId);
+  if (!card || card.auto || card.chatId !== message.chat.id || card.messageId !== message.message_id) {
+    return refuse("no card for this request in this message");
+  }
+  if (!nonceMatches(card.nonce, action.nonce)) return refuse("bad nonce");
+
+  const result = await deps.approvals.decide(action.requestId, {
+    approve: action.kind !== "deny",
+    channel: "telegram",
+    decidedBy: by,
+  });
+  switch (result.outcome) {
+    case "approved":
+      if (action.kind === "grant") {
+        const grant = await deps.grants.create(result.request, by, deps.grantTtlMs);
+        deps.logger.info({ grantId: grant.id, requestId: result.request.id, by }, "grant created");
+        return `Running once. Identical requests are allowed until ${formatTime(grant.expiresAt)} (grant ${grant.id}).`;
+      }
+      return "Approved: running once.";
+    case "denied":
+      return "Denied.";
+    case "expired":
+      return "Too late: this request expired and will not run.";
+    case "already_decided":
+      return `Already ${result.request.status}; nothing changed.`;
+    case "not_found":
+      return refuse("unknown request");
+  }
+}

@@ -1,0 +1,147 @@
+import { randomBytes } from "node:crypto";
+import { InputFile, type Api } from "grammy";
+import type { InlineKeyboardMarkup } from "grammy/types";
+import type { Database } from "lmdb";
+import type { Logger } from "pino";
+import type { ApprovalChannel } from "../approvals.js";
+import type { GrantStore } from "../grants.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store.js";
+import { encodeRequestAction, encodeRevoke } from "./callback-data.js";
+import { cleanText, escapeHtml, fitMessage, formatTime, renderCard, renderDecisionFooter, renderOutcome } from "./render.js";
+
+/** What we posted for a request: where, and the nonce its buttons carry. */
+export interface CardRecord {
+  chatId: number;
+  messageId: number;
+  nonce: string;
+  /** True for the report of a grant's auto-approval (no decision buttons). */
+  auto?: boolean;
+}
+
+export interface TelegramChannelDeps {
+  api: Api;
+  store: RequestStore;
+  grants: GrantStore;
+  chatId: number;
+  grantTtlMs: number;
+  logger: Logger;
+}
+
+/**
+ * Approval cards in one Telegram chat. Posts a card per request (the exact code inline or as a
+ * document), and edits it as the request moves on: who decided and when, buttons removed, then
+ * the outcome with a short redacted excerpt. Never decides anything itself: decisions arrive as
+ * callbacks (see callbacks.ts) and go through ApprovalService.decide.
+ */
+export class TelegramChannel implements ApprovalChannel {
+  readonly name = "telegram";
+  readonly cards: Database<CardRecord, string>;
+  /** Edits of one card are serialised so that a late "running" edit cannot overwrite the outcome. */
+  private readonly queues = new Map<string, Promise<void>>();
+
+  private readonly api: Api;
+
+  constructor(private readonly deps: TelegramChannelDeps) {
+    this.cards = deps.store.subDb<CardRecord>("telegram_cards");
+    this.api = deps.api;
+  }
+
+  async announce(request: ExecRequest): Promise<void> {
+    const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
+    const nonce = randomBytes(16).toString("base64url");
+    const { html, codeAsDocument } = renderCard(request, code);
+    const ttlMinutes = Math.round(this.deps.grantTtlMs / 60_000);
+    const keyboard: InlineKeyboardMarkup = {
+      inline_keyboard: [
+        [
+          { text: "▶️ Run once", callback_data: encodeRequestAction("approve", request.id, nonce) },
+          { text: "✖️ Deny", callback_data: encodeRequestAction("deny", request.id, nonce) },
+        ],
+        [{
+          text: `⏱ Run + allow this code, secrets & hosts for ${ttlMinutes} min (args may differ)`,
+          callback_data: encodeRequestAction("grant", request.id, nonce),
+        }],
+      ],
+    };
+    // The nonce is stored before the buttons exist, so no button can ever carry an unknown nonce.
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: 0, nonce });
+    const message = await this.api.sendMessage(this.deps.chatId, fitMessage(html), {
+      parse_mode: "HTML",
+      link_preview_options: { is_disabled: true },
+      reply_markup: keyboard,
+    });
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce });
+    await this.deps.store.flushed;
+    if (codeAsDocument) {
+      await this.api.sendDocument(this.deps.chatId, new InputFile(Buffer.from(code), `${request.id}.ts`), {
+        caption: `Exact code of ${request.id}, sha256 ${request.codeSha256}`,
+        reply_parameters: { message_id: message.message_id },
+      });
+    }
+  }
+
+  update(request: ExecRequest): Promise<void> {
+    const previous = this.queues.get(request.id) ?? Promise.resolve();
+    const next = previous.then(() => this.apply(request.id)).catch((err: unknown) => {
+      this.deps.logger.error({ requestId: request.id, err: String(err) }, "telegram card update failed");
+    });
+    this.queues.set(request.id, next);
+    void next.then(() => {
+      if (this.queues.get(request.id) === next) this.queues.delete(request.id);
+    });
+    return next;
+  }
+
+  /** Renders the card from the request's current state (not the event), so edits converge. */
+  private async apply(id: string): Promise<void> {
+    const request = this.deps.store.get(id);
+    if (!request || request.status === "pending") return;
+    const card = this.cards.get(id);
+    if (!card || card.messageId === 0) {
+      if (request.decisionChannel === "grant" && request.status !== "expired") await this.reportAutoRun(request);
+      return;
+    }
+    const code = this.deps.store.getCode(id)?.toString("utf8") ?? "";
+    const html = card.auto
+      ? this.autoRunText(request)
+      : renderCard(request, code).html + renderDecisionFooter(request);
+    try {
+      await this.api.editMessageText(card.chatId, card.messageId, fitMessage(html), {
+        parse_mode: "HTML",
+        link_preview_options: { is_disabled: true },
+        // A grant report keeps its Revoke button while the grant is active; a card loses its buttons.
+        reply_markup: card.auto ? this.revokeKeyboard(request) : { inline_keyboard: [] },
+      });
+    } catch (err) {
+      if (!String(err).includes("message is not modified")) throw err;
+    }
+  }
+
+  /** A grant approved this request: say so in the chat, with a button to revoke the grant. */
+  private async reportAutoRun(request: ExecRequest): Promise<void> {
+    const message = await this.api.sendMessage(this.deps.chatId, fitMessage(this.autoRunText(request)), {
+      parse_mode: "HTML",
+      link_preview_options: { is_disabled: true },
+      reply_markup: this.revokeKeyboard(request),
+    });
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce: "", auto: true });
+  }
+
+  private autoRunText(r: ExecRequest): string {
+    const grantId = r.decidedBy?.replace(/^grant:/, "") ?? "?";
+    const lines = [
+      `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code>`,
+      `Skill: <b>${cleanText(r.skillId, 128).html}</b>, code sha256 <code>${r.codeSha256}</code>`,
+      `Secrets: ${r.secretNames.join(", ") || "none"}; network: ${r.network.join(", ") || "none"}`,
+      `Request: <code>${r.id}</code> at ${formatTime(r.decidedAt ?? r.createdAt)}`,
+    ];
+    if (FINAL_STATUSES.has(r.status)) lines.push(renderOutcome(r));
+    return lines.join("\n");
+  }
+
+  private revokeKeyboard(r: ExecRequest): InlineKeyboardMarkup {
+    const grant = this.deps.grants.get(r.decidedBy?.replace(/^grant:/, "") ?? "");
+    if (!grant || grant.revokedAt !== undefined || grant.expiresAt <= Date.now()) return { inline_keyboard: [] };
+    return { inline_keyboard: [[{ text: "🛑 Revoke this grant", callback_data: encodeRevoke(grant.id, grant.nonce) }]] };
+  }
+}

@@ -1,0 +1,63 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { encodeRequestAction, encodeRevoke, nonceMatches, parseCallbackData } from "../src/telegram/callback-data.ts";
+import { cleanText, fitMessage, MAX_MESSAGE, renderCard, renderDecisionFooter } from "../src/telegram/render.ts";
+import type { ExecRequest } from "../src/store.ts";
+
+const NONCE = "AbCdEfGhIjKlMnOpQrStUv";
+
+test("callback data: round trip within 64 bytes; anything else is refused", () => {
+  for (const kind of ["approve", "deny", "grant"] as const) {
+    const data = encodeRequestAction(kind, "exec_0123456789abcdef", NONCE);
+    assert.ok(Buffer.byteLength(data) <= 64);
+    assert.deepEqual(parseCallbackData(data), { kind, requestId: "exec_0123456789abcdef", nonce: NONCE });
+  }
+  assert.deepEqual(parseCallbackData(encodeRevoke("0123456789ab", NONCE)), { kind: "revoke", grantId: "0123456789ab", nonce: NONCE });
+  for (const bad of [undefined, "", "a:0123456789abcdef", `x:0123456789abcdef:${NONCE}`, `a:0123456789ABCDEF:${NONCE}`,
+    `a:0123456789abcdef:${NONCE}x`, `a:0123456789abcdef:${NONCE}\n`, `approve:exec_0123456789abcdef:once`, `r:0123456789a:${NONCE}`,
+    `a:../../etc/passwd:${NONCE}`, "a".repeat(65)]) {
+    assert.equal(parseCallbackData(bad), undefined, String(bad));
+  }
+  assert.ok(nonceMatches(NONCE, NONCE));
+  assert.ok(!nonceMatches(NONCE, `${NONCE.slice(0, -1)}X`));
+  assert.ok(!nonceMatches(NONCE, NONCE.slice(1)));
+});
+
+test("cleanText: escapes HTML, replaces invisible characters visibly, flags them", () => {
+  assert.deepEqual(cleanText(`<a href="x">&</a>`, 100), { html: "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;", flagged: false });
+  for (const ch of ["\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u0007", "\u061c"]) {
+    const out = cleanText(`a${ch}b`, 100);
+    assert.equal(out.html, "a\uFFFDb", JSON.stringify(ch));
+    assert.ok(out.flagged);
+  }
+  assert.equal(cleanText("line1\nline2", 100).html, "line1 line2");
+  assert.equal(cleanText("x".repeat(10), 4).html, "xxxx…");
+});
+
+function request(overrides: Partial<ExecRequest> = {}): ExecRequest {
+  return {
+    id: "exec_0123456789abcdef", status: "pending", skillId: "s", source: "data:", codeSha256: "a".repeat(64), codeSize: 10,
+    secretNames: [], network: [], args: [], timeoutSeconds: 30, createdAt: 0, expiresAt: 600_000, ...overrides,
+  };
+}
+
+test("cards stay within Telegram's limit whatever the agent sends", () => {
+  const huge = request({
+    skillId: "s".repeat(128),
+    description: "d".repeat(1024),
+    args: Array.from({ length: 32 }, (_, i) => ({ name: `arg${i}`, value: "<".repeat(8192) })),
+    secretNames: Array.from({ length: 32 }, (_, i) => `SECRET_${i}`),
+    network: Array.from({ length: 16 }, (_, i) => `host${i}.example.com:443`),
+    status: "completed", decidedAt: 1, decidedBy: "telegram:1", completedAt: 2,
+    result: { success: false, stdout: "&".repeat(5000), stderr: "", exitCode: 1, duration: 5, reason: "exited", truncated: false, redacted: false,
+      policy: { denoArgs: [], envNames: [], allowedHosts: [], timeoutSeconds: 30, denoVersion: "", isolation: "" } },
+  });
+  const card = renderCard(huge, "console.log(1)");
+  const full = fitMessage(card.html + renderDecisionFooter(huge));
+  assert.ok([...full].length <= MAX_MESSAGE, `${[...full].length} chars`);
+  assert.ok(!/&[a-z]*…/.test(full), "no entity cut in half");
+  const small = renderCard(request(), "console.log('<hi>')");
+  assert.ok(!small.codeAsDocument);
+  assert.ok(small.html.includes("console.log('&lt;hi&gt;')"));
+  assert.ok(renderCard(request(), "x".repeat(5000)).codeAsDocument);
+});

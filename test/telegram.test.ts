@@ -1,0 +1,249 @@
+/**
+ * Telegram approvals as a user sees them on a phone, against a fake Bot API server that the real
+ * grammY client inside the real gateway process talks to (TELEGRAM_API_ROOT). Forged presses are
+ * built field by field, as a modified Telegram client could send them.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FakeTelegram, type SentMessage } from "./helpers/fake-telegram.ts";
+import { freePort, Stack } from "./helpers/stack.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const TOKEN = "5555555:AAtelegram-token-never-printed";
+const CHAT = 7001; // a private chat: its id is the approver's user id
+const OTHER_USER = 7002;
+const OTHER_CHAT = -100999;
+const FOO = "tg-foo-secret-value-93c1";
+
+const dir = tempDir("oauth3-tg-");
+writeFileSync(join(dir, "secrets.env"), `FOO=${FOO}\n`, { mode: 0o600 });
+const tg = new FakeTelegram(TOKEN);
+let stack: Stack;
+
+before(async () => {
+  await tg.start();
+  stack = new Stack({
+    dir,
+    port: await freePort(),
+    env: {
+      TELEGRAM_BOT_TOKEN: TOKEN,
+      TELEGRAM_CHAT_ID: String(CHAT),
+      TELEGRAM_API_ROOT: tg.apiRoot,
+      SECRETS_FILE: join(dir, "secrets.env"),
+      RUNNER_SKILL_UID_BASE: "64000",
+      APPROVAL_TTL_SECONDS: "10", // the minimum, so the expiry test is quick; every other press comes sooner
+    },
+  });
+  await stack.start();
+});
+after(async () => {
+  await stack?.stop();
+  await tg.stop();
+});
+
+const data = (code: string) => `data:text/typescript,${encodeURIComponent(code)}`;
+
+async function submit(body: Record<string, unknown>): Promise<{ id: string; card: SentMessage }> {
+  const { status, json } = await stack.post(body);
+  assert.equal(status, 200, JSON.stringify(json));
+  const id = String(json.request_id);
+  const sent = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.includes(id) && m.reply_markup));
+  // A snapshot, as the phone showed it: a stale client can still press buttons that edits removed.
+  return { id, card: structuredClone(sent) };
+}
+
+function button(card: SentMessage, prefix: string): string {
+  const b = card.reply_markup!.inline_keyboard.flat().find((x) => x.callback_data.startsWith(prefix));
+  assert.ok(b, `no ${prefix} button`);
+  return b.callback_data;
+}
+
+async function press(opts: { fromId?: number; chatId?: number; messageId: number; data: string }): Promise<string | undefined> {
+  const queryId = tg.pressButton({ fromId: opts.fromId ?? CHAT, chatId: opts.chatId ?? CHAT, messageId: opts.messageId, data: opts.data });
+  const answer = await tg.waitFor(() => tg.answers.find((a) => a.callback_query_id === queryId));
+  return answer.text;
+}
+
+function runsOf(id: string): number {
+  return stack.log().split("\n").filter((l) => l.includes('"msg":"run started"') && l.includes(id)).length;
+}
+
+describe("telegram approvals", () => {
+  test("the card shows exactly what will run; Run once runs it once; the card follows", async () => {
+    const { id, card } = await submit({
+      skill_id: "weather",
+      skill_url: data("// @description Says the secret\n// @secrets FOO\n// @network api.example.com\nconsole.log('key', Deno.env.get('FOO'))"),
+      secrets: ["FOO"],
+      args: { city: "Zürich" },
+    });
+    const status = await stack.status(id);
+    assert.equal(card.parse_mode, "HTML");
+    assert.ok(card.link_preview_disabled, "link previews disabled");
+    for (const expected of [String(status.code_hash), "<code>FOO</code>", "<code>api.example.com:443</code>", "Timeout: 30 s",
+      "Says the secret", "<code>city</code> = &quot;Zürich&quot;", `${status.code_size} bytes`, "console.log(&#39;key&#39;", "Expires:"]) {
+      if (expected.includes("&#39;")) continue; // quotes in code are left as-is (only & < > " are escaped)
+      assert.ok(card.text!.includes(expected), `card lacks ${expected}:\n${card.text}`);
+    }
+    assert.ok(card.text!.includes("console.log('key', Deno.env.get('FOO'))"), "the exact code is inline");
+    assert.equal(card.reply_markup!.inline_keyboard.flat().length, 3);
+
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");
+    const final = await stack.waitFinal(id);
+    assert.equal(final.status, "completed");
+    assert.equal(final.decided_by, `telegram:${CHAT}`);
+    const edited = await tg.waitFor(() => (tg.messages.get(card.message_id)!.text!.includes("Completed") ? tg.messages.get(card.message_id) : undefined));
+    assert.match(edited!.text!, /Approved<\/b> by telegram:7001 at/);
+    assert.match(edited!.text!, /key \[REDACTED:FOO\]/, "a short redacted excerpt");
+    assert.deepEqual(edited!.reply_markup?.inline_keyboard ?? [], [], "buttons removed");
+
+    // Duplicate tap, and a late Deny: nothing changes, nothing runs again.
+    assert.match(String(await press({ messageId: card.message_id, data: button(card, "a:") })), /^Already completed/);
+    assert.match(String(await press({ messageId: card.message_id, data: button(card, "d:") })), /^Already completed/);
+    assert.equal(runsOf(id), 1);
+  });
+
+  test("forged presses change nothing and run nothing", async () => {
+    const a = await submit({ skill_id: "target", skill_url: data("console.log('A')") });
+    const b = await submit({ skill_id: "other", skill_url: data("console.log('B')") });
+    const approveA = button(a.card, "a:");
+    const nonceB = button(b.card, "a:").split(":")[2]!;
+    const forgeries: Array<Parameters<typeof press>[0]> = [
+      { fromId: OTHER_USER, messageId: a.card.message_id, data: approveA }, // not an approver
+      { chatId: OTHER_CHAT, messageId: a.card.message_id, data: approveA }, // other chat
+      { messageId: b.card.message_id, data: approveA }, // A's button pressed on B's message
+      { messageId: a.card.message_id, data: `${approveA.slice(0, -3)}AAA` }, // wrong nonce
+      { messageId: a.card.message_id, data: `a:${a.id.slice(5)}:${nonceB}` }, // another request's nonce
+      { messageId: a.card.message_id, data: "a:0123456789abcdef:AAAAAAAAAAAAAAAAAAAAAA" }, // unknown request
+      { messageId: a.card.message_id, data: "approve:" + a.id + ":once" }, // upstream's format
+      { messageId: a.card.message_id, data: "\u0000\u202e" }, // junk
+    ];
+    for (const forged of forgeries) assert.equal(await press(forged), "Not allowed.", JSON.stringify(forged));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await stack.status(a.id)).status, "pending");
+    assert.equal((await stack.status(b.id)).status, "pending");
+    assert.equal(runsOf(a.id) + runsOf(b.id), 0);
+    assert.equal(tg.messages.get(a.card.message_id)!.edits, 0, "the card was not touched");
+    // Deny, then a genuine approve: still denied.
+    assert.equal(await press({ messageId: b.card.message_id, data: button(b.card, "d:") }), "Denied.");
+    assert.match(String(await press({ messageId: b.card.message_id, data: button(b.card, "a:") })), /^Already denied/);
+    await tg.waitFor(() => tg.messages.get(b.card.message_id)!.text!.includes("Denied</b> by telegram:7001"));
+    assert.equal(runsOf(b.id), 0);
+  });
+
+  test("injection attempts render as inert, flagged text", async () => {
+    const { card } = await submit({
+      skill_id: "<b>trusted</b> & <a href=\"tg://x\">",
+      skill_url: data("// @description <a href=\"https://evil.example\">click</a> \u202egnp.exe\nconsole.log(1)"),
+      args: { note: "</code><i>x</i>\u200b" },
+    });
+    const text = card.text!;
+    assert.ok(text.includes("<b>&lt;b&gt;trusted&lt;/b&gt; &amp; &lt;a href=&quot;tg://x&quot;&gt;</b>"), text);
+    assert.ok(text.includes("&lt;a href=&quot;https://evil.example&quot;&gt;click&lt;/a&gt; \uFFFDgnp.exe"), text);
+    assert.ok(text.includes("&lt;/code&gt;&lt;i&gt;x&lt;/i&gt;\uFFFD"), text);
+    assert.match(text, /Hidden or direction-changing characters<\/b> were shown as � in: description, arg note/);
+    assert.match(text, /The code contains hidden or direction-changing characters/);
+    assert.ok(!text.includes("\u202e") && !text.includes("\u200b"));
+    // Bidi controls in the skill id itself are refused before any card.
+    const refused = await stack.post({ skill_id: "x\u202ey", skill_url: data("console.log(1)") });
+    assert.equal(refused.status, 400);
+  });
+
+  test("long code is attached as a document with its exact bytes", async () => {
+    const code = `// @skill big\n${"console.log('x');\n".repeat(200)}`;
+    const { id, card } = await submit({ skill_id: "big", skill_url: data(code) });
+    assert.match(card.text!, /attached below as a document/);
+    const doc = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.document && m.reply_to_message_id === card.message_id));
+    assert.equal(doc.document!.content, code);
+    assert.equal(doc.document!.file_name, `${id}.ts`);
+  });
+
+  test("a grant auto-approves identical requests, reported in the chat, until revoked", async () => {
+    const skill = { skill_id: "granted", skill_url: data("// @secrets FOO\nconsole.log('granted run')"), secrets: ["FOO"] };
+    const first = await submit({ ...skill, args: { n: "1" } });
+    assert.match(String(await press({ messageId: first.card.message_id, data: button(first.card, "g:") })), /^Running once\. Identical requests are allowed until/);
+    await stack.waitFinal(first.id);
+
+    // Same code, secrets and hosts, other args: runs without asking, and the chat is told.
+    const { json } = await stack.post({ ...skill, args: { n: "2" } });
+    const secondId = String(json.request_id);
+    const second = await stack.waitFinal(secondId);
+    assert.equal(second.status, "completed");
+    assert.match(String(second.decided_by), /^grant:[0-9a-f]{12}$/);
+    const grantId = String(second.decided_by).slice("grant:".length);
+    const report = structuredClone(await tg.waitFor(() =>
+      tg.sentTo(CHAT).find((m) => m.text?.includes("Auto-approved") && m.text.includes(secondId) && m.text.includes("Completed"))));
+    assert.ok(report.text!.includes(`grant <code>${grantId}</code>`));
+
+    tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/grants" });
+    await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith(`<code>${grantId}</code> granted`)));
+
+    // The report's Revoke button: forged nonce refused, a non-approver's /revoke ignored, then revoked.
+    const revoke = button(report, "r:");
+    assert.equal(await press({ messageId: report.message_id, data: `${revoke.slice(0, -2)}AA` }), "Not allowed.");
+    tg.sendText({ fromId: OTHER_USER, chatId: CHAT, text: `/revoke ${grantId}` });
+    await new Promise((r) => setTimeout(r, 300));
+    const stillGranted = await stack.post({ ...skill, args: { n: "3" } });
+    assert.match(String((await stack.waitFinal(String(stillGranted.json.request_id))).decided_by), /^grant:/);
+    assert.equal(await press({ messageId: report.message_id, data: revoke }), "Grant revoked: identical requests will ask again.");
+    tg.sendText({ fromId: CHAT, chatId: CHAT, text: `/revoke ${grantId}` });
+    await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text === "No active grant with that id."));
+
+    const fourth = await submit({ ...skill, args: { n: "4" } });
+    assert.equal((await stack.status(fourth.id)).status, "pending", "asks again after revocation");
+  });
+
+  test("commands: /id for anyone, the rest for approvers only", async () => {
+    tg.sendText({ fromId: OTHER_USER, chatId: OTHER_USER, text: "/id" });
+    await tg.waitFor(() => tg.sentTo(OTHER_USER).find((m) => m.text?.includes(`Your user id: ${OTHER_USER}`)));
+    tg.sendText({ fromId: OTHER_USER, chatId: OTHER_USER, text: "/pending" });
+    tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/pending" });
+    const listing = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.includes("expires") && m.text.includes("target")));
+    assert.ok(listing);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(tg.sentTo(OTHER_USER).length, 1, "a non-approver gets nothing beyond /id");
+  });
+
+  test("429 and 5xx are retried without losing or duplicating the card", async () => {
+    tg.failNext("sendMessage", { error_code: 429, description: "Too Many Requests: retry after 1", parameters: { retry_after: 1 } });
+    tg.failNext("sendMessage", { error_code: 502, description: "Bad Gateway" });
+    const { id } = await submit({ skill_id: "retry", skill_url: data("console.log('retry')") });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(tg.sentTo(CHAT).filter((m) => m.text?.includes(id) && m.reply_markup).length, 1);
+  });
+
+  test("after a restart the stored card still works, once", async () => {
+    const { id, card } = await submit({ skill_id: "restart", skill_url: data("console.log('after restart')") });
+    assert.equal(await stack.stop(), 0);
+    await stack.start();
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");
+    const final = await stack.waitFinal(id);
+    assert.equal((final.result as { stdout: string }).stdout, "after restart\n");
+    assert.match(String(await press({ messageId: card.message_id, data: button(card, "a:") })), /^Already/);
+    assert.equal(runsOf(id), 1);
+  });
+
+  test("expiry fails closed: the card says so and a late press runs nothing", async () => {
+    const { id, card } = await submit({ skill_id: "slow-human", skill_url: data("console.log('late')") });
+    const expiresAt = Number((await stack.status(id)).expires_at);
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 200));
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Too late: this request expired and will not run.");
+    assert.equal((await stack.status(id)).status, "expired");
+    await tg.waitFor(() => tg.messages.get(card.message_id)!.text!.includes("Expired</b>"));
+    assert.deepEqual(tg.messages.get(card.message_id)!.reply_markup?.inline_keyboard ?? [], []);
+    assert.equal(runsOf(id), 0);
+  });
+
+  test("409 Conflict is reported clearly, polling recovers; the token is never printed", async () => {
+    tg.failNext("getUpdates", { error_code: 409, description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running" }, 2);
+    await tg.waitFor(() => stack.log().includes("409 Conflict: another process is already receiving updates"), 15_000);
+    const during = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
+    assert.equal(during.telegram, "conflict");
+    const { card } = await submit({ skill_id: "after-409", skill_url: data("console.log(1)") });
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "d:") }), "Denied.");
+    const recovered = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
+    assert.equal(recovered.telegram, "polling");
+    for (const s of [TOKEN, "never-printed", FOO]) assert.ok(!stack.log().includes(s), `log contains ${s.slice(0, 8)}`);
+  });
+});
