@@ -247,3 +247,57 @@ describe("telegram approvals", () => {
     for (const s of [TOKEN, "never-printed", FOO]) assert.ok(!stack.log().includes(s), `log contains ${s.slice(0, 8)}`);
   });
 });
+
+describe("telegram webhook mode", () => {
+  const whDir = tempDir("oauth3-tgwh-");
+  const whTg = new FakeTelegram(TOKEN);
+  const secret = "wh_secret_0123456789abcdefghijklmnopqrstuv";
+  let whStack: Stack;
+  let whPort = 0;
+
+  before(async () => {
+    await whTg.start();
+    whPort = await freePort();
+    whStack = new Stack({
+      dir: whDir,
+      port: await freePort(),
+      env: {
+        TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_CHAT_ID: String(CHAT), TELEGRAM_API_ROOT: whTg.apiRoot,
+        TELEGRAM_WEBHOOK_URL: "https://bot.example.com/telegram/webhook",
+        TELEGRAM_WEBHOOK_SECRET: secret, TELEGRAM_WEBHOOK_PORT: String(whPort),
+        RUNNER_SKILL_UID_BASE: "64100",
+      },
+    });
+    await whStack.start();
+  });
+  after(async () => {
+    await whStack?.stop();
+    await whTg.stop();
+  });
+
+  test("updates are accepted only with the secret token; the agent port has no webhook", async () => {
+    assert.deepEqual(whTg.webhook, { url: "https://bot.example.com/telegram/webhook", secret });
+    assert.equal(whTg.calls.filter((c) => c.method === "getUpdates").length, 0, "no polling in webhook mode");
+    const { json } = await whStack.post({ skill_id: "wh", skill_url: data("console.log('via webhook')") });
+    const id = String(json.request_id);
+    const card = structuredClone(await whTg.waitFor(() => whTg.sentTo(CHAT).find((m) => m.text?.includes(id))));
+    const update = whTg.callbackUpdate({ fromId: CHAT, chatId: CHAT, messageId: card.message_id, data: button(card, "a:") });
+    const deliver = (port: number, token?: string) =>
+      fetch(`http://127.0.0.1:${port}/telegram/webhook`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(token !== undefined && { "x-telegram-bot-api-secret-token": token }) },
+        body: JSON.stringify(update),
+      });
+    for (const token of [undefined, "", `${secret.slice(0, -1)}X`, `${secret}X`]) {
+      assert.equal((await deliver(whPort, token)).status, 401, String(token));
+    }
+    assert.equal((await deliver(whStack.options.port, secret)).status, 404, "not on the agent port");
+    assert.equal((await whStack.status(id)).status, "pending");
+    assert.equal((await deliver(whPort, secret)).status, 200);
+    const final = await whStack.waitFinal(id);
+    assert.equal((final.result as { stdout: string }).stdout, "via webhook\n");
+    const health = (await (await fetch(`${whStack.baseUrl}/health`)).json()) as Record<string, unknown>;
+    assert.equal(health.telegram, "webhook");
+    assert.ok(!whStack.log().includes(secret) && !whStack.log().includes(TOKEN));
+  });
+});

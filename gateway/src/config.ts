@@ -9,6 +9,7 @@ const int = (min: number, max: number, dflt: number) =>
 export const GATEWAY_ENV_KEYS = [
   "PORT", "HOST", "DB_PATH", "RUNNER_SOCKET", "OPERATOR_SOCKET", "EXECUTOR_MODE",
   "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_APPROVER_IDS", "TELEGRAM_API_ROOT",
+  "TELEGRAM_WEBHOOK_URL", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_WEBHOOK_PORT",
   "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
   "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
@@ -42,6 +43,10 @@ const schema = z.object({
     .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "must be comma-separated numeric user ids")
     .optional(),
   TELEGRAM_API_ROOT: z.url({ protocol: /^https?$/ }).default("https://api.telegram.org"),
+  TELEGRAM_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
+  // The Bot API allows 1-256 characters of A-Z a-z 0-9 _ -; we demand enough to be unguessable.
+  TELEGRAM_WEBHOOK_SECRET: z.string().regex(/^[A-Za-z0-9_-]{32,256}$/, "must be 32-256 characters of A-Z a-z 0-9 _ -").optional(),
+  TELEGRAM_WEBHOOK_PORT: int(1, 65535, 3738),
   GRANT_TTL_SECONDS: int(60, 24 * 3600, 3600),
   MAX_PENDING_REQUESTS: int(1, 10_000, 20),
   SUBMISSIONS_PER_MINUTE: int(1, 100_000, 30),
@@ -72,6 +77,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
     throw new Error(`invalid gateway configuration: ${z.prettifyError(parsed.error)}`);
   }
   const c = parsed.data;
+  if (c.TELEGRAM_WEBHOOK_URL && !c.TELEGRAM_WEBHOOK_SECRET) {
+    throw new Error("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (32+ random characters): without it anyone could post fake updates");
+  }
   if (c.EXECUTOR_MODE !== "direct") {
     throw new Error(
       `EXECUTOR_MODE=${c.EXECUTOR_MODE} is not supported: only "direct" (skills run by the ` +
@@ -95,6 +103,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
               : c.TELEGRAM_CHAT_ID !== undefined && Number(c.TELEGRAM_CHAT_ID) > 0 ? [Number(c.TELEGRAM_CHAT_ID)] : [],
           ),
           apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ""),
+          webhook: c.TELEGRAM_WEBHOOK_URL
+            ? { url: c.TELEGRAM_WEBHOOK_URL, secret: c.TELEGRAM_WEBHOOK_SECRET!, port: c.TELEGRAM_WEBHOOK_PORT }
+            : undefined,
         }
       : undefined,
     grantTtlMs: c.GRANT_TTL_SECONDS * 1000,

@@ -9,6 +9,7 @@ import { GrantStore } from "./grants.js";
 import { createTelegramBot, installTelegramHandlers } from "./telegram/bot.js";
 import { TelegramChannel } from "./telegram/channel.js";
 import { TelegramPoller } from "./telegram/poller.js";
+import { startWebhook } from "./telegram/webhook.js";
 import { loadGatewayConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ApiError } from "./errors.js";
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
       store, approvals, grants, channel: telegramChannel, chatId: tg.chatId,
       approverIds: tg.approverIds, grantTtlMs: config.grantTtlMs, logger,
     });
-    poller = new TelegramPoller(bot!, store.subDb<number>("telegram_state"), logger);
+    if (!tg.webhook) poller = new TelegramPoller(bot!, store.subDb<number>("telegram_state"), logger);
     if (tg.chatId === undefined) {
       logger.warn("TELEGRAM_CHAT_ID is not set: the bot only answers /start and /id (send it /id to learn the chat id); approve with `npm run oauth3`");
     } else if (tg.approverIds.size === 0) {
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
       secretNames,
     },
     limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
-    ...(poller && { telegramState: () => poller!.state }),
+    ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerIsolation: async () => {
       try {
         return (await runner.getHealth({}, { timeoutMs: 2000 })).isolation;
@@ -112,6 +113,9 @@ async function main(): Promise<void> {
     config.operatorSocket,
   );
   poller?.start();
+  const webhookServer = tg?.webhook
+    ? await startWebhook({ bot: bot!, ...tg.webhook, host: config.host, logger })
+    : undefined;
   await dispatcher.recover();
   await approvals.expireDue();
   const sweeper = setInterval(() => void approvals.expireDue(), 5000);
@@ -141,6 +145,7 @@ async function main(): Promise<void> {
     clearInterval(sweeper);
     clearInterval(purger);
     await poller?.stop();
+    webhookServer?.close();
     agentServer.close();
     operatorServer.close();
     agentServer.closeAllConnections();

@@ -14,6 +14,8 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.equal(explicit.telegram?.apiRoot, "http://127.0.0.1:8081");
   assert.throws(() => loadGatewayConfig({ TELEGRAM_APPROVER_IDS: "@me" }), /TELEGRAM_APPROVER_IDS/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_API_ROOT: "ftp://x" }), /TELEGRAM_API_ROOT/);
+  assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh" }), /needs TELEGRAM_WEBHOOK_SECRET/);
+  assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh", TELEGRAM_WEBHOOK_SECRET: "short" }), /32-256/);
   assert.equal(loadGatewayConfig({}).host, "127.0.0.1");
   assert.equal(loadGatewayConfig({}).approvalTtlMs, 600_000);
   assert.deepEqual([...loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1:8080, Skills.Local:80" }).fetch.allowPrivate],

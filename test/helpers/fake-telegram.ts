@@ -38,6 +38,7 @@ export class FakeTelegram {
   private nextUpdateId = 1;
   private server?: Server;
   port = 0;
+  webhook?: { url: string; secret: string | undefined };
 
   constructor(readonly token: string, readonly botId = 424242) {}
 
@@ -82,6 +83,12 @@ export class FakeTelegram {
       },
     });
     return id;
+  }
+
+  /** An update object as pressButton would queue it, for delivering by webhook instead. */
+  callbackUpdate(opts: { fromId: number; chatId: number; messageId: number; data: string }): Record<string, unknown> {
+    this.pressButton(opts);
+    return this.updates.pop()!;
   }
 
   sendText(opts: { fromId: number; chatId: number; text: string }): void {
@@ -156,8 +163,12 @@ export class FakeTelegram {
       case "getMe":
         return { id: this.botId, is_bot: true, first_name: "oauth3 test", username: "oauth3_test_bot",
           can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
-      case "deleteWebhook":
       case "setWebhook":
+        this.webhook = { url: String(b.url), secret: b.secret_token === undefined ? undefined : String(b.secret_token) };
+        return true;
+      case "deleteWebhook":
+        this.webhook = undefined;
+        return true;
       case "setMyCommands":
         return true;
       case "getUpdates": {
