@@ -6,7 +6,7 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   const c = loadGatewayConfig({ PORT: "8080", DB_PATH: "/var/lib/x", TELEGRAM_BOT_TOKEN: "1:abc", TELEGRAM_CHAT_ID: "-100123" });
   assert.equal(c.port, 8080);
   assert.equal(c.dbPath, "/var/lib/x");
-  assert.deepEqual(c.telegram, { token: "1:abc", chatId: -100123, approverIds: new Set(), apiRoot: "https://api.telegram.org" });
+  assert.deepEqual(c.telegram, { token: "1:abc", chatId: -100123, approverIds: new Set(), apiRoot: "https://api.telegram.org", webhook: undefined });
   // A private chat's id is its user's id: that user approves by default.
   assert.deepEqual(loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "1:a", TELEGRAM_CHAT_ID: "42" }).telegram?.approverIds, new Set([42]));
   const explicit = loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "1:a", TELEGRAM_CHAT_ID: "-5", TELEGRAM_APPROVER_IDS: "1, 2", TELEGRAM_API_ROOT: "http://127.0.0.1:8081/" });
