@@ -200,7 +200,11 @@ describe("telegram approvals", () => {
     tg.sendText({ fromId: OTHER_USER, chatId: OTHER_USER, text: "/pending" });
     tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/pending" });
     const listing = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.includes("expires") && m.text.includes("target")));
-    assert.ok(listing);
+    const pendingId = /exec_[0-9a-f]{16}/.exec(listing.text!)![0];
+    tg.sendText({ fromId: CHAT, chatId: CHAT, text: `/status ${pendingId}` });
+    await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text === `<code>${pendingId}</code>: <b>pending</b>`));
+    tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/status nonsense" });
+    await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith("Usage: /status")));
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(tg.sentTo(OTHER_USER).length, 1, "a non-approver gets nothing beyond /id");
   });
@@ -215,8 +219,14 @@ describe("telegram approvals", () => {
 
   test("after a restart the stored card still works, once", async () => {
     const { id, card } = await submit({ skill_id: "restart", skill_url: data("console.log('after restart')") });
+    const offsets = () => tg.calls.filter((c) => c.method === "getUpdates").map((c) => Number(c.body.offset ?? 0));
+    const before = Math.max(...offsets());
     assert.equal(await stack.stop(), 0);
+    const callsBefore = tg.calls.length;
     await stack.start();
+    await tg.waitFor(() => tg.calls.slice(callsBefore).some((c) => c.method === "getUpdates"));
+    const firstAfter = Number(tg.calls.slice(callsBefore).find((c) => c.method === "getUpdates")!.body.offset ?? 0);
+    assert.ok(before > 0 && firstAfter >= before, `offset kept across the restart (${before} -> ${firstAfter})`);
     assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");
     const final = await stack.waitFinal(id);
     assert.equal((final.result as { stdout: string }).stdout, "after restart\n");
