@@ -94,7 +94,10 @@ try { console.log(JSON.stringify(Deno.env.toObject())); } catch (e) { console.lo
     assert.ok(result.redacted);
     const policy = (final.result as { policy: Record<string, unknown> }).policy;
     assert.equal(policy.isolation, process.getuid?.() === 0 ? "per-run-uid" : "shared-uid");
-    assert.deepEqual(policy.env_names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "FOO", "HOME", "LANG", "NO_COLOR", "PATH", "TZ"]);
+    const proxied = process.getuid?.() === 0; // per-run uids bring the egress proxy
+    assert.deepEqual(policy.env_names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "FOO", "HOME",
+      ...(proxied ? ["HTTPS_PROXY", "HTTP_PROXY"] : []), "LANG", "NO_COLOR", "PATH", "TZ"]);
+    assert.equal(policy.egress, proxied ? "proxy+firewall" : "deno-only");
     assert.ok((policy.deno_args as string[]).includes("--allow-env=FOO"));
   });
 

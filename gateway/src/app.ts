@@ -15,8 +15,8 @@ export interface AgentAppDeps {
   intake: IntakeDeps;
   logger: Logger;
   telegramConfigured: boolean;
-  /** The runner's isolation mode, or undefined when it is unreachable. */
-  runnerIsolation: () => Promise<string | undefined>;
+  /** The runner's sandbox modes, or undefined when it is unreachable. */
+  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[] } | undefined>;
   /** Telegram polling state, when a bot is configured. */
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
@@ -36,14 +36,18 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
   const submissions = new RateLimiter(deps.limits.submissionsPerMinute);
 
   app.get("/health", async (c) => {
-    const isolation = await deps.runnerIsolation();
-    const runner = isolation !== undefined;
+    const sandbox = await deps.runnerHealth();
+    const runner = sandbox !== undefined;
     return c.json(
       {
         status: runner ? "ok" : "degraded",
         telegram_configured: deps.telegramConfigured,
         runner_reachable: runner,
-        ...(runner && { isolation }),
+        ...(sandbox && {
+          isolation: sandbox.isolation,
+          egress: sandbox.egress,
+          egress_private_allowed: sandbox.egressPrivateAllowed,
+        }),
         ...(deps.telegramState && { telegram: deps.telegramState() }),
         timestamp: Date.now(),
       },

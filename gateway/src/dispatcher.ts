@@ -156,6 +156,8 @@ function toResult(r: RunSkillResponse): RunResult {
       timeoutSeconds: r.policy?.timeoutSeconds ?? 0,
       denoVersion: r.policy?.denoVersion ?? "",
       isolation: r.policy?.isolation ?? "",
+      egress: r.policy?.egress ?? "",
+      egressPrivateAllowed: r.policy?.egressPrivateAllowed ?? [],
     },
   };
 }

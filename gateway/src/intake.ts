@@ -130,6 +130,8 @@ export function statusView(r: ExecRequest) {
         redacted: r.result.redacted,
         policy: {
           isolation: r.result.policy.isolation,
+          egress: r.result.policy.egress,
+          egress_private_allowed: r.result.policy.egressPrivateAllowed,
           allowed_hosts: r.result.policy.allowedHosts,
           env_names: r.result.policy.envNames,
           timeout_seconds: r.result.policy.timeoutSeconds,

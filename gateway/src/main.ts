@@ -95,9 +95,10 @@ async function main(): Promise<void> {
     },
     limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
-    runnerIsolation: async () => {
+    runnerHealth: async () => {
       try {
-        return (await runner.getHealth({}, { timeoutMs: 2000 })).isolation;
+        const h = await runner.getHealth({}, { timeoutMs: 2000 });
+        return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
       } catch {
         return undefined;
       }

@@ -34,6 +34,8 @@ export interface RunResult {
     timeoutSeconds: number;
     denoVersion: string;
     isolation: string;
+    egress: string;
+    egressPrivateAllowed: string[];
   };
 }
 

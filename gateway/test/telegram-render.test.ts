@@ -50,7 +50,7 @@ test("cards stay within Telegram's limit whatever the agent sends", () => {
     network: Array.from({ length: 16 }, (_, i) => `host${i}.example.com:443`),
     status: "completed", decidedAt: 1, decidedBy: "telegram:1", completedAt: 2,
     result: { success: false, stdout: "&".repeat(5000), stderr: "", exitCode: 1, duration: 5, reason: "exited", truncated: false, redacted: false,
-      policy: { denoArgs: [], envNames: [], allowedHosts: [], timeoutSeconds: 30, denoVersion: "", isolation: "" } },
+      policy: { denoArgs: [], envNames: [], allowedHosts: [], timeoutSeconds: 30, denoVersion: "", isolation: "", egress: "", egressPrivateAllowed: [] } },
   });
   const card = renderCard(huge, "console.log(1)");
   const full = fitMessage(card.html + renderDecisionFooter(huge));

@@ -51,7 +51,10 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   });
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
-    runnerIsolation: async () => (await runner.getHealth({})).isolation,
+    runnerHealth: async () => {
+      const h = await runner.getHealth({});
+      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
+    },
     limits: { maxPending: options.maxPending ?? 1000, submissionsPerMinute: options.submissionsPerMinute ?? 10_000 },
     intake: {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },

@@ -11,7 +11,8 @@ export const RUNNER_ENV_KEYS = [
   "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
   "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_ISOLATION",
-  "RUNNER_SKILL_UID_BASE", "LOG_LEVEL",
+  "RUNNER_SKILL_UID_BASE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
+  "LOG_LEVEL",
 ] as const;
 
 const schema = z.object({
@@ -28,6 +29,15 @@ const schema = z.object({
   RUNNER_V8_MAX_OLD_SPACE_MB: int(16, 4096, 128),
   RUNNER_ISOLATION: z.enum(["auto", "uid", "shared-uid"]).default("auto"),
   RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
+  RUNNER_EGRESS: z.enum(["auto", "proxy+firewall", "deno-only"]).default("auto"),
+  RUNNER_EGRESS_ALLOW_PRIVATE: z
+    .string()
+    .default("")
+    .refine((s) => s === "" || /^[a-z0-9.-]+:\d{1,5}(,[a-z0-9.-]+:\d{1,5})*$/.test(s.replace(/\s/g, "").toLowerCase()), "must be host:port,host:port"),
+  RUNNER_EGRESS_HOSTS: z
+    .string()
+    .default("")
+    .refine((s) => s === "" || /^[a-z0-9.-]+=[0-9a-f.:]+(,[a-z0-9.-]+=[0-9a-f.:]+)*$/.test(s.replace(/\s/g, "").toLowerCase()), "must be name=address,name=address"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -69,6 +79,12 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
     outputLimitBytes: c.RUNNER_OUTPUT_LIMIT_BYTES,
     v8MaxOldSpaceMb: c.RUNNER_V8_MAX_OLD_SPACE_MB,
     isolation: c.RUNNER_ISOLATION,
+    egress: c.RUNNER_EGRESS,
+    egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)),
+    egressHosts: new Map(
+      c.RUNNER_EGRESS_HOSTS.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)
+        .map((pair) => pair.split("=") as [string, string]),
+    ),
     skillUidBase: c.RUNNER_SKILL_UID_BASE,
     logLevel: c.LOG_LEVEL,
   };

@@ -18,6 +18,8 @@ export interface InvocationPaths {
 
 export interface InvocationLimits {
   v8MaxOldSpaceMb: number;
+  /** The run's egress proxy URL (with its credentials); absent in deno-only egress mode. */
+  proxyUrl?: string | undefined;
 }
 
 export interface Invocation {
@@ -52,7 +54,9 @@ export function buildInvocation(
     "--deny-sys",
   ];
   if (spec.network.length > 0) args.push(`--allow-net=${spec.network.join(",")}`);
-  args.push(`--deny-net=${DENY_NET_CIDRS.join(",")}`);
+  // With the proxy, Deno must not resolve names itself (the skill uid may not reach DNS; the proxy
+  // resolves and checks every address). Without it, --deny-net is the address check.
+  if (!limits.proxyUrl) args.push(`--deny-net=${DENY_NET_CIDRS.join(",")}`);
   const envNames = [...spec.secretNames, ...spec.args.map((a) => a.name)];
   if (envNames.length > 0) args.push(`--allow-env=${envNames.join(",")}`);
   args.push(`--v8-flags=--max-old-space-size=${limits.v8MaxOldSpaceMb}`);
@@ -66,6 +70,7 @@ export function buildInvocation(
     NO_COLOR: "1",
     LANG: "C.UTF-8",
     TZ: "UTC",
+    ...(limits.proxyUrl && { HTTP_PROXY: limits.proxyUrl, HTTPS_PROXY: limits.proxyUrl }),
   };
   // Args first, secrets last: names cannot collide (checked), and even if a check regressed a
   // secret would win over an arg of the same name.

@@ -6,6 +6,7 @@ import { sha256Hex, type RunSpec } from "@oauth3/shared";
 import { buildInvocation } from "./deno-invocation.js";
 import { createRedactor } from "./redact.js";
 import type { UidPool } from "./uid-pool.js";
+import type { EgressProxy } from "./egress-proxy.js";
 
 export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "cancelled";
 
@@ -37,6 +38,7 @@ export interface ExecutionResult {
 /** The seam between the RPC service and whatever runs code. Production: `DenoExecutor`. */
 export interface SkillExecutor {
   readonly isolation: string;
+  readonly egress?: string;
   run(job: SkillJob): Promise<ExecutionResult>;
 }
 
@@ -47,21 +49,26 @@ export interface DenoExecutorOptions {
   v8MaxOldSpaceMb: number;
   /** Per-run uids. Without a pool every skill runs under the runner's own uid ("shared-uid"). */
   uidPool?: UidPool | undefined;
+  /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
+  egress?: EgressProxy | undefined;
 }
 
 export class DenoExecutor implements SkillExecutor {
   readonly isolation: string;
+  readonly egress: string;
 
   constructor(private readonly options: DenoExecutorOptions) {
     this.isolation = options.uidPool ? "per-run-uid" : "shared-uid";
+    this.egress = options.egress ? "proxy+firewall" : "deno-only";
   }
 
   async run(job: SkillJob): Promise<ExecutionResult> {
     const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
     const uid = this.options.uidPool?.acquire();
+    const lease = this.options.egress?.lease(job.requestId, job.spec.network);
     try {
       const paths = await this.prepare(runDir, job, uid);
-      const invocation = buildInvocation(job.spec, job.secrets, paths, this.options);
+      const invocation = buildInvocation(job.spec, job.secrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
       const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid);
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
@@ -73,8 +80,10 @@ export class DenoExecutor implements SkillExecutor {
         redacted: out.redacted || err.redacted,
         denoArgs: invocation.args,
         envNames: Object.keys(invocation.env).sort(),
+        // The proxy URL carries the run's credentials: name the variables, never show the value.
       };
     } finally {
+      lease?.release();
       if (uid !== undefined) this.options.uidPool!.release(uid);
       await rm(runDir, { recursive: true, force: true });
     }

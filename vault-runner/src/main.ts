@@ -1,5 +1,8 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
+import { EgressProxy } from "./egress-proxy.js";
+import { iptablesAvailable, installSkillFirewall, type SkillFirewall } from "./firewall.js";
+import type { UidPool } from "./uid-pool.js";
 import { loadRunnerConfig } from "./config.js";
 import { denoVersion, resolveDenoBinary } from "./deno-binary.js";
 import { DenoExecutor } from "./executor.js";
@@ -31,11 +34,13 @@ async function main(): Promise<void> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   chmodSync(config.stateDir, 0o700);
   const ledger = RunLedger.open(`${config.stateDir}/ledger`);
+  const egress = await startEgress(config, isolation, logger);
   const queue = new RunQueue(config.maxConcurrent, config.maxQueue);
   const executor = new DenoExecutor({
     denoPath,
     workDir: isolation.workDir,
     uidPool: isolation.uidPool,
+    egress: egress?.proxy,
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
   });
@@ -53,6 +58,7 @@ async function main(): Promise<void> {
         runnerVersion: RUNNER_VERSION,
         maxTimeoutSeconds: config.maxTimeoutSeconds,
         outputLimitBytes: config.outputLimitBytes,
+        egressPrivateAllowed: [...config.egressAllowPrivate].sort(),
       }),
   });
   logger.info(
@@ -61,6 +67,9 @@ async function main(): Promise<void> {
       secretNames: secrets.names(),
       deno: version,
       isolation: executor.isolation,
+      egress: executor.egress,
+      egressPrivateAllowed: [...config.egressAllowPrivate],
+      egressStaticHosts: [...config.egressHosts.keys()],
       maxConcurrent: config.maxConcurrent,
     },
     "vault-runner listening",
@@ -72,12 +81,44 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "vault-runner stopping");
     await server.close();
+    egress?.firewall.remove();
+    await egress?.proxy.stop();
     await ledger.close();
     if (!config.workDir) rmSync(isolation.workDir, { recursive: true, force: true });
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/**
+ * Egress enforcement. With per-run uids: the proxy plus firewall rules, or, if iptables cannot be
+ * used, a refusal to start unless RUNNER_EGRESS=deno-only was asked for. With a shared uid the
+ * firewall cannot single skills out (it would cut off the runner): Deno's flags only, labelled.
+ */
+async function startEgress(
+  config: ReturnType<typeof loadRunnerConfig>,
+  isolation: { mode: string; uidPool?: UidPool },
+  logger: Logger,
+): Promise<{ proxy: EgressProxy; firewall: SkillFirewall } | undefined> {
+  const firewallPossible = isolation.mode === "uid" && iptablesAvailable();
+  const wanted = config.egress === "auto" ? (firewallPossible ? "proxy+firewall" : "deno-only") : config.egress;
+  if (wanted === "deno-only") {
+    logger.warn(
+      "egress: deno-only: Deno's --allow-net/--deny-net alone; names resolving to internal addresses and IPv6 " +
+        "internals are not stopped outside Deno. For proxy+firewall run the runner as root (or CAP_SETUID/SETGID/" +
+        "KILL/NET_ADMIN) with iptables installed; set RUNNER_EGRESS=proxy+firewall to refuse to start without it.",
+    );
+    return undefined;
+  }
+  if (!isolation.uidPool) throw new Error("RUNNER_EGRESS=proxy+firewall needs per-run uids (RUNNER_ISOLATION=uid)");
+  if (!firewallPossible) {
+    throw new Error("egress firewall unavailable: install iptables and give the runner CAP_NET_ADMIN, or set RUNNER_EGRESS=deno-only to accept the weaker mode");
+  }
+  const proxy = new EgressProxy({ allowPrivate: config.egressAllowPrivate, staticHosts: config.egressHosts, logger });
+  const port = await proxy.start();
+  const firewall = installSkillFirewall(isolation.uidPool.base, isolation.uidPool.size, port);
+  return { proxy, firewall };
 }
 
 main().catch((err: unknown) => {

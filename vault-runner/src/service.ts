@@ -35,6 +35,8 @@ export interface RunnerServiceDeps {
   runnerVersion: string;
   maxTimeoutSeconds: number;
   outputLimitBytes: number;
+  /** Operator-allowed private host:port pairs, reported with every run. */
+  egressPrivateAllowed?: string[];
 }
 
 const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
@@ -118,6 +120,8 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             isolation: deps.executor.isolation,
             stdoutLimitBytes: BigInt(deps.outputLimitBytes),
             stderrLimitBytes: BigInt(deps.outputLimitBytes),
+            egress: deps.executor.egress ?? "none",
+            egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
           }),
         });
       } catch (err) {
@@ -143,6 +147,8 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
         maxConcurrentRuns: deps.queue.concurrency,
         activeRuns: deps.queue.activeCount,
         queuedRuns: deps.queue.queuedCount,
+        egress: deps.executor.egress ?? "none",
+        egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
       });
     },
   });
