@@ -10,7 +10,7 @@ const int = (min: number, max: number, dflt: number) =>
 export const RUNNER_ENV_KEYS = [
   "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
-  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_ISOLATION",
+  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_MEMORY_LIMIT_MB", "RUNNER_ISOLATION",
   "RUNNER_SKILL_UID_BASE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
   "LOG_LEVEL",
 ] as const;
@@ -27,6 +27,7 @@ const schema = z.object({
   RUNNER_MAX_QUEUE: int(0, 10_000, 64),
   RUNNER_OUTPUT_LIMIT_BYTES: int(1024, 16 * 1024 * 1024, 1024 * 1024),
   RUNNER_V8_MAX_OLD_SPACE_MB: int(16, 4096, 128),
+  RUNNER_MEMORY_LIMIT_MB: int(64, 16_384, 512),
   RUNNER_ISOLATION: z.enum(["auto", "uid", "shared-uid"]).default("auto"),
   RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
   RUNNER_EGRESS: z.enum(["auto", "proxy+firewall", "deno-only"]).default("auto"),
@@ -62,6 +63,9 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
     throw new Error(`invalid vault-runner configuration: ${z.prettifyError(parsed.error)}`);
   }
   const c = parsed.data;
+  if (c.RUNNER_V8_MAX_OLD_SPACE_MB >= c.RUNNER_MEMORY_LIMIT_MB) {
+    throw new Error("RUNNER_V8_MAX_OLD_SPACE_MB must be below RUNNER_MEMORY_LIMIT_MB");
+  }
   const stateDir = resolve(c.RUNNER_STATE_DIR);
   const defaultSecretsFile = resolve("secrets.env");
   return {
@@ -78,6 +82,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
     maxQueue: c.RUNNER_MAX_QUEUE,
     outputLimitBytes: c.RUNNER_OUTPUT_LIMIT_BYTES,
     v8MaxOldSpaceMb: c.RUNNER_V8_MAX_OLD_SPACE_MB,
+    memoryLimitMb: c.RUNNER_MEMORY_LIMIT_MB,
     isolation: c.RUNNER_ISOLATION,
     egress: c.RUNNER_EGRESS,
     egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)),

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
@@ -8,7 +9,7 @@ import { createRedactor } from "./redact.js";
 import type { UidPool } from "./uid-pool.js";
 import type { EgressProxy } from "./egress-proxy.js";
 
-export type Termination = "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "cancelled";
+export type Termination = "exited" | "timeout" | "output_limit" | "memory" | "signaled" | "spawn_failed" | "cancelled";
 
 export interface SkillJob {
   requestId: string;
@@ -47,6 +48,8 @@ export interface DenoExecutorOptions {
   workDir: string;
   outputLimitBytes: number;
   v8MaxOldSpaceMb: number;
+  /** Resident memory cap, enforced by a watchdog (the V8 flag does not cover ArrayBuffers). */
+  memoryLimitMb: number;
   /** Per-run uids. Without a pool every skill runs under the runner's own uid ("shared-uid"). */
   uidPool?: UidPool | undefined;
   /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
@@ -140,6 +143,10 @@ export class DenoExecutor implements SkillExecutor {
       child.stdout.on("data", (c: Buffer) => stdout.push(c));
       child.stderr.on("data", (c: Buffer) => stderr.push(c));
       const timer = setTimeout(() => killGroup("timeout"), job.spec.timeoutSeconds * 1000);
+      const limitKb = this.options.memoryLimitMb * 1024;
+      const watchdog = setInterval(() => {
+        if (child.pid !== undefined && residentKb(child.pid) > limitKb) killGroup("memory");
+      }, 100);
       const onAbort = () => killGroup("cancelled");
       if (job.signal?.aborted) onAbort();
       job.signal?.addEventListener("abort", onAbort);
@@ -150,6 +157,7 @@ export class DenoExecutor implements SkillExecutor {
       });
       child.on("close", (code, signal) => {
         clearTimeout(timer);
+        clearInterval(watchdog);
         job.signal?.removeEventListener("abort", onAbort);
         // Reap anything the skill left in its group (Workers are threads, but be thorough).
         if (child.pid !== undefined) {
@@ -174,6 +182,17 @@ export class DenoExecutor implements SkillExecutor {
         });
       });
     });
+  }
+}
+
+/** VmRSS of a process in kB (0 once it is gone). Deno cannot start subprocesses (--deny-run) and
+ *  Workers are threads, so the Deno process's RSS is the skill's whole footprint. */
+function residentKb(pid: number): number {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
   }
 }
 

@@ -43,6 +43,7 @@ async function main(): Promise<void> {
     egress: egress?.proxy,
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
+    memoryLimitMb: config.memoryLimitMb,
   });
   const server = await startRunnerServer({
     socketPath: config.socketPath,
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
         maxTimeoutSeconds: config.maxTimeoutSeconds,
         outputLimitBytes: config.outputLimitBytes,
         egressPrivateAllowed: [...config.egressAllowPrivate].sort(),
+        memoryLimitMb: config.memoryLimitMb,
       }),
   });
   logger.info(

@@ -35,6 +35,7 @@ export interface RunnerServiceDeps {
   runnerVersion: string;
   maxTimeoutSeconds: number;
   outputLimitBytes: number;
+  memoryLimitMb?: number;
   /** Operator-allowed private host:port pairs, reported with every run. */
   egressPrivateAllowed?: string[];
 }
@@ -43,6 +44,7 @@ const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
   exited: Termination.EXITED,
   timeout: Termination.TIMEOUT,
   output_limit: Termination.OUTPUT_LIMIT,
+  memory: Termination.MEMORY,
   signaled: Termination.SIGNALED,
   spawn_failed: Termination.SPAWN_FAILED,
   // Nobody receives this answer (the caller is gone); the ledger records "cancelled".
@@ -122,6 +124,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             stderrLimitBytes: BigInt(deps.outputLimitBytes),
             egress: deps.executor.egress ?? "none",
             egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
+            memoryLimitBytes: BigInt((deps.memoryLimitMb ?? 0) * 1024 * 1024),
           }),
         });
       } catch (err) {

@@ -8,7 +8,7 @@ import { processesOf } from "../src/uid-pool.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-exec-");
-const executor = realDenoExecutor(dir, 62_000, 64 * 1024);
+const executor = realDenoExecutor(dir, 62_000, 64 * 1024, 256);
 
 function run(source: string, spec: { secrets?: string[]; timeout?: number; args?: Array<{ name: string; value: string }> } = {}) {
   const code = Buffer.from(source);
@@ -107,3 +107,21 @@ test("per-run uid: concurrent skills run under distinct uids, none the runner's;
     assert.ok(!uids.has(process.getuid!()));
     for (let uid = 62_000; uid < 62_008; uid++) assert.deepEqual(processesOf(uid), []);
   });
+
+test("memory: an ArrayBuffer bomb (outside the V8 heap cap) is killed by the watchdog", async () => {
+  const r = await run(
+    `const keep = []; console.log("allocating");
+     for (let i = 0; i < 64; i++) { const b = new Uint8Array(32 * 1024 * 1024); b.fill(1); keep.push(b); }
+     console.log("ESCAPED with", keep.length * 32, "MB");`,
+    { timeout: 30 },
+  );
+  assert.equal(r.termination, "memory", `${r.termination} ${r.stdout} ${r.stderr}`);
+  assert.equal(r.stdout, "allocating\n");
+});
+
+test("memory: a heap bomb dies at the V8 cap without taking the runner down", async () => {
+  const r = await run(`const a = []; while (true) a.push({ x: "y".repeat(100) + Math.random() });`, { timeout: 30 });
+  assert.notEqual(r.termination, "exited");
+  assert.equal(r.exitCode, -1);
+  assert.ok(["memory", "signaled"].includes(r.termination), r.termination);
+});
