@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createRunnerClient } from "../gateway/src/runner-client.ts";
@@ -134,42 +134,6 @@ try { console.log(JSON.stringify(Deno.env.toObject())); } catch (e) { console.lo
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.match(stack.log(), /"reason":"code hash mismatch[^"]*","msg":"run refused"/);
-  });
-
-  test("probes: a granted skill still cannot reach processes, sockets, files or undeclared hosts", async () => {
-    const probes: Record<string, string> = {
-      "spawn": `new Deno.Command("/bin/sh", { args: ["-c", "id"] }).outputSync()`,
-      "kill-parent": `Deno.kill(Deno.ppid, "SIGKILL")`,
-      "runner-socket": `await Deno.connect({ transport: "unix", path: ${JSON.stringify(stack.runnerSocket)} })`,
-      "operator-socket": `await Deno.connect({ transport: "unix", path: ${JSON.stringify(stack.operatorSocket)} })`,
-      "gateway-port": `await fetch(${JSON.stringify(stack.baseUrl + "/health")})`,
-      "loopback-ip": `await fetch("http://127.0.0.1:${skillPort}/")`,
-      "metadata": `await fetch("http://169.254.169.254/latest/meta-data/")`,
-      "other-port-of-allowed-host": `await fetch("https://example.com:8443/")`,
-      "listen": `Deno.listen({ port: 0 })`,
-      "dns": `await Deno.resolveDns("data-exfil.example.com", "A")`,
-      "ffi": `Deno.dlopen("libc.so.6", {})`,
-      "write": `Deno.writeTextFileSync("/tmp/oauth3-probe", "x")`,
-      "read-db": `Deno.readFileSync(${JSON.stringify(join(dir, "gateway-db", "data.mdb"))})`,
-      "jsr": `await import("jsr:@std/path")`,
-      "npm": `await import("npm:left-pad")`,
-      "remote": `await import("https://esm.sh/" + "left-pad")`,
-      "sys": `Deno.hostname()`,
-      "all-env": `Deno.env.toObject()`,
-    };
-    const code = `// @secrets FOO\n// @network example.com\n` + Object.entries(probes).map(([name, expr]) =>
-      `try { await (async () => ${expr})(); console.log(${JSON.stringify(name)}, "ESCAPED"); }
-       catch (e) { console.log(${JSON.stringify(name)}, "blocked", e?.name); }`).join("\n");
-    const final = await submitAndApprove({ skill_id: "probes", skill_url: data(code), secrets: ["FOO"] });
-    const stdout = (final.result as { stdout: string }).stdout;
-    const lines = stdout.trim().split("\n");
-    assert.equal(lines.length, Object.keys(probes).length, stdout + (final.result as { stderr: string }).stderr);
-    // NotCapable = refused by Deno's permissions; TypeError = module load refused by --no-remote/--no-npm.
-    // A network failure (this machine has no internet) would show as another error and fail here.
-    const refusedLoad = new Set(["jsr", "npm", "remote"]);
-    assert.deepEqual(lines, Object.keys(probes).map((name) => `${name} blocked ${refusedLoad.has(name) ? "TypeError" : "NotCapable"}`));
-    assert.ok(!existsSync("/tmp/oauth3-probe"));
-    assert.ok(!JSON.stringify(final).includes(FOO));
   });
 
   test("a skill that ignores SIGTERM is killed at its timeout", async () => {
