@@ -87,6 +87,7 @@ describe("telegram approvals", () => {
       assert.ok(card.text!.includes(expected), `card lacks ${expected}:\n${card.text}`);
     }
     assert.ok(card.text!.includes("console.log('key', Deno.env.get('FOO'))"), "the exact code is inline");
+    assert.match(card.text!, process.getuid?.() === 0 ? /Sandbox: own uid, egress only via the checking proxy/ : /Weaker sandbox/);
     assert.equal(card.reply_markup!.inline_keyboard.flat().length, 3);
 
     assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");

@@ -31,6 +31,14 @@ async function main(): Promise<void> {
   const grants = new GrantStore(store);
   const channels: ApprovalChannel[] = [new LocalOperatorChannel(logger)];
   const tg = config.telegram;
+  const runnerHealth = async () => {
+    try {
+      const h = await runner.getHealth({}, { timeoutMs: 2000 });
+      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
+    } catch {
+      return undefined;
+    }
+  };
   let bot: Bot | undefined;
   let telegramChannel: TelegramChannel | undefined;
   if (tg) {
@@ -38,7 +46,7 @@ async function main(): Promise<void> {
     bot = createTelegramBot(tg.token, tg.apiRoot);
     if (tg.chatId !== undefined) {
       telegramChannel = new TelegramChannel({
-        api: bot.api, store, grants, chatId: tg.chatId, grantTtlMs: config.grantTtlMs, logger,
+        api: bot.api, store, grants, chatId: tg.chatId, grantTtlMs: config.grantTtlMs, logger, sandbox: runnerHealth,
       });
       channels.push(telegramChannel);
     }
@@ -95,14 +103,7 @@ async function main(): Promise<void> {
     },
     limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
-    runnerHealth: async () => {
-      try {
-        const h = await runner.getHealth({}, { timeoutMs: 2000 });
-        return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
-      } catch {
-        return undefined;
-      }
-    },
+    runnerHealth,
   });
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {

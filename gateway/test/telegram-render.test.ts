@@ -61,3 +61,11 @@ test("cards stay within Telegram's limit whatever the agent sends", () => {
   assert.ok(small.html.includes("console.log('&lt;hi&gt;')"));
   assert.ok(renderCard(request(), "x".repeat(5000)).codeAsDocument);
 });
+
+test("the card names the sandbox, and calls out a weaker one", () => {
+  const strong = renderCard(request(), "1", { isolation: "per-run-uid", egress: "proxy+firewall" }).html;
+  assert.match(strong, /Sandbox: own uid, egress only via the checking proxy/);
+  assert.doesNotMatch(strong, /Weaker/);
+  const weak = renderCard(request(), "1", { isolation: "shared-uid", egress: "deno-only" }).html;
+  assert.match(weak, /⚠️ <b>Weaker sandbox<\/b>: isolation shared-uid, egress deno-only/);
+});

@@ -7,7 +7,7 @@ import type { ApprovalChannel } from "../approvals.js";
 import type { GrantStore } from "../grants.js";
 import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store.js";
 import { encodeRequestAction, encodeRevoke } from "./callback-data.js";
-import { cleanText, escapeHtml, fitMessage, formatTime, renderCard, renderDecisionFooter, renderOutcome } from "./render.js";
+import { cleanText, escapeHtml, fitMessage, formatTime, renderCard, renderDecisionFooter, renderOutcome, type SandboxInfo } from "./render.js";
 
 /** What we posted for a request: where, and the nonce its buttons carry. */
 export interface CardRecord {
@@ -25,6 +25,8 @@ export interface TelegramChannelDeps {
   chatId: number;
   grantTtlMs: number;
   logger: Logger;
+  /** The runner's current sandbox modes (undefined if it cannot be asked). */
+  sandbox?: () => Promise<SandboxInfo | undefined>;
 }
 
 /**
@@ -49,7 +51,7 @@ export class TelegramChannel implements ApprovalChannel {
   async announce(request: ExecRequest): Promise<void> {
     const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
     const nonce = randomBytes(16).toString("base64url");
-    const { html, codeAsDocument } = renderCard(request, code);
+    const { html, codeAsDocument } = renderCard(request, code, await this.deps.sandbox?.());
     const ttlMinutes = Math.round(this.deps.grantTtlMs / 60_000);
     const keyboard: InlineKeyboardMarkup = {
       inline_keyboard: [

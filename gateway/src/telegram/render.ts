@@ -45,7 +45,7 @@ export interface RenderedCard {
  * The approval card: everything the approver needs to decide, nothing taken on trust. Every field
  * that came from the agent or the code is cleaned and escaped; hosts are already punycode with ports.
  */
-export function renderCard(r: ExecRequest, code: string): RenderedCard {
+export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo): RenderedCard {
   const flaggedFields: string[] = [];
   const clean = (field: string, text: string, max: number) => {
     const c = cleanText(text, max);
@@ -73,6 +73,7 @@ export function renderCard(r: ExecRequest, code: string): RenderedCard {
   lines.push(`Source: ${clean("source", r.source, 200)}`);
   lines.push(`Expires: ${formatTime(r.expiresAt)}`);
   lines.push(`Request: <code>${r.id}</code>`);
+  if (sandbox) lines.push(renderSandbox(sandbox));
   if (flaggedFields.length) {
     lines.push(`⚠️ <b>Hidden or direction-changing characters</b> were shown as � in: ${flaggedFields.join(", ")}`);
   }
@@ -85,6 +86,20 @@ export function renderCard(r: ExecRequest, code: string): RenderedCard {
   if (inline) html += `\n<pre><code class="language-typescript">${shownCode}</code></pre>`;
   else html += "\n📎 The exact code is attached below as a document.";
   return { html, codeAsDocument: !inline };
+}
+
+/** The runner's sandbox modes, as GetHealth reports them. */
+export interface SandboxInfo {
+  isolation: string;
+  egress: string;
+}
+
+/** The approver sees the sandbox before deciding; a weaker one is called out. */
+export function renderSandbox(s: SandboxInfo): string {
+  const strong = s.isolation === "per-run-uid" && s.egress === "proxy+firewall";
+  return strong
+    ? `Sandbox: own uid, egress only via the checking proxy`
+    : `⚠️ <b>Weaker sandbox</b>: isolation ${escapeHtml(s.isolation)}, egress ${escapeHtml(s.egress)} (the skill may read the runner's files or reach internal addresses; see the README)`;
 }
 
 export function renderDecisionFooter(r: ExecRequest): string {
