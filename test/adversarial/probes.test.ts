@@ -92,6 +92,22 @@ describe("adversarial probes", { skip: !IS_ROOT && "per-run uids and the egress 
     ["raw socket to a granted host", `Deno.connect({ hostname: "127.0.0.1", port: 443 })`, { network: ["api.test.example"] }],
     ["sys info", `Deno.hostname()`],
   ];
+  test("refused by the file system: nothing a skill writes persists (no writable DENO_DIR, HOME or cwd)", async () => {
+    const final = await run([
+      attempt(`localStorage.setItem("carry", "over")`),
+      attempt(`Deno.writeTextFileSync("./x", "y")`),
+    ].join("\n"));
+    assert.equal(final.result.stdout, "blocked PermissionDenied\nblocked NotCapable\n", final.result.stderr);
+  });
+
+  test("refused by --no-remote: a remote Worker", async () => {
+    const final = await run(`const w = new Worker("https://esm.sh/x", { type: "module" });
+w.onerror = (e) => { console.log("blocked worker"); e.preventDefault(); };
+await new Promise((r) => setTimeout(r, 1000));`);
+    assert.equal(final.result.stdout, "blocked worker\n");
+    assert.match(final.result.stderr, /--no-remote/);
+  });
+
   for (const [name, expr, extra] of permissionProbes) {
     test(`refused by Deno's permissions: ${name}`, async () => {
       const final = await run(attempt(expr.replace("${PORT}", String(stack.options.port))), extra);
@@ -183,6 +199,10 @@ console.error(JSON.stringify({ v }));`, { secrets: ["FOO"] });
     for (const secrets of [["HTTP_PROXY"], ["OTEL_DENO"], ["DENO_DIR"], ["LD_PRELOAD"], ["foo"], ["NODE_OPTIONS"]]) {
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets });
       assert.equal(r.status, 400, JSON.stringify(secrets));
+    }
+    for (const args of [{ http_proxy: "http://evil" }, { DENO_DIR: "/" }, { LD_PRELOAD: "/x.so" }, { FOO: "shadow" }]) {
+      const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets: ["FOO"], args });
+      assert.equal(r.status, 400, JSON.stringify(args));
     }
     for (const network of [["*"], ["localhost"], ["gateway"], ["127.0.0.1"], ["a.com,b.com"], ["unix:/x"], ["*.example.com"], ["[::1]:443"]]) {
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), network });

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
 import { buildInvocation } from "./deno-invocation.js";
@@ -93,8 +93,9 @@ export class DenoExecutor implements SkillExecutor {
   }
 
   /** A fresh directory per run: the approved bytes (re-hashed after writing; readable, not
-   *  writable, by the skill), an empty cwd/HOME the skill cannot write, and a private DENO_DIR (the
-   *  only thing the skill's uid owns) so that localStorage/caches cannot outlive the run. */
+   *  writable, by the skill), an empty cwd/HOME and a DENO_DIR, both owned by the runner, so a
+   *  skill under its own uid can write nothing at all (localStorage/caches fail with
+   *  PermissionDenied; Deno runs fine without its caches). */
   private async prepare(runDir: string, job: SkillJob, uid: number | undefined) {
     await mkdir(this.options.workDir, { recursive: true, mode: 0o711 });
     await mkdir(runDir, { mode: 0o755 });
@@ -104,8 +105,7 @@ export class DenoExecutor implements SkillExecutor {
     const denoDir = join(runDir, "deno-dir");
     await writeFile(skillFile, job.code, { flag: "wx", mode: 0o644 });
     await mkdir(homeDir, { mode: 0o755 });
-    await mkdir(denoDir, { mode: 0o700 });
-    if (uid !== undefined) await chown(denoDir, uid, uid);
+    await mkdir(denoDir, { mode: 0o755 });
     const written = sha256Hex(await readFile(skillFile));
     if (written !== job.codeSha256) throw new Error("skill file hash changed after writing");
     return { skillFile, homeDir, denoDir };
