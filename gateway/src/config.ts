@@ -64,7 +64,9 @@ const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR"]);
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
-export function loadGatewayConfig(env: NodeJS.ProcessEnv) {
+export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
+  // An empty value means "not set" (compose passes unset ${VAR:-} as ""), never "set to nothing".
+  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ""));
   const foreign = Object.keys(env).filter((k) => FOREIGN.has(k));
   if (foreign.length > 0) {
     throw new Error(

@@ -15,6 +15,10 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.throws(() => loadGatewayConfig({ TELEGRAM_APPROVER_IDS: "@me" }), /TELEGRAM_APPROVER_IDS/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_API_ROOT: "ftp://x" }), /TELEGRAM_API_ROOT/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh" }), /needs TELEGRAM_WEBHOOK_SECRET/);
+  // compose passes unset ${VAR:-} as "": that is "not set".
+  const blank = loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "", TELEGRAM_CHAT_ID: "", TELEGRAM_APPROVER_IDS: "", PORT: "" });
+  assert.equal(blank.telegram, undefined);
+  assert.equal(blank.port, 3737);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh", TELEGRAM_WEBHOOK_SECRET: "short" }), /32-256/);
   assert.equal(loadGatewayConfig({}).host, "127.0.0.1");
   assert.equal(loadGatewayConfig({}).approvalTtlMs, 600_000);

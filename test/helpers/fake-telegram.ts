@@ -46,9 +46,9 @@ export class FakeTelegram {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start(port = 0): Promise<void> {
+  async start(port = 0, host = "127.0.0.1"): Promise<void> {
     this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((r) => this.server!.listen(port, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => this.server!.listen(port, host, () => r()));
     this.port = (this.server.address() as { port: number }).port;
   }
 

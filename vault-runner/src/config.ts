@@ -50,7 +50,9 @@ export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;
  */
 const FOREIGN = /^TELEGRAM_/;
 
-export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
+export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
+  // An empty value means "not set" (compose passes unset ${VAR:-} as ""), never "set to nothing".
+  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ""));
   const foreign = Object.keys(env).filter((k) => FOREIGN.test(k));
   if (foreign.length > 0) {
     throw new Error(

@@ -1,0 +1,168 @@
+/**
+ * The deployment under a real Docker engine: local base image (Docker Hub is unreachable), both
+ * images built from the real Dockerfiles, the real compose.yaml started with a test override, and
+ * the split checked from inside the containers. Without an engine this fails in CI (CI runs as root
+ * and .ci/run starts dockerd) and is skipped, loudly, elsewhere.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, ROOT } from "../helpers/stack.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+const engine = spawnSync("docker", ["info"], { stdio: "ignore", timeout: 20_000 }).status === 0;
+if (!engine) {
+  const msg = "NO DOCKER ENGINE: the container tests cannot run (start dockerd; .ci/run does this in CI)";
+  console.error(`\n*** ${msg} ***\n`);
+  if (process.env.CI) test("a Docker engine is available in CI", () => assert.fail(msg));
+}
+
+const TOKEN = "6666666:AAcontainer-token-never-in-the-runner";
+const KEY = "sk-ant-container-test-0b7e";
+const CHAT = 7001;
+const project = `oauth3test${process.pid}`;
+const secrets = tempDir("oauth3-ctr-secrets-");
+let controlPort = 0;
+
+function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean; timeout?: number } = {}): string {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT, encoding: "utf8", timeout: opts.timeout ?? 600_000, input: opts.input,
+    env: { ...process.env, DOCKER_BUILDKIT: "0", FAKE_TELEGRAM_TOKEN: TOKEN, OAUTH3_REPO: ROOT,
+      OAUTH3_TEST_SECRETS: secrets, FAKE_TELEGRAM_CONTROL_PORT: String(controlPort) },
+  });
+  if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return `${r.stdout}${r.stderr}`;
+}
+const compose = (...args: string[]) => sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", ...args]);
+const inContainer = (service: string, script: string, allowFail = false) =>
+  sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "sh", "-c", script], { allowFail });
+const nodeIn = (service: string, js: string) =>
+  sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "node", "-e", js], { allowFail: true });
+
+/** The agent's view: HTTP to the gateway from the openclaw container. */
+function agent(method: string, path: string, body?: unknown): Record<string, any> {
+  const js = `fetch("http://gateway:3737${path}", { method: "${method}", headers: { "content-type": "application/json" }${body ? `, body: ${JSON.stringify(JSON.stringify(body))}` : ""} }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.json() })))`;
+  const out = nodeIn("openclaw", `${js}.catch((e) => console.log(JSON.stringify({ status: 0, error: String(e) })))`).trim().split("\n").at(-1)!;
+  try {
+    return JSON.parse(out);
+  } catch {
+    return { status: 0, error: out };
+  }
+}
+
+async function control(path: string, body?: unknown): Promise<any> {
+  const r = await fetch(`http://127.0.0.1:${controlPort}${path}`, body ? { method: "POST", body: JSON.stringify(body) } : {});
+  return r.json();
+}
+
+async function until<T>(check: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function approveViaTelegram(id: string): Promise<void> {
+  const card = await until(async () => (await control("/messages")).find((m: any) => m.text?.includes(id) && m.reply_markup?.inline_keyboard?.length));
+  const approve = card.reply_markup.inline_keyboard.flat().find((b: any) => b.callback_data.startsWith("a:")).callback_data;
+  await control("/press", { fromId: CHAT, chatId: CHAT, messageId: card.message_id, data: approve });
+}
+
+function finalStatus(id: string): Promise<Record<string, any>> {
+  return until(() => {
+    const s = agent("GET", `/execute/${id}/status`).body;
+    return ["pending", "approved", "executing"].includes(s.status) ? undefined : s;
+  }, 90_000);
+}
+
+describe("containers", { skip: !engine && "no Docker engine (see the message above)" }, () => {
+  before(async () => {
+    controlPort = await freePort();
+    mkdirSync(secrets, { recursive: true });
+    writeFileSync(join(secrets, "ANTHROPIC_API_KEY"), KEY, { mode: 0o600 });
+    sh("bash", ["test/containers/make-base-image.sh"]);
+    const ca = process.env.NODE_EXTRA_CA_CERTS;
+    if (ca) copyFileSync(ca, join(ROOT, ".build-ca.pem"));
+    try {
+      sh("docker", ["build", "-q", "-f", "Dockerfile.runner", "-t", "oauth3-proxy/vault-runner:test", "."]);
+      sh("docker", ["build", "-q", "-f", "Dockerfile.gateway", "-t", "oauth3-proxy/gateway:test", "."]);
+    } finally {
+      rmSync(join(ROOT, ".build-ca.pem"), { force: true });
+    }
+    compose("up", "-d", "--no-build");
+    await until(() => (agent("GET", "/health").body?.status === "ok" ? true : undefined), 90_000);
+  });
+  after(() => {
+    if (!engine) return;
+    console.error(compose("logs", "--no-color", "--tail", "25"));
+    sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "down", "-v"], { allowFail: true });
+  });
+
+  test("the runner container holds no Telegram token, in env or files", () => {
+    const env = inContainer("vault-runner", "cat /proc/1/environ | tr '\\0' '\\n'; env");
+    assert.ok(!env.includes(TOKEN) && !env.includes("TELEGRAM"), env);
+    const grep = inContainer("vault-runner", `grep -rl --exclude-dir=proc --exclude-dir=sys --exclude-dir=node_modules '${TOKEN}' / 2>/dev/null || echo NONE`, true);
+    assert.equal(grep.trim(), "NONE");
+  });
+
+  test("the gateway container can read no secret value (env, files, /proc)", () => {
+    const out = inContainer("gateway", "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; ls /run/secrets 2>&1; cat /run/secrets/* 2>&1; " +
+      `grep -rl --exclude-dir=proc --exclude-dir=sys '${KEY}' / 2>/dev/null || echo NONE`, true);
+    assert.ok(!out.includes(KEY), out);
+    assert.match(out, /No such file or directory/, "no secrets mount in the gateway");
+    assert.match(out, /NONE/);
+    const health = agent("GET", "/health").body;
+    assert.equal(health.isolation, "per-run-uid");
+    assert.equal(health.egress, "proxy+firewall");
+  });
+
+  test("the agent container cannot open the runner socket", () => {
+    const out = nodeIn("openclaw", `require("net").connect("/run/oauth3/sock/runner.sock").on("connect", () => console.log("CONNECTED")).on("error", (e) => console.log("ERR", e.code))`);
+    assert.match(out, /ERR ENOENT/);
+    const dstack = inContainer("openclaw", "ls /var/run/dstack.sock 2>&1", true);
+    assert.match(dstack, /No such file/);
+  });
+
+  test("a skill submitted over HTTP and approved in Telegram runs in the runner, redacted", async () => {
+    const sub = agent("POST", "/execute", {
+      skill_id: "container-check",
+      skill_url: `data:text/typescript,${encodeURIComponent(`// @secrets ANTHROPIC_API_KEY\nconsole.log("key", Deno.env.get("ANTHROPIC_API_KEY"), "token", Deno.env.get("TELEGRAM_BOT_TOKEN") ?? "none")`)}`,
+      secrets: ["ANTHROPIC_API_KEY"],
+    });
+    assert.equal(sub.status, 200, JSON.stringify(sub));
+    await approveViaTelegram(sub.body.request_id);
+    const final = await finalStatus(sub.body.request_id);
+    // TELEGRAM_BOT_TOKEN is not granted: Deno refuses the read, and the runner has no such variable.
+    assert.equal(final.status, "failed", JSON.stringify(final));
+    assert.match(final.result.stderr, /NotCapable: Requires env access to "TELEGRAM_BOT_TOKEN"/);
+    const ok = agent("POST", "/execute", {
+      skill_id: "container-key",
+      skill_url: `data:text/typescript,${encodeURIComponent(`// @secrets ANTHROPIC_API_KEY\nconsole.log("key", Deno.env.get("ANTHROPIC_API_KEY"))`)}`,
+      secrets: ["ANTHROPIC_API_KEY"],
+    });
+    await approveViaTelegram(ok.body.request_id);
+    const done = await finalStatus(ok.body.request_id);
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    assert.equal(done.result.stdout, "key [REDACTED:ANTHROPIC_API_KEY]\n");
+    assert.equal(done.result.policy.isolation, "per-run-uid");
+    assert.ok(!JSON.stringify(done).includes(KEY));
+  });
+
+  test("docker-compose down && up keeps pending requests (volumes)", async () => {
+    const sub = agent("POST", "/execute", { skill_id: "survivor", skill_url: "data:text/typescript,console.log('survived')" });
+    const id = sub.body.request_id;
+    compose("down");
+    compose("up", "-d", "--no-build");
+    await until(() => (agent("GET", "/health").body?.status === "ok" ? true : undefined), 90_000);
+    assert.equal(agent("GET", `/execute/${id}/status`).body.status, "pending");
+    const approved = inContainer("gateway", `node gateway/bin/oauth3.js approve ${id}`);
+    assert.match(approved, /approved/);
+    const final = await finalStatus(id);
+    assert.equal(final.result.stdout, "survived\n");
+  });
+});
