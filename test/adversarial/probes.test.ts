@@ -92,12 +92,13 @@ describe("adversarial probes", { skip: !IS_ROOT && "per-run uids and the egress 
     ["raw socket to a granted host", `Deno.connect({ hostname: "127.0.0.1", port: 443 })`, { network: ["api.test.example"] }],
     ["sys info", `Deno.hostname()`],
   ];
-  test("refused by the file system: nothing a skill writes persists (no writable DENO_DIR, HOME or cwd)", async () => {
-    const final = await run([
-      attempt(`localStorage.setItem("carry", "over")`),
-      attempt(`Deno.writeTextFileSync("./x", "y")`),
-    ].join("\n"));
-    assert.equal(final.result.stdout, "blocked PermissionDenied\nblocked NotCapable\n", final.result.stderr);
+  test("nothing a skill writes outlives its run: localStorage is gone for the next run; cwd is not writable", async () => {
+    const code = `console.log("saw", localStorage.getItem("carry")); localStorage.setItem("carry", "over");
+${attempt(`Deno.writeTextFileSync("./x", "y")`)}`;
+    const first = await run(code);
+    const second = await run(code);
+    assert.equal(first.result.stdout, "saw null\nblocked NotCapable\n", first.result.stderr);
+    assert.equal(second.result.stdout, "saw null\nblocked NotCapable\n", second.result.stderr);
   });
 
   test("refused by --no-remote: a remote Worker", async () => {

@@ -151,6 +151,8 @@ describe("containers", { skip: !engine && "no Docker engine (see the message abo
     assert.equal(done.result.stdout, "key [REDACTED:ANTHROPIC_API_KEY]\n");
     assert.equal(done.result.policy.isolation, "per-run-uid");
     assert.ok(!JSON.stringify(done).includes(KEY));
+    // Run directories (including the skill-owned DENO_DIR) are gone again.
+    assert.equal(inContainer("vault-runner", "ls -A /tmp/oauth3-work-*/ | grep -c exec_ || true").trim(), "0");
   });
 
   test("docker-compose down && up keeps pending requests (volumes)", async () => {

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, lchown, lstat, readdir, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
 import { buildInvocation } from "./deno-invocation.js";
@@ -88,14 +88,17 @@ export class DenoExecutor implements SkillExecutor {
     } finally {
       lease?.release();
       if (uid !== undefined) this.options.uidPool!.release(uid);
+      // What the skill's uid created is taken back first: a runner with CAP_CHOWN but without
+      // CAP_DAC_OVERRIDE (the container) could not empty a directory the skill owns.
+      if (uid !== undefined) await reclaim(join(runDir, "deno-dir"));
       await rm(runDir, { recursive: true, force: true });
     }
   }
 
   /** A fresh directory per run: the approved bytes (re-hashed after writing; readable, not
-   *  writable, by the skill), an empty cwd/HOME and a DENO_DIR, both owned by the runner, so a
-   *  skill under its own uid can write nothing at all (localStorage/caches fail with
-   *  PermissionDenied; Deno runs fine without its caches). */
+   *  writable, by the skill), an empty cwd/HOME the skill cannot write, and a private DENO_DIR owned
+   *  by the run's uid (0700) and deleted afterwards, so localStorage/caches never outlive the run
+   *  or reach another uid. (A read-only DENO_DIR would cost ~150 ms per run: docs/benchmarks.md.) */
   private async prepare(runDir: string, job: SkillJob, uid: number | undefined) {
     await mkdir(this.options.workDir, { recursive: true, mode: 0o711 });
     await mkdir(runDir, { mode: 0o755 });
@@ -105,7 +108,8 @@ export class DenoExecutor implements SkillExecutor {
     const denoDir = join(runDir, "deno-dir");
     await writeFile(skillFile, job.code, { flag: "wx", mode: 0o644 });
     await mkdir(homeDir, { mode: 0o755 });
-    await mkdir(denoDir, { mode: 0o755 });
+    await mkdir(denoDir, { mode: 0o700 });
+    if (uid !== undefined) await chown(denoDir, uid, uid);
     const written = sha256Hex(await readFile(skillFile));
     if (written !== job.codeSha256) throw new Error("skill file hash changed after writing");
     return { skillFile, homeDir, denoDir };
@@ -182,6 +186,21 @@ export class DenoExecutor implements SkillExecutor {
         });
       });
     });
+  }
+}
+
+/** Hands a tree back to the runner, top-down (each directory is ours before we list it). */
+async function reclaim(path: string): Promise<void> {
+  const uid = process.getuid!();
+  const gid = process.getgid!();
+  try {
+    await lchown(path, uid, gid);
+    const entry = await lstat(path);
+    if (entry.isDirectory()) {
+      for (const name of await readdir(path)) await reclaim(join(path, name));
+    }
+  } catch {
+    // gone already; rm() reports anything that really remains
   }
 }
 

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, statSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { UidPool } from "./uid-pool.js";
@@ -14,7 +14,7 @@ export interface IsolationChoice {
 
 /**
  * Decides how skills are separated from the runner and from each other.
- *  - "uid": every run gets its own uid from a pool. Needs root or CAP_SETUID+CAP_SETGID (+CAP_KILL).
+ *  - "uid": every run gets its own uid from a pool. Needs root or CAP_SETUID+CAP_SETGID+CAP_KILL+CAP_CHOWN.
  *    Verified by actually starting Deno under a pool uid; if that fails, start-up fails.
  *  - "shared-uid": skills run as the runner's uid. Weaker: a skill can read every file the runner can
  *    (Deno's static imports need no read permission), including the secrets file. Only when asked
@@ -38,7 +38,7 @@ export function chooseIsolation(options: {
         options.requested === "auto"
           ? "skills run under the runner's own uid (shared-uid): the runner is not root and cannot switch uids. " +
             "A skill can read any file this uid can read, including the secrets file. Run as root or with " +
-            "CAP_SETUID/CAP_SETGID/CAP_KILL and RUNNER_ISOLATION=uid for per-run uids."
+            "CAP_SETUID/CAP_SETGID/CAP_KILL/CAP_CHOWN and RUNNER_ISOLATION=uid for per-run uids."
           : "RUNNER_ISOLATION=shared-uid: skills run under the runner's own uid and can read its files",
     };
   }
@@ -51,10 +51,20 @@ export function chooseIsolation(options: {
   if (probe.error || probe.status !== 0) {
     throw new Error(
       `RUNNER_ISOLATION=uid: cannot start Deno as uid ${options.uidBase} ` +
-        `(${probe.error?.message ?? `exit ${probe.status}`}); the runner needs root or CAP_SETUID/CAP_SETGID`,
+        `(${probe.error?.message ?? `exit ${probe.status}`}); the runner needs root or CAP_SETUID/CAP_SETGID/CAP_KILL/CAP_CHOWN`,
     );
   }
   requireTraversable(workDir);
+  // Each run's private DENO_DIR is handed to the run's uid and taken back afterwards: CAP_CHOWN.
+  const probeDir = mkdtempSync(join(workDir, "chown-probe-"));
+  try {
+    chownSync(probeDir, options.uidBase, options.uidBase);
+    chownSync(probeDir, process.getuid!(), process.getgid!());
+  } catch (err) {
+    throw new Error(`RUNNER_ISOLATION=uid: cannot chown (${(err as Error).message}); the runner needs CAP_CHOWN`);
+  } finally {
+    rmdirSync(probeDir);
+  }
   return { mode, workDir, uidPool: new UidPool(options.uidBase, options.poolSize) };
 }
 

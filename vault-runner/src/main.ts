@@ -109,7 +109,7 @@ async function startEgress(
     logger.warn(
       "egress: deno-only: Deno's --allow-net/--deny-net alone; names resolving to internal addresses and IPv6 " +
         "internals are not stopped outside Deno. For proxy+firewall run the runner as root (or CAP_SETUID/SETGID/" +
-        "KILL/NET_ADMIN) with iptables installed; set RUNNER_EGRESS=proxy+firewall to refuse to start without it.",
+        "KILL/CHOWN/NET_ADMIN) with iptables installed; set RUNNER_EGRESS=proxy+firewall to refuse to start without it.",
     );
     return undefined;
   }
