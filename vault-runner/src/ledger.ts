@@ -40,12 +40,13 @@ export class RunLedger {
     return claimed;
   }
 
+  /** Records the outcome. Committed, but the answer does not wait for its fsync: at-most-once
+   *  rests on `claim` alone, and a lost outcome record cannot make a run happen again. */
   async finish(requestId: string, patch: Pick<LedgerEntry, "termination" | "exitCode">): Promise<void> {
     await this.runs.transaction(() => {
       const entry = this.runs.get(requestId);
       if (entry) void this.runs.put(requestId, { ...entry, ...patch, finishedAt: Date.now() });
     });
-    await this.root.flushed;
   }
 
   get(requestId: string): LedgerEntry | undefined {
