@@ -108,7 +108,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   runCli(process.argv.slice(2), process.env, (s) => process.stdout.write(`${s}\n`)).then(
-    (code) => process.exit(code),
+    (code) => {
+      process.exitCode = code; // not exit(): that would cut off output still queued for a pipe
+    },
     (err: unknown) => {
       process.stderr.write(`oauth3: ${String(err)}\n`);
       process.exit(1);
