@@ -88,10 +88,16 @@ export class Stack {
     return code;
   }
 
-  /** Pids of the launcher's children (runner first, gateway second), from /proc. */
-  childPids(): number[] {
+  /** Pids of the launcher's runner and gateway processes [runner, gateway], from /proc. */
+  childPids(): [number, number] {
     const pid = this.child!.pid!;
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+    const find = (name: string) => {
+      const found = kids.find((k) => readFileSync(`/proc/${k}/cmdline`, "utf8").includes(`dist/${name}.mjs`));
+      if (found === undefined) throw new Error(`no ${name} process under the launcher`);
+      return found;
+    };
+    return [find("vault-runner"), find("gateway")];
   }
 
   log(): string {
