@@ -65,10 +65,22 @@ export class DenoExecutor implements SkillExecutor {
     this.egress = options.egress ? "proxy+firewall" : "deno-only";
   }
 
+  private readonly cleanups = new Set<Promise<void>>();
+
   async run(job: SkillJob): Promise<ExecutionResult> {
     const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
     const uid = this.options.uidPool?.acquire();
     const lease = this.options.egress?.lease(job.requestId, job.spec.network);
+    const cleanup = async () => {
+      lease?.release();
+      // The uid stays busy until its stragglers are gone, so no other run can get it earlier.
+      if (uid !== undefined) this.options.uidPool!.release(uid);
+      // What the skill's uid created is taken back first: a runner with CAP_CHOWN but without
+      // CAP_DAC_OVERRIDE (the container) could not empty a directory the skill owns.
+      if (uid !== undefined) await reclaim(join(runDir, "deno-dir"));
+      await rm(runDir, { recursive: true, force: true });
+    };
+    let result: ExecutionResult;
     try {
       const paths = await this.prepare(runDir, job, uid);
       const invocation = buildInvocation(job.spec, job.secrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
@@ -76,23 +88,29 @@ export class DenoExecutor implements SkillExecutor {
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
       const err = redactor.redact(raw.stderr, raw.stderrTruncated);
-      return {
+      result = {
         ...raw,
         stdout: out.text,
         stderr: err.text,
         redacted: out.redacted || err.redacted,
         denoArgs: invocation.args,
-        envNames: Object.keys(invocation.env).sort(),
         // The proxy URL carries the run's credentials: name the variables, never show the value.
+        envNames: Object.keys(invocation.env).sort(),
       };
-    } finally {
-      lease?.release();
-      if (uid !== undefined) this.options.uidPool!.release(uid);
-      // What the skill's uid created is taken back first: a runner with CAP_CHOWN but without
-      // CAP_DAC_OVERRIDE (the container) could not empty a directory the skill owns.
-      if (uid !== undefined) await reclaim(join(runDir, "deno-dir"));
-      await rm(runDir, { recursive: true, force: true });
+    } catch (e) {
+      await cleanup();
+      throw e;
     }
+    // The skill has exited and its group is killed: the answer need not wait for the clean-up.
+    const pending = cleanup().catch(() => undefined);
+    this.cleanups.add(pending);
+    void pending.finally(() => this.cleanups.delete(pending));
+    return result;
+  }
+
+  /** Resolves when every run's clean-up (uid release, directory removal) has finished. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.cleanups]);
   }
 
   /** A fresh directory per run: the approved bytes (re-hashed after writing; readable, not

@@ -83,6 +83,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "vault-runner stopping");
     await server.close();
+    await executor.idle();
     egress?.firewall.remove();
     await egress?.proxy.stop();
     await ledger.close();

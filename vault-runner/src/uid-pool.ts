@@ -8,6 +8,8 @@ import { readdirSync, readFileSync } from "node:fs";
  */
 export class UidPool {
   private readonly busy = new Set<number>();
+  /** Uids this pool released and verified empty: they need no /proc scan when handed out again. */
+  private readonly clean = new Set<number>();
 
   constructor(
     readonly base: number,
@@ -17,10 +19,11 @@ export class UidPool {
   acquire(): number {
     for (let uid = this.base; uid < this.base + this.size; uid++) {
       if (this.busy.has(uid)) continue;
-      if (processesOf(uid).length > 0) {
+      if (!this.clean.has(uid) && processesOf(uid).length > 0) {
         killAllOf(uid);
         if (processesOf(uid).length > 0) continue; // still dying: try another uid
       }
+      this.clean.delete(uid);
       this.busy.add(uid);
       return uid;
     }
@@ -30,6 +33,7 @@ export class UidPool {
   /** Kills whatever is left under `uid`, then frees it. */
   release(uid: number): void {
     killAllOf(uid);
+    if (processesOf(uid).length === 0) this.clean.add(uid);
     this.busy.delete(uid);
   }
 }

@@ -78,6 +78,7 @@ test("an output flood is cut at the cap and the process killed", async () => {
 
 test("each run's directory is removed afterwards", async () => {
   await run("console.log(1)");
+  await executor.idle(); // clean-up runs after the answer
   assert.deepEqual(readdirSync(join(dir, "work")), []);
 });
 
