@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -229,6 +229,31 @@ describe("refusing to start with the other side's credentials", () => {
     spawnSync(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, entry)], {
       env: { PATH: process.env.PATH, ...env }, encoding: "utf8", timeout: 20_000, cwd: tempDir(),
     });
+
+  test("a gateway without its runner says so: 503 runner_unavailable, health degraded", async () => {
+    const port = await freePort();
+    const cwd = tempDir();
+    const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "gateway/src/main.ts")], {
+      cwd, env: { PATH: process.env.PATH, PORT: String(port), RUNNER_SOCKET: join(cwd, "nobody.sock") }, stdio: "ignore",
+    });
+    try {
+      let health: Response | undefined;
+      for (let i = 0; i < 100 && !health; i++) {
+        health = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+        if (!health) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(health!.status, 503);
+      assert.equal(((await health!.json()) as { status: string }).status, "degraded");
+      const res = await fetch(`http://127.0.0.1:${port}/execute`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ skill_id: "x", skill_url: "data:text/typescript,1" }),
+      });
+      assert.equal(res.status, 503);
+      assert.equal(((await res.json()) as { code: string }).code, "runner_unavailable");
+    } finally {
+      child.kill();
+    }
+  });
 
   test("the runner refuses a Telegram token; the gateway refuses secrets and unknown modes", () => {
     const r = run("vault-runner/src/main.ts", { TELEGRAM_BOT_TOKEN: TOKEN });

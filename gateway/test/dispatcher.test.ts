@@ -1,0 +1,65 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { pino } from "pino";
+import { Dispatcher } from "../src/dispatcher.ts";
+import type { RunnerClient } from "../src/runner-client.ts";
+import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+
+/** The real (in-memory) runner behind a client that first fails `failures` times with `code`. */
+function flaky(real: RunnerClient, failures: number, code: Code): { client: RunnerClient; calls: () => number } {
+  let calls = 0;
+  const client = {
+    ...real,
+    runSkill: (async (req: Parameters<RunnerClient["runSkill"]>[0], opts?: Parameters<RunnerClient["runSkill"]>[1]) => {
+      calls++;
+      if (calls <= failures) throw new ConnectError("injected", code);
+      return real.runSkill(req, opts);
+    }) as RunnerClient["runSkill"],
+  } as RunnerClient;
+  return { client, calls: () => calls };
+}
+
+async function approvedRequest(fx: ReturnType<typeof gatewayFixture>): Promise<string> {
+  const res = await fx.post({ skill_id: "d", skill_url: dataUrl(`console.log(${Math.random()})`) });
+  const id = ((await res.json()) as { request_id: string }).request_id;
+  await fx.store.transition(id, ["pending"], { status: "approved", decidedAt: Date.now(), decidedBy: "test" });
+  return id;
+}
+
+test("an unreachable runner is retried with backoff, then the run happens once", async () => {
+  const fx = gatewayFixture();
+  const { client, calls } = flaky(fx.runner, 2, Code.Unavailable);
+  const dispatcher = new Dispatcher({ store: fx.store, runner: client, logger: pino({ level: "silent" }), retryDelaysMs: [10, 10, 10] });
+  const id = await approvedRequest(fx);
+  dispatcher.dispatch(id);
+  await eventually(() => (fx.store.get(id)?.status === "completed" ? true : undefined));
+  assert.equal(calls(), 3);
+  assert.equal(fx.executor.jobs.length, 1);
+});
+
+test("retries run out: failed with the reason; any other refusal is not retried", async () => {
+  const fx = gatewayFixture();
+  const gone = flaky(fx.runner, 99, Code.Unavailable);
+  const d1 = new Dispatcher({ store: fx.store, runner: gone.client, logger: pino({ level: "silent" }), retryDelaysMs: [5, 5] });
+  const a = await approvedRequest(fx);
+  d1.dispatch(a);
+  const failed = await eventually(() => (fx.store.get(a)?.status === "failed" ? fx.store.get(a) : undefined));
+  assert.match(failed.error!, /^runner: injected/);
+  assert.equal(gone.calls(), 3);
+
+  const refused = flaky(fx.runner, 99, Code.InvalidArgument);
+  const d2 = new Dispatcher({ store: fx.store, runner: refused.client, logger: pino({ level: "silent" }), retryDelaysMs: [5, 5] });
+  const b = await approvedRequest(fx);
+  d2.dispatch(b);
+  await eventually(() => (fx.store.get(b)?.status === "failed" ? true : undefined));
+  assert.equal(refused.calls(), 1);
+
+  const replay = flaky(fx.runner, 99, Code.AlreadyExists);
+  const d3 = new Dispatcher({ store: fx.store, runner: replay.client, logger: pino({ level: "silent" }) });
+  const c = await approvedRequest(fx);
+  d3.dispatch(c);
+  const interrupted = await eventually(() => (fx.store.get(c)?.status === "interrupted" ? fx.store.get(c) : undefined));
+  assert.match(interrupted.error!, /already accepted/);
+  assert.equal(fx.executor.jobs.length, 0);
+});
