@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
+import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
 import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
 import { FINAL_STATUSES, type RequestStore } from "./store.js";
 
@@ -20,6 +21,7 @@ export interface AgentAppDeps {
   /** Telegram polling state, when a bot is configured. */
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
+  agents?: AgentRegistry;
 }
 
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
@@ -31,9 +33,18 @@ const MAX_WAIT_SECONDS = 60;
  * The agent API (upstream-compatible). The agent is untrusted: this app can submit and read, never
  * decide. Decisions come only from approval channels (operator socket, Telegram).
  */
-export function createAgentApp(deps: AgentAppDeps): Hono {
-  const app = new Hono();
-  const submissions = new RateLimiter(deps.limits.submissionsPerMinute);
+export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVariables }> {
+  const app = new Hono<{ Variables: AgentVariables }>();
+  // Rate limits per agent (one shared bucket for unidentified agents when no tokens are configured).
+  const submissions = new Map<string, RateLimiter>();
+  const limiterFor = (agent: string | undefined) => {
+    const key = agent ?? "";
+    let limiter = submissions.get(key);
+    if (!limiter) submissions.set(key, (limiter = new RateLimiter(deps.limits.submissionsPerMinute)));
+    return limiter;
+  };
+  app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
+  app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
 
   app.get("/health", async (c) => {
     const sandbox = await deps.runnerHealth();
@@ -65,11 +76,14 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
     }),
     async (c) => {
       // Cheap refusals first: no fetch, no card, for an agent that floods.
-      if (!submissions.take()) {
+      const agent = c.get("agent");
+      if (!limiterFor(agent).take()) {
         throw new ApiError(429, "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
       }
       const body = await readBody(c);
-      const { request, code } = await prepareRequest(body, deps.intake);
+      const prepared = await prepareRequest(body, deps.intake);
+      const code = prepared.code;
+      const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
       const twin = findIdenticalPending(deps.store, request);
       if (twin) {
         return c.json({
@@ -81,7 +95,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
           merged: true,
         });
       }
-      if (deps.store.list((r) => r.status === "pending").length >= deps.limits.maxPending) {
+      if (deps.store.list((r) => r.status === "pending" && r.agent === agent).length >= deps.limits.maxPending) {
         throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
       }
       await deps.store.create(request, code); // durable before we answer
@@ -110,7 +124,10 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
   app.get("/execute/:id/status", async (c) => {
     const id = c.req.param("id");
     let request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
-    if (!request) throw new ApiError(404, "not_found", "Request not found");
+    // With agent tokens, an agent sees only its own requests (others' look like unknown ids).
+    if (!request || (deps.agents?.required && request.agent !== c.get("agent"))) {
+      throw new ApiError(404, "not_found", "Request not found");
+    }
     const wait = c.req.query("wait");
     if (wait !== undefined) {
       if (!/^\d{1,3}(\.\d+)?$/.test(wait)) {

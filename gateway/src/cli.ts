@@ -1,5 +1,6 @@
 import { request } from "node:http";
 import { resolve } from "node:path";
+import { newAgentToken } from "./agents.js";
 
 /**
  * oauth3: the operator's command line. Talks to the gateway's operator socket, so it works only on
@@ -12,7 +13,8 @@ import { resolve } from "node:path";
  *   oauth3 deny <id>
  *   add --json for machine-readable output
  */
-const USAGE = `usage: oauth3 <pending | list [status] | show <id> | approve <id> | deny <id>> [--json]
+const USAGE = `usage: oauth3 <pending | list [status] | show <id> | approve <id> | deny <id> | token <agent-name>> [--json]
+  token: prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
 
 interface Reply {
@@ -57,7 +59,16 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
   const json = argv.includes("--json");
   const [command, arg] = argv.filter((a) => a !== "--json");
   const socketPath = resolve(env.OPERATOR_SOCKET ?? "./data/operator/operator.sock");
-  const needsId = command === "show" || command === "approve" || command === "deny";
+  const needsId = command === "show" || command === "approve" || command === "deny" || command === "token";
+  if (command === "token" && arg) {
+    if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(arg)) {
+      out("oauth3: agent names are 1-64 of a-z A-Z 0-9 _ . -");
+      return 2;
+    }
+    const { token, entry } = newAgentToken(arg);
+    out(json ? JSON.stringify({ agent: arg, token, entry }) : `token for ${arg} (shown once; give it to the agent):\n  ${token}\nadd to the gateway's AGENT_TOKENS (comma-separated):\n  ${entry}`);
+    return 0;
+  }
   if (!command || command === "help" || command === "--help" || (needsId && !arg)) {
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;

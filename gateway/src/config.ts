@@ -13,7 +13,7 @@ export const GATEWAY_ENV_KEYS = [
   "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
   "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
-  "OUTPUT_RETENTION_HOURS", "LOG_LEVEL",
+  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "LOG_LEVEL",
 ] as const;
 
 const hostPortList = z
@@ -56,6 +56,13 @@ const schema = z.object({
   SKILL_FETCH_MAX_BYTES: int(1, LIMITS.maxCodeBytes, LIMITS.maxCodeBytes),
   SKILL_FETCH_ALLOW_PRIVATE: hostPortList,
   OUTPUT_RETENTION_HOURS: int(1, 24 * 365, 24 * 7),
+  AGENT_TOKENS: z
+    .string()
+    .default("")
+    .refine(
+      (s) => s === "" || /^[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64}(,[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64})*$/.test(s.replace(/\s/g, "")),
+      "must be name:sha256hex,... (make entries with `oauth3 token <name>`)",
+    ),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -121,6 +128,9 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
       allowPrivate: new Set(c.SKILL_FETCH_ALLOW_PRIVATE),
     },
     outputRetentionMs: c.OUTPUT_RETENTION_HOURS * 3600 * 1000,
+    agentTokens: new Map(
+      c.AGENT_TOKENS.replace(/\s/g, "").split(",").filter(Boolean).map((e) => e.split(":") as [string, string]),
+    ),
     logLevel: c.LOG_LEVEL,
   };
 }

@@ -28,6 +28,7 @@ export function findIdenticalPending(store: RequestStore, r: ExecRequest, now = 
       p.status === "pending" &&
       p.expiresAt > now &&
       p.codeSha256 === r.codeSha256 &&
+      p.agent === r.agent &&
       p.skillId === r.skillId &&
       p.timeoutSeconds === r.timeoutSeconds &&
       same(p.secretNames, r.secretNames) &&

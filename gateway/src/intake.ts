@@ -107,6 +107,7 @@ export function statusView(r: ExecRequest) {
     request_id: r.id,
     status: r.status,
     skill_id: r.skillId,
+    ...(r.agent !== undefined && { agent: r.agent }),
     code_hash: r.codeSha256,
     code_size: r.codeSize,
     secrets: r.secretNames,

@@ -12,6 +12,7 @@ import { TelegramPoller } from "./telegram/poller.js";
 import { startWebhook } from "./telegram/webhook.js";
 import { loadGatewayConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
+import { createAgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
 import { createOperatorApp, startOperatorServer } from "./operator.js";
 import { createRunnerClient } from "./runner-client.js";
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
       secretNames,
     },
     limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
+    agents: createAgentRegistry(config.agentTokens),
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerHealth,
   });

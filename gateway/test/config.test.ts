@@ -15,6 +15,8 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.throws(() => loadGatewayConfig({ TELEGRAM_APPROVER_IDS: "@me" }), /TELEGRAM_APPROVER_IDS/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_API_ROOT: "ftp://x" }), /TELEGRAM_API_ROOT/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh" }), /needs TELEGRAM_WEBHOOK_SECRET/);
+  assert.equal(loadGatewayConfig({ AGENT_TOKENS: `a:${"0".repeat(64)}, b:${"f".repeat(64)}` }).agentTokens.size, 2);
+  assert.throws(() => loadGatewayConfig({ AGENT_TOKENS: "a:plaintext-token" }), /AGENT_TOKENS/);
   // compose passes unset ${VAR:-} as "": that is "not set".
   const blank = loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "", TELEGRAM_CHAT_ID: "", TELEGRAM_APPROVER_IDS: "", PORT: "" });
   assert.equal(blank.telegram, undefined);

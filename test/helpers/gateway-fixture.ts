@@ -3,6 +3,7 @@ import { after } from "node:test";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
 import { pino } from "pino";
+import type { AgentRegistry } from "../../gateway/src/agents.ts";
 import { createAgentApp } from "../../gateway/src/app.ts";
 import { ApprovalService, type ApprovalChannel } from "../../gateway/src/approvals.ts";
 import { Dispatcher } from "../../gateway/src/dispatcher.ts";
@@ -28,6 +29,7 @@ export interface GatewayFixtureOptions {
   executor?: RecordingExecutor;
   maxPending?: number;
   submissionsPerMinute?: number;
+  agents?: AgentRegistry;
 }
 
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
@@ -56,6 +58,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
       return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
     },
     limits: { maxPending: options.maxPending ?? 1000, submissionsPerMinute: options.submissionsPerMinute ?? 10_000 },
+    ...(options.agents && { agents: options.agents }),
     intake: {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
       maxTimeoutSeconds: 60,
@@ -65,10 +68,10 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     },
   });
   const operator = createOperatorApp({ store, approvals, logger });
-  const post = (body: unknown) =>
+  const post = (body: unknown, token?: string) =>
     app.request("/execute", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...(token && { authorization: `Bearer ${token}` }) },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
   return { store, executor, runner, dispatcher, approvals, app, operator, channel, post, dbPath };

@@ -1,0 +1,49 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { MiddlewareHandler } from "hono";
+import { ApiError } from "./errors.js";
+
+/**
+ * Agent identity: optional bearer tokens, one per agent, configured as `name:sha256hex` pairs (the
+ * gateway stores and sees only hashes). When any is configured, every agent route requires one.
+ * The agent's name is shown on approval cards and recorded with its requests.
+ */
+export interface AgentRegistry {
+  /** Agent name for a presented token, or undefined. */
+  identify(token: string): string | undefined;
+  readonly required: boolean;
+}
+
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("hex");
+}
+
+/** A new random token and the config entry that accepts it (the token is shown once, never stored). */
+export function newAgentToken(name: string): { token: string; entry: string } {
+  const token = `oa3_${randomBytes(24).toString("base64url")}`;
+  return { token, entry: `${name}:${hashToken(token)}` };
+}
+
+export function createAgentRegistry(entries: ReadonlyMap<string, string>): AgentRegistry {
+  // hash -> name. Looking up a SHA-256 of the presented token leaks nothing useful through timing.
+  const byHash = new Map([...entries].map(([name, hash]) => [hash, name] as const));
+  return {
+    required: byHash.size > 0,
+    identify: (token) => byHash.get(hashToken(token)),
+  };
+}
+
+export type AgentVariables = { agent: string | undefined };
+
+/** Sets `agent` for the route; refuses with 401 when tokens are configured and none valid came. */
+export function agentAuth(registry: AgentRegistry): MiddlewareHandler<{ Variables: AgentVariables }> {
+  return async function agentAuthMiddleware(c, next) {
+    const header = c.req.header("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    const agent = token ? registry.identify(token) : undefined;
+    if (registry.required && !agent) {
+      throw new ApiError(401, "unauthorized", token ? "unknown agent token" : "an agent bearer token is required");
+    }
+    c.set("agent", agent);
+    await next();
+  };
+}

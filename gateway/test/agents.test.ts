@@ -1,0 +1,64 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createAgentRegistry, hashToken, newAgentToken } from "../src/agents.ts";
+import { runCli } from "../src/cli.ts";
+import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+
+const alice = newAgentToken("alice");
+const bob = newAgentToken("bob");
+const registry = () => createAgentRegistry(new Map([alice.entry.split(":") as [string, string], bob.entry.split(":") as [string, string]]));
+const body = (n: number) => ({ skill_id: "s", skill_url: dataUrl("console.log(1)"), args: { n: String(n) } });
+
+test("with agent tokens configured, requests without a valid one are refused and nothing is stored", async () => {
+  const fx = gatewayFixture({ agents: registry() });
+  for (const token of [undefined, "oa3_wrong", `${alice.token}x`]) {
+    const res = await fx.post(body(1), token);
+    assert.equal(res.status, 401, String(token));
+    assert.equal(((await res.json()) as { code: string }).code, "unauthorized");
+  }
+  assert.deepEqual(fx.store.list(() => true), []);
+  assert.equal((await fx.app.request("/health")).status, 200, "health stays open");
+});
+
+test("the agent's name travels with its request; agents see only their own", async () => {
+  const fx = gatewayFixture({ agents: registry() });
+  const res = await fx.post(body(1), alice.token);
+  assert.equal(res.status, 200);
+  const { request_id } = (await res.json()) as { request_id: string };
+  assert.equal(fx.channel.announced[0]!.agent, "alice", "shown to the approver");
+  const get = (token: string) => fx.app.request(`/execute/${request_id}/status`, { headers: { authorization: `Bearer ${token}` } });
+  const own = await get(alice.token);
+  assert.equal(own.status, 200);
+  assert.equal(((await own.json()) as { agent: string }).agent, "alice");
+  assert.equal((await get(bob.token)).status, 404);
+  assert.equal((await fx.app.request(`/execute/${request_id}/status`)).status, 401);
+  // Identical bodies from two agents are two requests, not one merged card.
+  const fromBob = (await (await fx.post(body(1), bob.token)).json()) as { request_id: string; merged?: boolean };
+  assert.notEqual(fromBob.request_id, request_id);
+  assert.equal(fromBob.merged, undefined);
+});
+
+test("rate limit and pending cap apply per agent", async () => {
+  const limited = gatewayFixture({ agents: registry(), submissionsPerMinute: 2 });
+  assert.equal((await limited.post(body(1), alice.token)).status, 200);
+  assert.equal((await limited.post(body(2), alice.token)).status, 200);
+  assert.equal((await limited.post(body(3), alice.token)).status, 429);
+  assert.equal((await limited.post(body(4), bob.token)).status, 200, "bob has his own budget");
+
+  const capped = gatewayFixture({ agents: registry(), maxPending: 1 });
+  assert.equal((await capped.post(body(1), alice.token)).status, 200);
+  const second = await capped.post(body(2), alice.token);
+  assert.equal(second.status, 429);
+  assert.equal(((await second.json()) as { code: string }).code, "too_many_pending");
+  assert.equal((await capped.post(body(3), bob.token)).status, 200);
+});
+
+test("oauth3 token prints a new token once and the hashed entry for AGENT_TOKENS", async () => {
+  const lines: string[] = [];
+  assert.equal(await runCli(["token", "ci-agent", "--json"], {}, (s) => lines.push(s)), 0);
+  const { token, entry } = JSON.parse(lines[0]!) as { token: string; entry: string };
+  assert.match(token, /^oa3_[A-Za-z0-9_-]{32}$/);
+  assert.equal(entry, `ci-agent:${hashToken(token)}`);
+  assert.ok(!entry.includes(token));
+  assert.equal(await runCli(["token", "bad name"], {}, () => undefined), 2);
+});
