@@ -1,6 +1,7 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
 import { LIMITS } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
@@ -8,7 +9,8 @@ import { ApiError } from "./errors.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
 import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
-import { FINAL_STATUSES, type RequestStore } from "./store.js";
+import { IdempotencyKeys } from "./idempotency.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "./store.js";
 
 export interface AgentAppDeps {
   store: RequestStore;
@@ -35,6 +37,7 @@ const MAX_WAIT_SECONDS = 60;
  */
 export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVariables }> {
   const app = new Hono<{ Variables: AgentVariables }>();
+  const idempotency = new IdempotencyKeys(deps.store);
   // Rate limits per agent (one shared bucket for unidentified agents when no tokens are configured).
   const submissions = new Map<string, RateLimiter>();
   const limiterFor = (agent: string | undefined) => {
@@ -81,53 +84,51 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
         throw new ApiError(429, "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
       }
       const body = await readBody(c);
-      const prepared = await prepareRequest(body, deps.intake);
-      const code = prepared.code;
-      const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
-      const twin = findIdenticalPending(deps.store, request);
-      if (twin) {
-        return c.json({
-          request_id: twin.id,
-          status: twin.status,
-          message: "Awaiting approval (identical to a pending request)",
-          code_hash: twin.codeSha256,
-          expires_at: twin.expiresAt,
-          merged: true,
-        });
-      }
-      if (deps.store.list((r) => r.status === "pending" && r.agent === agent).length >= deps.limits.maxPending) {
-        throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
-      }
-      await deps.store.create(request, code); // durable before we answer
-      deps.logger.info(
-        { requestId: request.id, skillId: request.skillId, codeSha256: request.codeSha256 },
-        "request received",
-      );
-      // Not awaited: an agent's submission never waits on Telegram (a 429 can mean minutes). The
-      // request is already durable; a card that fails after retries is logged, and the request
-      // stays decidable with `oauth3` until it expires.
-      void deps.approvals.announce(request).catch((err: unknown) =>
-        deps.logger.error({ requestId: request.id, err: String(err) }, "announcing the request failed"),
-      );
-      return c.json({
-        request_id: request.id,
-        status: request.status,
-        message: "Awaiting approval",
-        code_hash: request.codeSha256,
-        expires_at: request.expiresAt,
-      });
+      const submitOnce = async () => {
+        const prepared = await prepareRequest(body, deps.intake);
+        const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
+        const twin = findIdenticalPending(deps.store, request);
+        if (twin) return { requestId: twin.id, response: accepted(c, twin, true) };
+        if (deps.store.list((r) => r.status === "pending" && r.agent === agent).length >= deps.limits.maxPending) {
+          throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
+        }
+        await deps.store.create(request, prepared.code); // durable before we answer
+        deps.logger.info(
+          { requestId: request.id, skillId: request.skillId, agent, codeSha256: request.codeSha256 },
+          "request received",
+        );
+        // Not awaited: an agent's submission never waits on Telegram (a 429 can mean minutes). The
+        // request is already durable; a card that fails after retries is logged, and the request
+        // stays decidable with `oauth3` until it expires.
+        void deps.approvals.announce(request).catch((err: unknown) =>
+          deps.logger.error({ requestId: request.id, err: String(err) }, "announcing the request failed"),
+        );
+        return { requestId: request.id, response: accepted(c, request, false) };
+      };
+      const key = c.req.header("idempotency-key");
+      if (key === undefined) return (await submitOnce()).response;
+      const result = await idempotency.once(agent, key, body, submitOnce);
+      if (result.response) return result.response;
+      c.header("Idempotent-Replayed", "true");
+      return accepted(c, deps.store.get(result.requestId)!, false);
     },
   );
 
   // ?wait=<seconds> (at most 60): answer as soon as the request reaches a final state, or at the
   // deadline with its current state. Without it, answer at once (upstream behaviour).
-  app.get("/execute/:id/status", async (c) => {
-    const id = c.req.param("id");
-    let request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
-    // With agent tokens, an agent sees only its own requests (others' look like unknown ids).
+  /** The request named in the path, if this agent may see it (with tokens: its own only). */
+  const visible = (c: Context<{ Variables: AgentVariables }>): ExecRequest => {
+    const id = c.req.param("id") ?? "";
+    const request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
     if (!request || (deps.agents?.required && request.agent !== c.get("agent"))) {
       throw new ApiError(404, "not_found", "Request not found");
     }
+    return request;
+  };
+
+  app.get("/execute/:id/status", async (c) => {
+    let request = visible(c);
+    const id = request.id;
     const wait = c.req.query("wait");
     if (wait !== undefined) {
       if (!/^\d{1,3}(\.\d+)?$/.test(wait)) {
@@ -142,11 +143,60 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     return c.json(statusView(request));
   });
 
+  // Server-sent events: the current status at once, then one `status` event per transition, until
+  // a final status; a comment every 15 s keeps proxies from closing the stream.
+  app.get("/execute/:id/events", (c) => {
+    const first = visible(c);
+    return streamSSE(c, async (stream) => {
+      const queue: ExecRequest[] = [];
+      let wake: (() => void) | undefined;
+      const onChange = (id: string, next: ExecRequest) => {
+        if (id !== first.id) return;
+        queue.push(next);
+        wake?.();
+      };
+      deps.store.changes.on("change", onChange);
+      stream.onAbort(() => wake?.());
+      try {
+        let last = deps.store.get(first.id)!; // read after subscribing: no transition can slip by
+        await stream.writeSSE({ event: "status", data: JSON.stringify(statusView(last)) });
+        while (!FINAL_STATUSES.has(last.status) && !stream.aborted) {
+          if (queue.length === 0) {
+            const timedOut = await new Promise<boolean>((resolve) => {
+              const t = setTimeout(() => resolve(true), 15_000);
+              wake = () => { clearTimeout(t); resolve(false); };
+            });
+            if (timedOut) await stream.write(": keep-alive\n\n");
+          }
+          for (const next of queue.splice(0)) {
+            if (next.status === last.status) continue; // e.g. an output purge: not a transition
+            last = next;
+            await stream.writeSSE({ event: "status", data: JSON.stringify(statusView(next)) });
+          }
+        }
+      } finally {
+        deps.store.changes.off("change", onChange);
+      }
+    });
+  });
+
   app.notFound(() => {
     throw new ApiError(404, "no_route", "no such route");
   });
   app.onError((err, c) => errorResponse(err, c, deps.logger));
   return app;
+}
+
+/** The POST /execute answer (upstream's fields, plus ours). */
+function accepted(c: Context, r: ExecRequest, merged: boolean): Response {
+  return c.json({
+    request_id: r.id,
+    status: r.status,
+    message: merged ? "Awaiting approval (identical to a pending request)" : r.status === "pending" ? "Awaiting approval" : `Request is ${r.status}`,
+    code_hash: r.codeSha256,
+    expires_at: r.expiresAt,
+    ...(merged && { merged: true }),
+  });
 }
 
 async function readBody(c: Context): Promise<ExecuteBody> {

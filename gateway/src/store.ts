@@ -75,7 +75,7 @@ export interface ExecRequest {
  * LMDB serialises writers across processes too, so a second gateway on the same file cannot break it.
  */
 export class RequestStore {
-  /** Emits the request id after each committed, durable state change (for long-polling readers). */
+  /** Emits (id, the new record) after each committed, durable state change (long-poll, SSE). */
   readonly changes = new EventEmitter().setMaxListeners(0);
 
   private constructor(
@@ -146,7 +146,7 @@ export class RequestStore {
     });
     if (updated) {
       await this.root.flushed;
-      this.changes.emit("change", id);
+      this.changes.emit("change", id, updated);
     }
     return updated;
   }
