@@ -13,7 +13,7 @@ export const GATEWAY_ENV_KEYS = [
   "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
   "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
-  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "LOG_LEVEL",
+  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "LOG_LEVEL",
 ] as const;
 
 const hostPortList = z
@@ -56,6 +56,8 @@ const schema = z.object({
   SKILL_FETCH_MAX_BYTES: int(1, LIMITS.maxCodeBytes, LIMITS.maxCodeBytes),
   SKILL_FETCH_ALLOW_PRIVATE: hostPortList,
   OUTPUT_RETENTION_HOURS: int(1, 24 * 365, 24 * 7),
+  AGENT_NOTIFY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  AGENT_NOTIFY_TOKEN: z.string().min(1).optional(),
   AGENT_TOKENS: z
     .string()
     .default("")
@@ -86,6 +88,9 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     throw new Error(`invalid gateway configuration: ${z.prettifyError(parsed.error)}`);
   }
   const c = parsed.data;
+  if (c.AGENT_NOTIFY_URL && !c.AGENT_NOTIFY_TOKEN) {
+    throw new Error("AGENT_NOTIFY_URL needs AGENT_NOTIFY_TOKEN (the agent gateway's hook token)");
+  }
   if (c.TELEGRAM_WEBHOOK_URL && !c.TELEGRAM_WEBHOOK_SECRET) {
     throw new Error("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (32+ random characters): without it anyone could post fake updates");
   }
@@ -128,6 +133,7 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
       allowPrivate: new Set(c.SKILL_FETCH_ALLOW_PRIVATE),
     },
     outputRetentionMs: c.OUTPUT_RETENTION_HOURS * 3600 * 1000,
+    agentNotify: c.AGENT_NOTIFY_URL ? { url: c.AGENT_NOTIFY_URL, token: c.AGENT_NOTIFY_TOKEN! } : undefined,
     agentTokens: new Map(
       c.AGENT_TOKENS.replace(/\s/g, "").split(",").filter(Boolean).map((e) => e.split(":") as [string, string]),
     ),

@@ -12,6 +12,7 @@ import { TelegramPoller } from "./telegram/poller.js";
 import { startWebhook } from "./telegram/webhook.js";
 import { loadGatewayConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
+import { AgentNotifier } from "./agent-notifier.js";
 import { createAgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
 import { createOperatorApp, startOperatorServer } from "./operator.js";
@@ -25,12 +26,13 @@ async function main(): Promise<void> {
   const logger = pino({
     name: "gateway",
     level: config.logLevel,
-    redact: { paths: ["token", "*.token", "telegram.token"], censor: "[redacted]" },
+    redact: { paths: ["token", "*.token", "telegram.token", "agentNotify.token"], censor: "[redacted]" },
   });
   const store = RequestStore.open(config.dbPath);
   const runner = createRunnerClient(config.runnerSocket);
   const grants = new GrantStore(store);
   const channels: ApprovalChannel[] = [new LocalOperatorChannel(logger)];
+  if (config.agentNotify) channels.push(new AgentNotifier({ ...config.agentNotify, logger }));
   const tg = config.telegram;
   const runnerHealth = async () => {
     try {

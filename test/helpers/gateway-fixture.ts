@@ -30,6 +30,8 @@ export interface GatewayFixtureOptions {
   maxPending?: number;
   submissionsPerMinute?: number;
   agents?: AgentRegistry;
+  /** More approval channels besides the recording one (e.g. the agent notifier). */
+  extraChannels?: ApprovalChannel[];
 }
 
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
@@ -49,7 +51,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     onFinished: (r): Promise<void> => approvals.notify(r, "update"),
   });
   const approvals: ApprovalService = new ApprovalService({
-    store, dispatcher, channels: [channel], logger, ...(options.now && { now: options.now }),
+    store, dispatcher, channels: [channel, ...(options.extraChannels ?? [])], logger, ...(options.now && { now: options.now }),
   });
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
