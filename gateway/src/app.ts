@@ -10,6 +10,9 @@ import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./inta
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
 import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
 import { IdempotencyKeys } from "./idempotency.js";
+import { openApiDocument } from "./openapi.js";
+import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
+import type { z } from "zod";
 import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "./store.js";
 
 export interface AgentAppDeps {
@@ -49,10 +52,13 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
 
+  const openapi = openApiDocument();
+  app.get("/openapi.json", (c) => c.json(openapi));
+
   app.get("/health", async (c) => {
     const sandbox = await deps.runnerHealth();
     const runner = sandbox !== undefined;
-    return c.json(
+    return c.json<z.input<typeof HealthDocument>, 200 | 503>(
       {
         status: runner ? "ok" : "degraded",
         telegram_configured: deps.telegramConfigured,
@@ -189,7 +195,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
 
 /** The POST /execute answer (upstream's fields, plus ours). */
 function accepted(c: Context, r: ExecRequest, merged: boolean): Response {
-  return c.json({
+  return c.json<z.input<typeof AcceptedDocument>>({
     request_id: r.id,
     status: r.status,
     message: merged ? "Awaiting approval (identical to a pending request)" : r.status === "pending" ? "Awaiting approval" : `Request is ${r.status}`,

@@ -7,6 +7,7 @@ import {
   resolveRunSpec,
   sha256Hex,
 } from "@oauth3/shared";
+import type { StatusDocument } from "./api-schemas.js";
 import { ApiError } from "./errors.js";
 import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
 import type { ExecRequest } from "./store.js";
@@ -102,7 +103,7 @@ export async function prepareRequest(
 }
 
 /** The status document: upstream's fields and names, plus what upstream lacked. */
-export function statusView(r: ExecRequest) {
+export function statusView(r: ExecRequest): z.input<typeof StatusDocument> {
   return {
     request_id: r.id,
     status: r.status,

@@ -1,0 +1,72 @@
+import { z } from "zod";
+
+/**
+ * The agent API's response documents. The server's own builders are typed by these (so the code
+ * cannot produce another shape) and /openapi.json is generated from them and from ExecuteBody.
+ */
+const status = z.enum(["pending", "approved", "executing", "completed", "failed", "denied", "expired", "interrupted"]);
+
+export const AcceptedDocument = z.object({
+  request_id: z.string(),
+  status,
+  message: z.string(),
+  code_hash: z.string(),
+  expires_at: z.number().int(),
+  merged: z.literal(true).optional(),
+});
+
+export const ResultDocument = z.object({
+  success: z.boolean(),
+  stdout: z.string(),
+  stderr: z.string(),
+  exitCode: z.number().int(),
+  duration: z.number(),
+  reason: z.string(),
+  truncated: z.boolean(),
+  redacted: z.boolean(),
+  policy: z.object({
+    isolation: z.string(),
+    egress: z.string(),
+    egress_private_allowed: z.array(z.string()),
+    allowed_hosts: z.array(z.string()),
+    env_names: z.array(z.string()),
+    timeout_seconds: z.number().int(),
+    deno_version: z.string(),
+    deno_args: z.array(z.string()),
+  }),
+});
+
+export const StatusDocument = z.object({
+  request_id: z.string(),
+  status,
+  skill_id: z.string(),
+  agent: z.string().optional(),
+  code_hash: z.string(),
+  code_size: z.number().int(),
+  secrets: z.array(z.string()),
+  network: z.array(z.string()),
+  timeout_seconds: z.number().int(),
+  created_at: z.number().int(),
+  expires_at: z.number().int(),
+  approved_at: z.number().int().optional(),
+  decided_at: z.number().int().optional(),
+  decided_by: z.string().optional(),
+  executed_at: z.number().int().optional(),
+  completed_at: z.number().int().optional(),
+  result: ResultDocument.optional(),
+  output_purged_at: z.number().int().optional(),
+  error: z.string().optional(),
+});
+
+export const HealthDocument = z.object({
+  status: z.enum(["ok", "degraded"]),
+  telegram_configured: z.boolean(),
+  runner_reachable: z.boolean(),
+  isolation: z.string().optional(),
+  egress: z.string().optional(),
+  egress_private_allowed: z.array(z.string()).optional(),
+  telegram: z.string().optional(),
+  timestamp: z.number().int(),
+});
+
+export const ErrorDocument = z.object({ error: z.string(), code: z.string() });
