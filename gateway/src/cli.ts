@@ -1,6 +1,7 @@
 import { request } from "node:http";
 import { resolve } from "node:path";
 import { newAgentToken } from "./agents.js";
+import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
 
 /**
  * oauth3: the operator's command line. Talks to the gateway's operator socket, so it works only on
@@ -13,8 +14,12 @@ import { newAgentToken } from "./agents.js";
  *   oauth3 deny <id>
  *   add --json for machine-readable output
  */
-const USAGE = `usage: oauth3 <pending | list [status] | show <id> | approve <id> | deny <id> | token <agent-name>> [--json]
-  token: prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
+const USAGE = `usage: oauth3 <command>
+operator (on the machine, over the operator socket):
+  pending | list [status] | show <id> | approve <id> | deny <id> [--json]
+  token <agent-name>   prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
+agent (over the HTTP API):
+${AGENT_USAGE}
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
 
 interface Reply {
@@ -56,6 +61,7 @@ function summary(r: Row): string {
 }
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
+  if (argv[0] === "run" || argv[0] === "status") return agentCommand(argv[0], argv.slice(1), env, out);
   const json = argv.includes("--json");
   const [command, arg] = argv.filter((a) => a !== "--json");
   const socketPath = resolve(env.OPERATOR_SOCKET ?? "./data/operator/operator.sock");

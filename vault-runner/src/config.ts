@@ -11,7 +11,7 @@ export const RUNNER_ENV_KEYS = [
   "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
   "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_MEMORY_LIMIT_MB", "RUNNER_ISOLATION",
-  "RUNNER_SKILL_UID_BASE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
+  "RUNNER_SKILL_UID_BASE", "RUNNER_EXTRA_CA_FILE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
   "LOG_LEVEL",
 ] as const;
 
@@ -30,6 +30,7 @@ const schema = z.object({
   RUNNER_MEMORY_LIMIT_MB: int(64, 16_384, 512),
   RUNNER_ISOLATION: z.enum(["auto", "uid", "shared-uid"]).default("auto"),
   RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
+  RUNNER_EXTRA_CA_FILE: z.string().min(1).optional(),
   RUNNER_EGRESS: z.enum(["auto", "proxy+firewall", "deno-only"]).default("auto"),
   RUNNER_EGRESS_ALLOW_PRIVATE: z
     .string()
@@ -87,6 +88,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     memoryLimitMb: c.RUNNER_MEMORY_LIMIT_MB,
     isolation: c.RUNNER_ISOLATION,
     egress: c.RUNNER_EGRESS,
+    extraCaFile: c.RUNNER_EXTRA_CA_FILE ? resolve(c.RUNNER_EXTRA_CA_FILE) : undefined,
     egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)),
     egressHosts: new Map(
       c.RUNNER_EGRESS_HOSTS.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)

@@ -20,6 +20,8 @@ export interface InvocationLimits {
   v8MaxOldSpaceMb: number;
   /** The run's egress proxy URL (with its credentials); absent in deno-only egress mode. */
   proxyUrl?: string | undefined;
+  /** Extra CA certificates (PEM) skills trust, from the operator (a TLS-inspecting egress, tests). */
+  caFile?: string | undefined;
 }
 
 export interface Invocation {
@@ -71,6 +73,7 @@ export function buildInvocation(
     LANG: "C.UTF-8",
     TZ: "UTC",
     ...(limits.proxyUrl && { HTTP_PROXY: limits.proxyUrl, HTTPS_PROXY: limits.proxyUrl }),
+    ...(limits.caFile && { DENO_CERT: limits.caFile }),
   };
   // Args first, secrets last: names cannot collide (checked), and even if a check regressed a
   // secret would win over an arg of the same name.

@@ -54,6 +54,8 @@ export interface DenoExecutorOptions {
   uidPool?: UidPool | undefined;
   /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
   egress?: EgressProxy | undefined;
+  /** A CA bundle readable by skill uids, given to Deno as DENO_CERT. */
+  caFile?: string | undefined;
 }
 
 export class DenoExecutor implements SkillExecutor {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import { EgressProxy } from "./egress-proxy.js";
 import { iptablesAvailable, installSkillFirewall, type SkillFirewall } from "./firewall.js";
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     workDir: isolation.workDir,
     uidPool: isolation.uidPool,
     egress: egress?.proxy,
+    caFile: installExtraCa(config.extraCaFile, isolation.workDir),
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
     memoryLimitMb: config.memoryLimitMb,
@@ -92,6 +93,15 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/** Copies the operator's CA bundle where skill uids can read it (0644 in the 0711 work dir). */
+function installExtraCa(source: string | undefined, workDir: string): string | undefined {
+  if (!source) return undefined;
+  const target = `${workDir}/extra-ca.pem`;
+  copyFileSync(source, target);
+  chmodSync(target, 0o644);
+  return target;
 }
 
 /**

@@ -1,0 +1,121 @@
+/**
+ * The examples in integrations/openclaw/SKILL.md, run as an agent would run them: `oauth3 run
+ * <file> --wait` against the real gateway and runner, approved by the operator, calling fake
+ * Anthropic/GitHub APIs over TLS on 127.0.0.1:443 (the runner's egress proxy maps the real names
+ * there; RUNNER_EXTRA_CA_FILE makes Deno trust the test CA). Needs root (port 443, per-run uids).
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import { join } from "node:path";
+import { freePort, ROOT, Stack } from "./helpers/stack.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const IS_ROOT = process.getuid?.() === 0;
+const ANTHROPIC = "sk-ant-example-test-7a1c";
+const GITHUB = "ghp_exampletest0b93";
+const dir = tempDir("oauth3-examples-");
+const seen: Array<{ path: string; key?: string; auth?: string }> = [];
+let api: Server;
+let stack: Stack;
+
+function makeCerts(): { ca: string; key: string; cert: string } {
+  const run = (args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=oauth3 test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=api.anthropic.com"]);
+  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=DNS:api.anthropic.com,DNS:api.github.com\nextendedKeyUsage=serverAuth\n");
+  run(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf"]);
+  return { ca: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
+}
+
+describe("SKILL.md examples", { skip: !IS_ROOT && "needs root (port 443 and per-run uids; CI runs as root)" }, () => {
+  before(async () => {
+    const certs = makeCerts();
+    api = createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
+      seen.push({ path: req.url ?? "", key: req.headers["x-api-key"] as string | undefined, auth: req.headers.authorization });
+      res.setHeader("content-type", "application/json");
+      if (req.url === "/v1/messages" && req.headers["x-api-key"] === ANTHROPIC) {
+        return res.end(JSON.stringify({ content: [{ type: "text", text: "Leaves fall, keys stay home" }] }));
+      }
+      if (req.url?.startsWith("/user/repos") && req.headers.authorization === `Bearer ${GITHUB}`) {
+        return res.end(JSON.stringify([{ full_name: "octo/alpha" }, { full_name: "octo/beta" }]));
+      }
+      res.writeHead(401).end(JSON.stringify({ error: "bad credentials" }));
+    });
+    api.listen(443, "127.0.0.1");
+    await once(api, "listening");
+    writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
+    stack = new Stack({
+      dir,
+      port: await freePort(),
+      env: {
+        SECRETS_FILE: join(dir, "secrets.env"),
+        TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
+        RUNNER_SKILL_UID_BASE: "66400",
+        RUNNER_EXTRA_CA_FILE: certs.ca,
+        RUNNER_EGRESS_HOSTS: "api.anthropic.com=127.0.0.1,api.github.com=127.0.0.1",
+        RUNNER_EGRESS_ALLOW_PRIVATE: "api.anthropic.com:443,api.github.com:443",
+      },
+    });
+    await stack.start();
+  });
+  after(async () => {
+    await stack?.stop();
+    api?.close();
+  });
+
+  /** `oauth3 run <example> ... --wait` as a separate process, approved by the operator meanwhile. */
+  async function runExample(file: string, args: string[]): Promise<{ code: number; out: string }> {
+    const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), "run", join(ROOT, "examples", file), ...args, "--wait"], {
+      env: { PATH: process.env.PATH, OAUTH3_URL: stack.baseUrl }, stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c));
+    child.stderr.on("data", (c: Buffer) => (out += c));
+    const id = await new Promise<string>((resolve, reject) => {
+      const t = setInterval(() => {
+        const m = /exec_[0-9a-f]{16}/.exec(out);
+        if (m) { clearInterval(t); resolve(m[0]); }
+      }, 50);
+      setTimeout(() => { clearInterval(t); reject(new Error(`no request id: ${out}`)); }, 20_000);
+    });
+    assert.equal(stack.cli("approve", id).code, 0);
+    const [code] = (await once(child, "exit")) as [number];
+    return { code, out };
+  }
+
+  test("the isolation check: NOT ACCESSIBLE", async () => {
+    const r = await runExample("isolation-check.ts", []);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^NOT ACCESSIBLE$/m);
+  });
+
+  test("an LLM API call with ANTHROPIC_API_KEY", async () => {
+    const r = await runExample("claude-haiku.ts", ["--secret", "ANTHROPIC_API_KEY", "--arg", "topic=autumn"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^Leaves fall, keys stay home$/m);
+    assert.equal(seen.filter((s) => s.path === "/v1/messages" && s.key === ANTHROPIC).length, 1, "the real key reached the API");
+  });
+
+  test("a GitHub API call with GITHUB_TOKEN", async () => {
+    const r = await runExample("github-repos.ts", ["--secret", "GITHUB_TOKEN"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^octo\/alpha\nocto\/beta$/m);
+  });
+
+  test("SKILL.md shows exactly these examples, and nothing leaked", () => {
+    const skill = readFileSync(join(ROOT, "integrations/openclaw/SKILL.md"), "utf8");
+    assert.match(skill, /^---\nname: oauth3-proxy\ndescription: .+\n---\n/);
+    for (const file of ["isolation-check.ts", "claude-haiku.ts", "github-repos.ts"]) {
+      assert.ok(skill.includes(readFileSync(join(ROOT, "examples", file), "utf8")), `${file} is in SKILL.md verbatim`);
+    }
+    for (const s of [ANTHROPIC, GITHUB]) assert.ok(!stack.log().includes(s));
+  });
+});
