@@ -61,6 +61,10 @@ function summary(r: Row): string {
 }
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    out(argv[0] === "run" || argv[0] === "status" ? `usage: oauth3\n${AGENT_USAGE}` : USAGE);
+    return 0;
+  }
   if (argv[0] === "run" || argv[0] === "status") return agentCommand(argv[0], argv.slice(1), env, out);
   const json = argv.includes("--json");
   const [command, arg] = argv.filter((a) => a !== "--json");

@@ -62,3 +62,17 @@ test("oauth3 token prints a new token once and the hashed entry for AGENT_TOKENS
   assert.ok(!entry.includes(token));
   assert.equal(await runCli(["token", "bad name"], {}, () => undefined), 2);
 });
+
+test("the approver's card names the agent; --help answers for each command", async () => {
+  const { renderCard } = await import("../src/telegram/render.ts");
+  const card = renderCard({
+    id: "exec_0123456789abcdef", status: "pending", skillId: "s", agent: "alice<script>", source: "data:", codeSha256: "a".repeat(64),
+    codeSize: 1, secretNames: [], network: [], args: [], timeoutSeconds: 30, createdAt: 0, expiresAt: 1,
+  }, "1").html;
+  assert.match(card, /Agent: alice&lt;script&gt;/);
+  for (const argv of [["--help"], ["run", "--help"], ["status", "-h"], ["approve", "--help"]]) {
+    const lines: string[] = [];
+    assert.equal(await runCli(argv, {}, (s) => lines.push(s)), 0, argv.join(" "));
+    assert.match(lines.join("\n"), /usage: oauth3/);
+  }
+});
