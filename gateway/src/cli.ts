@@ -1,5 +1,6 @@
 import { request } from "node:http";
 import { resolve } from "node:path";
+import { verifyAuditChain, type AuditEvent } from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
 import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
 
@@ -18,6 +19,7 @@ const USAGE = `usage: oauth3 <command>
 operator (on the machine, over the operator socket):
   pending | list [status] | show <id> | approve <id> | deny <id> [--json]
   token <agent-name>   prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
+  audit                downloads the whole audit chain, verifies it, prints it (exit 5 if broken)
 agent (over the HTTP API):
 ${AGENT_USAGE}
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
@@ -83,6 +85,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;
   }
+  if (command === "audit") return auditCommand(socketPath, json, out);
   let reply: Reply;
   try {
     switch (command) {
@@ -137,4 +140,37 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       process.exit(1);
     },
   );
+}
+
+/** Downloads every page of the audit chain, verifies hashes and links offline, prints a table. */
+async function auditCommand(socketPath: string, json: boolean, out: (s: string) => void): Promise<number> {
+  const events: AuditEvent[] = [];
+  try {
+    for (let after = 0; ; ) {
+      const page = await call(socketPath, "GET", `/audit?after=${after}&limit=1000`);
+      if (page.status !== 200) throw new Error(String(page.body.error));
+      events.push(...(page.body.events as AuditEvent[]));
+      if (page.body.next === null) break;
+      after = Number(page.body.next);
+    }
+  } catch (err) {
+    out(`oauth3: cannot read the audit log at ${socketPath}: ${(err as Error).message}`);
+    return 3;
+  }
+  const verdict = verifyAuditChain(events);
+  if (json) {
+    out(JSON.stringify({ verdict, events }, null, 2));
+  } else {
+    for (const e of events) {
+      const d = e.data as Record<string, unknown>;
+      const what = e.type === "request_received"
+        ? `skill=${JSON.stringify(d.skillId)} code=${String(d.codeSha256).slice(0, 16)}… secrets=${(d.secretNames as string[]).join(",") || "-"}`
+        : Object.entries(d).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+      out(`${String(e.seq).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.type.padEnd(16)} ${e.requestId ?? ""}  ${what}`);
+    }
+    out(verdict.ok
+      ? `chain OK: ${verdict.count} entries, head ${verdict.head}`
+      : `CHAIN BROKEN (${verdict.problems.length} problems):\n  ${verdict.problems.join("\n  ")}`);
+  }
+  return verdict.ok ? 0 : 5;
 }

@@ -43,6 +43,17 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     rows.sort((a, b) => a.createdAt - b.createdAt);
     return c.json({ requests: rows.map(detail) });
   });
+  // The audit chain, paged: GET /audit?after=<seq>&limit=<n> (n <= 1000).
+  app.get("/audit", (c) => {
+    const after = Number(c.req.query("after") ?? 0);
+    const limit = Math.min(Number(c.req.query("limit") ?? 500), 1000);
+    if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) {
+      throw new ApiError(400, "invalid_page", "after and limit must be non-negative integers");
+    }
+    const events = deps.store.auditPage(after, limit);
+    return c.json({ events, next: events.length === limit ? events.at(-1)!.seq : null });
+  });
+
   app.get("/requests/:id", (c) => {
     const request = find(c.req.param("id"));
     const code = deps.store.getCode(request.id);

@@ -16,11 +16,13 @@ export async function purgeExpiredOutput(store: RequestStore, now: number, reten
   );
   let purged = 0;
   for (const r of due) {
-    const done = await store.transition(r.id, [r.status], {
-      status: r.status,
-      result: { ...r.result!, stdout: "", stderr: "" },
-      outputPurgedAt: now,
-    });
+    const done = await store.transition(
+      r.id,
+      [r.status],
+      { status: r.status, result: { ...r.result!, stdout: "", stderr: "" }, outputPurgedAt: now },
+      undefined,
+      { type: "output_purged" },
+    );
     if (done) purged++;
   }
   return purged;

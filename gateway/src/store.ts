@@ -1,6 +1,14 @@
+import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { chmodSync, mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
+import { auditHash, GENESIS, type AuditEvent } from "@oauth3/shared";
+
+/** What a state change records in the audit chain (in the same transaction: no event, no change). */
+export interface AuditNote {
+  type: string;
+  data?: Record<string, unknown>;
+}
 
 export type RequestStatus =
   | "pending"
@@ -74,15 +82,36 @@ export interface ExecRequest {
  * through `transition`, an atomic compare-and-set: of two concurrent approvals, exactly one wins.
  * LMDB serialises writers across processes too, so a second gateway on the same file cannot break it.
  */
+/** The audit entry for a status change: who decided how, and for finished runs the outcome's digest. */
+function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
+  const data: Record<string, unknown> = { from: current.status, to: next.status };
+  if (next.decidedBy !== current.decidedBy) Object.assign(data, { by: next.decidedBy, channel: next.decisionChannel });
+  if (next.result && !current.result) {
+    Object.assign(data, {
+      exitCode: next.result.exitCode, reason: next.result.reason, durationMs: next.result.duration,
+      outputSha256: createHash("sha256").update(next.result.stdout).update("\0").update(next.result.stderr).digest("hex"),
+      isolation: next.result.policy.isolation, egress: next.result.policy.egress,
+    });
+  }
+  if (next.error !== undefined && next.error !== current.error) data.error = next.error;
+  return { type: next.status === "approved" || next.status === "denied" ? "decision" : next.status === "executing" ? "run_started" : "status", data };
+}
+
 export class RequestStore {
   /** Emits (id, the new record) after each committed, durable state change (long-poll, SSE). */
   readonly changes = new EventEmitter().setMaxListeners(0);
+
+  private readonly audit: Database<AuditEvent, number>;
+  /** Test seam: called inside the transaction before an audit entry is written (to make it fail). */
+  beforeAuditWrite?: (event: AuditEvent) => void;
 
   private constructor(
     private readonly root: RootDatabase,
     private readonly requests: Database<ExecRequest, string>,
     private readonly code: Database<Buffer, string>,
-  ) {}
+  ) {
+    this.audit = root.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
+  }
 
   static open(path: string): RequestStore {
     // Only the gateway's user may read requests, code and results (LMDB creates its files 0644).
@@ -99,6 +128,14 @@ export class RequestStore {
   async create(request: ExecRequest, code: Buffer): Promise<void> {
     const created = await this.requests.transaction(() => {
       if (this.requests.get(request.id) !== undefined) return false;
+      this.appendAudit(request.id, {
+        type: "request_received",
+        data: {
+          skillId: request.skillId, agent: request.agent, codeSha256: request.codeSha256, codeSize: request.codeSize,
+          secretNames: request.secretNames, network: request.network, timeoutSeconds: request.timeoutSeconds,
+          argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"), source: request.source.slice(0, 200),
+        },
+      });
       void this.code.put(request.id, code);
       void this.requests.put(request.id, request);
       return true;
@@ -135,12 +172,16 @@ export class RequestStore {
     from: readonly RequestStatus[],
     patch: Partial<ExecRequest> & { status: RequestStatus },
     guard?: (current: ExecRequest) => boolean,
+    note?: AuditNote,
   ): Promise<ExecRequest | undefined> {
     const updated = await this.requests.transaction(() => {
       const current = this.requests.get(id);
       if (!current || !from.includes(current.status)) return undefined;
       if (guard && !guard(current)) return undefined;
       const next = { ...current, ...patch };
+      if (note || next.status !== current.status) {
+        this.appendAudit(id, note ?? statusNote(current, next));
+      }
       void this.requests.put(id, next);
       return next;
     });
@@ -165,6 +206,31 @@ export class RequestStore {
       };
       this.changes.on("change", onChange);
     });
+  }
+
+  /**
+   * Appends to the hash chain. Runs inside the caller's write transaction: if it throws (disk or
+   * map full, the test seam), the whole transaction, and so the state change, does not happen.
+   */
+  private appendAudit(requestId: string | undefined, note: AuditNote): void {
+    let head: AuditEvent | undefined;
+    for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
+    const base = { seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
+    const event: AuditEvent = { ...base, hash: auditHash(base) };
+    this.beforeAuditWrite?.(event);
+    void this.audit.put(event.seq, event);
+  }
+
+  /** Audit entries with seq > after, oldest first. */
+  auditPage(after: number, limit: number): AuditEvent[] {
+    const out: AuditEvent[] = [];
+    for (const { value } of this.audit.getRange({ start: after + 1, limit })) out.push(value);
+    return out;
+  }
+
+  /** Direct access for tamper tests only. */
+  get auditDb(): Database<AuditEvent, number> {
+    return this.audit;
   }
 
   /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */

@@ -1,0 +1,89 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { auditHash, verifyAuditChain, type AuditEvent } from "@oauth3/shared";
+import { runCli } from "../src/cli.ts";
+import { startOperatorServer } from "../src/operator.ts";
+import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+import { tempDir } from "../../test/helpers/tmp.ts";
+
+const decide = (approve: boolean) => ({ approve, channel: "test", decidedBy: "test:1" });
+
+async function flow() {
+  const fx = gatewayFixture();
+  const submit = async (n: number) =>
+    ((await (await fx.post({ skill_id: "audited", skill_url: dataUrl("console.log(1)"), args: { secretish: `arg-value-${n}` } })).json()) as { request_id: string }).request_id;
+  const ran = await submit(1);
+  await fx.approvals.decide(ran, decide(true));
+  await eventually(() => (fx.store.get(ran)?.status === "completed" ? true : undefined));
+  const denied = await submit(2);
+  await fx.approvals.decide(denied, decide(false));
+  const socketPath = join(tempDir(), "op", "operator.sock");
+  const server = await startOperatorServer(fx.operator, socketPath);
+  after(() => server.close());
+  const cli = async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await runCli(argv, { OPERATOR_SOCKET: socketPath }, (s) => lines.push(s));
+    return { code, out: lines.join("\n") };
+  };
+  return { fx, ran, denied, cli };
+}
+
+test("every step lands in one hash chain; the CLI verifies it offline", async () => {
+  const { fx, ran, denied, cli } = await flow();
+  const events = fx.store.auditPage(0, 100);
+  assert.deepEqual(events.map((e) => [e.type, e.requestId === ran ? "ran" : "denied"]), [
+    ["request_received", "ran"], ["decision", "ran"], ["run_started", "ran"], ["status", "ran"],
+    ["request_received", "denied"], ["decision", "denied"],
+  ]);
+  assert.equal(events[1]!.data.by, "test:1");
+  assert.equal(events[3]!.data.to, "completed");
+  assert.match(String(events[3]!.data.outputSha256), /^[0-9a-f]{64}$/);
+  assert.ok(!JSON.stringify(events).includes("arg-value"), "args are recorded as a digest only");
+  assert.ok(verifyAuditChain(events).ok);
+  const r = await cli("audit");
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /chain OK: 6 entries, head [0-9a-f]{64}/);
+  assert.match(r.out, new RegExp(`decision\\s+${denied}  from=pending to=denied by=test:1`));
+});
+
+test("a write that cannot be recorded does not happen (fail-closed)", async () => {
+  const fx = gatewayFixture();
+  const id = ((await (await fx.post({ skill_id: "x", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string }).request_id;
+  fx.store.beforeAuditWrite = () => {
+    throw new Error("MDB_MAP_FULL (simulated)");
+  };
+  await assert.rejects(fx.approvals.decide(id, decide(true)), /MDB_MAP_FULL/);
+  assert.equal(fx.store.get(id)!.status, "pending", "not approved");
+  const refused = await fx.post({ skill_id: "y", skill_url: dataUrl("console.log(2)") });
+  assert.equal(refused.status, 500);
+  assert.equal(fx.store.list(() => true).length, 1, "the new request was not stored");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(fx.executor.jobs.length, 0, "nothing ran");
+  fx.store.beforeAuditWrite = undefined;
+  assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "approved");
+});
+
+test("tampering is caught: an edit, a deletion, a reordering, a forged entry", async () => {
+  for (const tamper of ["edit", "delete", "reorder", "forge"] as const) {
+    const { fx, cli } = await flow();
+    const db = fx.store.auditDb;
+    const e2 = db.get(2)!;
+    const e3 = db.get(3)!;
+    if (tamper === "edit") await db.put(2, { ...e2, data: { ...e2.data, by: "telegram:999" } });
+    if (tamper === "delete") await db.remove(3);
+    if (tamper === "reorder") {
+      await db.put(2, { ...e3, seq: 2 });
+      await db.put(3, { ...e2, seq: 3 });
+    }
+    if (tamper === "forge") {
+      // A well-formed entry with a correct hash of its own, slipped in: the next link breaks.
+      const base: Omit<AuditEvent, "hash"> = { seq: 3, at: e3.at, type: "decision", requestId: e3.requestId, data: { by: "attacker" }, prev: e2.hash };
+      await db.put(3, { ...base, hash: auditHash(base) });
+    }
+    await fx.store.flushed;
+    const r = await cli("audit");
+    assert.equal(r.code, 5, `${tamper}: ${r.out}`);
+    assert.match(r.out, /CHAIN BROKEN/, tamper);
+  }
+});
