@@ -66,6 +66,7 @@ export const HealthDocument = z.object({
   egress: z.string().optional(),
   egress_private_allowed: z.array(z.string()).optional(),
   telegram: z.string().optional(),
+  runner_signing_key: z.string().optional(),
   timestamp: z.number().int(),
 });
 

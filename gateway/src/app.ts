@@ -22,7 +22,7 @@ export interface AgentAppDeps {
   logger: Logger;
   telegramConfigured: boolean;
   /** The runner's sandbox modes, or undefined when it is unreachable. */
-  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[] } | undefined>;
+  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string } | undefined>;
   /** Telegram polling state, when a bot is configured. */
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
@@ -67,6 +67,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
           isolation: sandbox.isolation,
           egress: sandbox.egress,
           egress_private_allowed: sandbox.egressPrivateAllowed,
+          ...(sandbox.signingKey && { runner_signing_key: sandbox.signingKey }),
         }),
         ...(deps.telegramState && { telegram: deps.telegramState() }),
         timestamp: Date.now(),

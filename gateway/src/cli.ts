@@ -1,6 +1,6 @@
 import { request } from "node:http";
 import { resolve } from "node:path";
-import { verifyAuditChain, type AuditEvent } from "@oauth3/shared";
+import { verifyAuditChain, verifyRunReceipts, type AuditEvent } from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
 import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
 
@@ -19,7 +19,7 @@ const USAGE = `usage: oauth3 <command>
 operator (on the machine, over the operator socket):
   pending | list [status] | show <id> | approve <id> | deny <id> [--json]
   token <agent-name>   prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
-  audit                downloads the whole audit chain, verifies it, prints it (exit 5 if broken)
+  audit [--runner-key <hex>]  downloads the audit chain, verifies links, hashes and runner receipts (exit 5 if broken)
 agent (over the HTTP API):
 ${AGENT_USAGE}
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
@@ -85,7 +85,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;
   }
-  if (command === "audit") return auditCommand(socketPath, json, out);
+  if (command === "audit") {
+    const pin = argv.indexOf("--runner-key");
+    return auditCommand(socketPath, json, out, pin >= 0 ? argv[pin + 1] : undefined);
+  }
   let reply: Reply;
   try {
     switch (command) {
@@ -143,7 +146,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 }
 
 /** Downloads every page of the audit chain, verifies hashes and links offline, prints a table. */
-async function auditCommand(socketPath: string, json: boolean, out: (s: string) => void): Promise<number> {
+async function auditCommand(socketPath: string, json: boolean, out: (s: string) => void, runnerKey?: string): Promise<number> {
   const events: AuditEvent[] = [];
   try {
     for (let after = 0; ; ) {
@@ -157,9 +160,11 @@ async function auditCommand(socketPath: string, json: boolean, out: (s: string) 
     out(`oauth3: cannot read the audit log at ${socketPath}: ${(err as Error).message}`);
     return 3;
   }
-  const verdict = verifyAuditChain(events);
+  const chain = verifyAuditChain(events);
+  const receipts = verifyRunReceipts(events, runnerKey);
+  const verdict = { ok: chain.ok && receipts.ok, count: chain.count, head: chain.head, problems: [...chain.problems, ...receipts.problems] };
   if (json) {
-    out(JSON.stringify({ verdict, events }, null, 2));
+    out(JSON.stringify({ verdict, runnerKeys: receipts.keys, events }, null, 2));
   } else {
     for (const e of events) {
       const d = e.data as Record<string, unknown>;
@@ -169,8 +174,9 @@ async function auditCommand(socketPath: string, json: boolean, out: (s: string) 
       out(`${String(e.seq).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.type.padEnd(16)} ${e.requestId ?? ""}  ${what}`);
     }
     out(verdict.ok
-      ? `chain OK: ${verdict.count} entries, head ${verdict.head}`
+      ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ${receipts.keys[0] ?? "(none yet)"}`
       : `CHAIN BROKEN (${verdict.problems.length} problems):\n  ${verdict.problems.join("\n  ")}`);
+    if (verdict.ok && !runnerKey) out("Compare the runner key with the one the runner publishes (/health runner_signing_key), or pin it with --runner-key.");
   }
   return verdict.ok ? 0 : 5;
 }

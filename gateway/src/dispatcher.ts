@@ -159,5 +159,12 @@ function toResult(r: RunSkillResponse): RunResult {
       egress: r.policy?.egress ?? "",
       egressPrivateAllowed: r.policy?.egressPrivateAllowed ?? [],
     },
+    ...(r.receipt && {
+      receipt: {
+        payloadJson: r.receipt.payloadJson,
+        signature: Buffer.from(r.receipt.signature).toString("base64"),
+        publicKey: r.receipt.publicKey,
+      },
+    }),
   };
 }

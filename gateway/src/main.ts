@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const runnerHealth = async () => {
     try {
       const h = await runner.getHealth({}, { timeoutMs: 2000 });
-      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
+      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed, signingKey: h.signingPublicKey };
     } catch {
       return undefined;
     }

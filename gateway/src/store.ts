@@ -45,6 +45,8 @@ export interface RunResult {
     egress: string;
     egressPrivateAllowed: string[];
   };
+  /** The runner's signed statement of this run (absent only for results the runner did not make). */
+  receipt?: { payloadJson: string; signature: string; publicKey: string };
 }
 
 /** One agent request. Never holds a secret value: only names, hashes and redacted output. */
@@ -91,6 +93,7 @@ function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
       exitCode: next.result.exitCode, reason: next.result.reason, durationMs: next.result.duration,
       outputSha256: createHash("sha256").update(next.result.stdout).update("\0").update(next.result.stderr).digest("hex"),
       isolation: next.result.policy.isolation, egress: next.result.policy.egress,
+      ...(next.result.receipt && { receipt: next.result.receipt }),
     });
   }
   if (next.error !== undefined && next.error !== current.error) data.error = next.error;

@@ -87,3 +87,48 @@ test("tampering is caught: an edit, a deletion, a reordering, a forged entry", a
     assert.match(r.out, /CHAIN BROKEN/, tamper);
   }
 });
+
+/** Rewrites the whole chain from `from` on with correct hashes: what a compromised gateway could do. */
+async function rewrite(db: ReturnType<typeof gatewayFixture>["store"]["auditDb"], events: AuditEvent[]): Promise<void> {
+  let prev = events[0]!.prev;
+  for (const e of events) {
+    const base = { ...e, prev };
+    delete (base as Partial<AuditEvent>).hash;
+    const hash = auditHash(base);
+    await db.put(e.seq, { ...base, hash });
+    prev = hash;
+  }
+}
+
+test("runner receipts: a consistently rewritten chain still cannot invent or alter a run", async () => {
+  const { fx, ran, cli } = await flow();
+  const ok = await cli("audit");
+  assert.match(ok.out, /chain OK: 6 entries, head [0-9a-f]{64}; 1 run receipts valid, runner key [0-9a-f]{64}/);
+  const health = (await (await fx.app.request("/health")).json()) as { runner_signing_key: string };
+  assert.match(health.runner_signing_key, /^[0-9a-f]{64}$/);
+  assert.equal((await cli("audit", "--runner-key", health.runner_signing_key)).code, 0);
+  assert.equal((await cli("audit", "--runner-key", "ab".repeat(32))).code, 5, "another runner's key");
+
+  // 1. Alter the recorded exit code and the receipt's payload, then re-hash the whole chain.
+  const events = fx.store.auditPage(0, 100);
+  const finished = events.find((e) => e.requestId === ran && e.data.exitCode !== undefined)!;
+  const receipt = finished.data.receipt as { payloadJson: string; signature: string; publicKey: string };
+  const altered = events.map((e) => (e.seq === finished.seq
+    ? { ...e, data: { ...e.data, exitCode: 7, receipt: { ...receipt, payloadJson: receipt.payloadJson.replace('"exitCode":0', '"exitCode":7') } } }
+    : e));
+  await rewrite(fx.store.auditDb, altered);
+  await fx.store.flushed;
+  const r1 = await cli("audit");
+  assert.equal(r1.code, 5);
+  assert.match(r1.out, /receipt signature invalid/);
+
+  // 2. Invent a run the runner never did: a finished entry without a receipt, chain re-hashed.
+  const head = fx.store.auditPage(0, 100).at(-1)!;
+  const invented: AuditEvent = { ...head, seq: head.seq + 1, type: "status", requestId: "exec_00000000000000ff",
+    data: { from: "executing", to: "completed", exitCode: 0, outputSha256: "0".repeat(64) }, prev: head.hash, hash: "" };
+  await rewrite(fx.store.auditDb, [...fx.store.auditPage(0, 100).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e)), invented]);
+  await fx.store.flushed;
+  const r2 = await cli("audit");
+  assert.equal(r2.code, 5);
+  assert.match(r2.out, /a run outcome without a runner receipt/);
+});

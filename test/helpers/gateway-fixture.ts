@@ -57,7 +57,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     store, approvals, logger, telegramConfigured: false,
     runnerHealth: async () => {
       const h = await runner.getHealth({});
-      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed };
+      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed, signingKey: h.signingPublicKey };
     },
     limits: { maxPending: options.maxPending ?? 1000, submissionsPerMinute: options.submissionsPerMinute ?? 10_000 },
     ...(options.agents && { agents: options.agents }),

@@ -10,6 +10,7 @@ import { DenoExecutor, type ExecutionResult, type SkillExecutor, type SkillJob }
 import { RunLedger } from "../../vault-runner/src/ledger.ts";
 import { RunQueue } from "../../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../../vault-runner/src/secrets.ts";
+import { ReceiptSigner } from "../../vault-runner/src/signing.ts";
 import { registerRunnerService, type RunnerServiceDeps } from "../../vault-runner/src/service.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -70,6 +71,7 @@ export function runnerDeps(executor: SkillExecutor, overrides: Partial<RunnerSer
     runnerVersion: "test",
     maxTimeoutSeconds: 60,
     outputLimitBytes: 64 * 1024,
+    signer: ReceiptSigner.ephemeral(),
     ...overrides,
   };
 }

@@ -10,6 +10,7 @@ import { chooseIsolation } from "./isolation.js";
 import { RunLedger } from "./ledger.js";
 import { RunQueue } from "./run-queue.js";
 import { loadSecrets } from "./secrets.js";
+import { ReceiptSigner } from "./signing.js";
 import { startRunnerServer } from "./server.js";
 import { registerRunnerService } from "./service.js";
 
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   chmodSync(config.stateDir, 0o700);
   const ledger = RunLedger.open(`${config.stateDir}/ledger`);
   const egress = await startEgress(config, isolation, logger);
+  const signer = ReceiptSigner.loadOrCreate(`${config.stateDir}/receipt-signing-key.pem`);
   const queue = new RunQueue(config.maxConcurrent, config.maxQueue);
   const executor = new DenoExecutor({
     denoPath,
@@ -62,6 +64,7 @@ async function main(): Promise<void> {
         outputLimitBytes: config.outputLimitBytes,
         egressPrivateAllowed: [...config.egressAllowPrivate].sort(),
         memoryLimitMb: config.memoryLimitMb,
+        signer,
       }),
   });
   logger.info(
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
       deno: version,
       isolation: executor.isolation,
       egress: executor.egress,
+      receiptKey: signer.publicKeyHex,
       egressPrivateAllowed: [...config.egressAllowPrivate],
       egressStaticHosts: [...config.egressHosts.keys()],
       maxConcurrent: config.maxConcurrent,

@@ -4,6 +4,7 @@ import {
   GetHealthResponseSchema,
   ListSecretNamesResponseSchema,
   RunPolicySchema,
+  RunReceiptSchema,
   RunSkillResponseSchema,
   Termination,
   VaultRunnerService,
@@ -20,6 +21,8 @@ import {
   type RunSpec,
 } from "@oauth3/shared";
 import type { Logger } from "pino";
+import { createHash } from "node:crypto";
+import type { ReceiptSigner } from "./signing.js";
 import type { ExecutionResult, SkillExecutor } from "./executor.js";
 import type { RunLedger } from "./ledger.js";
 import type { RunQueue } from "./run-queue.js";
@@ -36,6 +39,8 @@ export interface RunnerServiceDeps {
   maxTimeoutSeconds: number;
   outputLimitBytes: number;
   memoryLimitMb?: number;
+  /** Signs a receipt for every run. */
+  signer: ReceiptSigner;
   /** Operator-allowed private host:port pairs, reported with every run. */
   egressPrivateAllowed?: string[];
 }
@@ -103,6 +108,12 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs },
           "run finished",
         );
+        const receipt = deps.signer.sign({
+          v: 1, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
+          termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
+          outputSha256: createHash("sha256").update(result.stdout).update("\0").update(result.stderr).digest("hex"),
+          acceptedAt: started, finishedAt: Date.now(),
+        });
         return create(RunSkillResponseSchema, {
           termination: TERMINATION[result.termination],
           exitCode: result.exitCode,
@@ -125,6 +136,9 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             egress: deps.executor.egress ?? "none",
             egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
             memoryLimitBytes: BigInt((deps.memoryLimitMb ?? 0) * 1024 * 1024),
+          }),
+          receipt: create(RunReceiptSchema, {
+            payloadJson: receipt.payloadJson, signature: receipt.signature, publicKey: deps.signer.publicKeyHex,
           }),
         });
       } catch (err) {
@@ -152,6 +166,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
         queuedRuns: deps.queue.queuedCount,
         egress: deps.executor.egress ?? "none",
         egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
+        signingPublicKey: deps.signer.publicKeyHex,
       });
     },
   });

@@ -28,7 +28,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file oauth3/runner/v1/runner.proto.
  */
 export const file_oauth3_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSLmAQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMikQIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kijgIKCVJ1blBvbGljeRIRCglkZW5vX2FyZ3MYASADKAkSEQoJZW52X25hbWVzGAIgAygJEhUKDWFsbG93ZWRfaG9zdHMYAyADKAkSFwoPdGltZW91dF9zZWNvbmRzGAQgASgNEhQKDGRlbm9fdmVyc2lvbhgFIAEoCRIRCglpc29sYXRpb24YBiABKAkSGgoSc3Rkb3V0X2xpbWl0X2J5dGVzGAcgASgEEhoKEnN0ZGVycl9saW1pdF9ieXRlcxgIIAEoBBIOCgZlZ3Jlc3MYCSABKAkSHgoWZWdyZXNzX3ByaXZhdGVfYWxsb3dlZBgKIAMoCRIaChJtZW1vcnlfbGltaXRfYnl0ZXMYCyABKAQiGAoWTGlzdFNlY3JldE5hbWVzUmVxdWVzdCIoChdMaXN0U2VjcmV0TmFtZXNSZXNwb25zZRINCgVuYW1lcxgBIAMoCSISChBHZXRIZWFsdGhSZXF1ZXN0IuEBChFHZXRIZWFsdGhSZXNwb25zZRIWCg5ydW5uZXJfdmVyc2lvbhgBIAEoCRIUCgxkZW5vX3ZlcnNpb24YAiABKAkSFAoMc2VjcmV0X2NvdW50GAMgASgNEhEKCWlzb2xhdGlvbhgEIAEoCRIbChNtYXhfY29uY3VycmVudF9ydW5zGAUgASgNEhMKC2FjdGl2ZV9ydW5zGAYgASgNEhMKC3F1ZXVlZF9ydW5zGAcgASgNEg4KBmVncmVzcxgIIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAkgAygJKskBCgtUZXJtaW5hdGlvbhIbChdURVJNSU5BVElPTl9VTlNQRUNJRklFRBAAEhYKElRFUk1JTkFUSU9OX0VYSVRFRBABEhcKE1RFUk1JTkFUSU9OX1RJTUVPVVQQAhIcChhURVJNSU5BVElPTl9PVVRQVVRfTElNSVQQAxIYChRURVJNSU5BVElPTl9TSUdOQUxFRBAEEhwKGFRFUk1JTkFUSU9OX1NQQVdOX0ZBSUxFRBAFEhYKElRFUk1JTkFUSU9OX01FTU9SWRAGMqUCChJWYXVsdFJ1bm5lclNlcnZpY2USUQoIUnVuU2tpbGwSIS5vYXV0aDMucnVubmVyLnYxLlJ1blNraWxsUmVxdWVzdBoiLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXNwb25zZRJmCg9MaXN0U2VjcmV0TmFtZXMSKC5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1JlcXVlc3QaKS5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1Jlc3BvbnNlElQKCUdldEhlYWx0aBIiLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVxdWVzdBojLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSLmAQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMiwAIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kSLQoHcmVjZWlwdBgLIAEoCzIcLm9hdXRoMy5ydW5uZXIudjEuUnVuUmVjZWlwdCJJCgpSdW5SZWNlaXB0EhQKDHBheWxvYWRfanNvbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwSEgoKcHVibGljX2tleRgDIAEoCSKOAgoJUnVuUG9saWN5EhEKCWRlbm9fYXJncxgBIAMoCRIRCgllbnZfbmFtZXMYAiADKAkSFQoNYWxsb3dlZF9ob3N0cxgDIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYBCABKA0SFAoMZGVub192ZXJzaW9uGAUgASgJEhEKCWlzb2xhdGlvbhgGIAEoCRIaChJzdGRvdXRfbGltaXRfYnl0ZXMYByABKAQSGgoSc3RkZXJyX2xpbWl0X2J5dGVzGAggASgEEg4KBmVncmVzcxgJIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAogAygJEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgLIAEoBCIYChZMaXN0U2VjcmV0TmFtZXNSZXF1ZXN0IigKF0xpc3RTZWNyZXROYW1lc1Jlc3BvbnNlEg0KBW5hbWVzGAEgAygJIhIKEEdldEhlYWx0aFJlcXVlc3Qi/QEKEUdldEhlYWx0aFJlc3BvbnNlEhYKDnJ1bm5lcl92ZXJzaW9uGAEgASgJEhQKDGRlbm9fdmVyc2lvbhgCIAEoCRIUCgxzZWNyZXRfY291bnQYAyABKA0SEQoJaXNvbGF0aW9uGAQgASgJEhsKE21heF9jb25jdXJyZW50X3J1bnMYBSABKA0SEwoLYWN0aXZlX3J1bnMYBiABKA0SEwoLcXVldWVkX3J1bnMYByABKA0SDgoGZWdyZXNzGAggASgJEh4KFmVncmVzc19wcml2YXRlX2FsbG93ZWQYCSADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAogASgJKskBCgtUZXJtaW5hdGlvbhIbChdURVJNSU5BVElPTl9VTlNQRUNJRklFRBAAEhYKElRFUk1JTkFUSU9OX0VYSVRFRBABEhcKE1RFUk1JTkFUSU9OX1RJTUVPVVQQAhIcChhURVJNSU5BVElPTl9PVVRQVVRfTElNSVQQAxIYChRURVJNSU5BVElPTl9TSUdOQUxFRBAEEhwKGFRFUk1JTkFUSU9OX1NQQVdOX0ZBSUxFRBAFEhYKElRFUk1JTkFUSU9OX01FTU9SWRAGMqUCChJWYXVsdFJ1bm5lclNlcnZpY2USUQoIUnVuU2tpbGwSIS5vYXV0aDMucnVubmVyLnYxLlJ1blNraWxsUmVxdWVzdBoiLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXNwb25zZRJmCg9MaXN0U2VjcmV0TmFtZXMSKC5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1JlcXVlc3QaKS5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1Jlc3BvbnNlElQKCUdldEhlYWx0aBIiLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVxdWVzdBojLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message oauth3.runner.v1.RunSkillRequest
@@ -225,6 +225,13 @@ export type RunSkillResponse = Message<"oauth3.runner.v1.RunSkillResponse"> & {
    * @generated from field: oauth3.runner.v1.RunPolicy policy = 10;
    */
   policy?: RunPolicy | undefined;
+
+  /**
+   * The runner's signed statement that it ran this, so that a compromised gateway cannot invent runs.
+   *
+   * @generated from field: oauth3.runner.v1.RunReceipt receipt = 11;
+   */
+  receipt?: RunReceipt | undefined;
 };
 
 /**
@@ -233,6 +240,40 @@ export type RunSkillResponse = Message<"oauth3.runner.v1.RunSkillResponse"> & {
  */
 export const RunSkillResponseSchema: GenMessage<RunSkillResponse> = /*@__PURE__*/
   messageDesc(file_oauth3_runner_v1_runner, 3);
+
+/**
+ * @generated from message oauth3.runner.v1.RunReceipt
+ */
+export type RunReceipt = Message<"oauth3.runner.v1.RunReceipt"> & {
+  /**
+   * Canonical JSON (sorted keys): {v, requestId, codeSha256, secretNames, network, termination,
+   * exitCode, durationMs, outputSha256 (of redacted stdout + NUL + stderr), acceptedAt, finishedAt}.
+   *
+   * @generated from field: string payload_json = 1;
+   */
+  payloadJson: string;
+
+  /**
+   * Ed25519 signature over the UTF-8 bytes of payload_json.
+   *
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+
+  /**
+   * Lowercase hex of the raw 32-byte Ed25519 public key (as in GetHealthResponse).
+   *
+   * @generated from field: string public_key = 3;
+   */
+  publicKey: string;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.RunReceipt.
+ * Use `create(RunReceiptSchema)` to create a new message.
+ */
+export const RunReceiptSchema: GenMessage<RunReceipt> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 4);
 
 /**
  * @generated from message oauth3.runner.v1.RunPolicy
@@ -314,7 +355,7 @@ export type RunPolicy = Message<"oauth3.runner.v1.RunPolicy"> & {
  * Use `create(RunPolicySchema)` to create a new message.
  */
 export const RunPolicySchema: GenMessage<RunPolicy> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 4);
+  messageDesc(file_oauth3_runner_v1_runner, 5);
 
 /**
  * @generated from message oauth3.runner.v1.ListSecretNamesRequest
@@ -327,7 +368,7 @@ export type ListSecretNamesRequest = Message<"oauth3.runner.v1.ListSecretNamesRe
  * Use `create(ListSecretNamesRequestSchema)` to create a new message.
  */
 export const ListSecretNamesRequestSchema: GenMessage<ListSecretNamesRequest> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 5);
+  messageDesc(file_oauth3_runner_v1_runner, 6);
 
 /**
  * @generated from message oauth3.runner.v1.ListSecretNamesResponse
@@ -346,7 +387,7 @@ export type ListSecretNamesResponse = Message<"oauth3.runner.v1.ListSecretNamesR
  * Use `create(ListSecretNamesResponseSchema)` to create a new message.
  */
 export const ListSecretNamesResponseSchema: GenMessage<ListSecretNamesResponse> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 6);
+  messageDesc(file_oauth3_runner_v1_runner, 7);
 
 /**
  * @generated from message oauth3.runner.v1.GetHealthRequest
@@ -359,7 +400,7 @@ export type GetHealthRequest = Message<"oauth3.runner.v1.GetHealthRequest"> & {
  * Use `create(GetHealthRequestSchema)` to create a new message.
  */
 export const GetHealthRequestSchema: GenMessage<GetHealthRequest> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 7);
+  messageDesc(file_oauth3_runner_v1_runner, 8);
 
 /**
  * @generated from message oauth3.runner.v1.GetHealthResponse
@@ -409,6 +450,13 @@ export type GetHealthResponse = Message<"oauth3.runner.v1.GetHealthResponse"> & 
    * @generated from field: repeated string egress_private_allowed = 9;
    */
   egressPrivateAllowed: string[];
+
+  /**
+   * Lowercase hex of the raw Ed25519 public key the runner signs its receipts with.
+   *
+   * @generated from field: string signing_public_key = 10;
+   */
+  signingPublicKey: string;
 };
 
 /**
@@ -416,7 +464,7 @@ export type GetHealthResponse = Message<"oauth3.runner.v1.GetHealthResponse"> & 
  * Use `create(GetHealthResponseSchema)` to create a new message.
  */
 export const GetHealthResponseSchema: GenMessage<GetHealthResponse> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 8);
+  messageDesc(file_oauth3_runner_v1_runner, 9);
 
 /**
  * How the skill process ended.
