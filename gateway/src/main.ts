@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { AgentNotifier } from "./agent-notifier.js";
 import { createAgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
+import { createMetrics } from "./metrics.js";
 import { createOperatorApp, startOperatorServer } from "./operator.js";
 import { createRunnerClient } from "./runner-client.js";
 import { purgeExpiredOutput } from "./retention.js";
@@ -115,7 +116,16 @@ async function main(): Promise<void> {
     agentServer.listen(config.port, config.host, () => resolve());
   });
   const operatorServer = await startOperatorServer(
-    createOperatorApp({ store, approvals, logger }),
+    createOperatorApp({
+      store, approvals, logger,
+      metrics: createMetrics(store, async () => {
+        try {
+          return await runner.getHealth({}, { timeoutMs: 2000 });
+        } catch {
+          return undefined;
+        }
+      }),
+    }),
     config.operatorSocket,
   );
   poller?.start();

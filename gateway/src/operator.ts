@@ -4,6 +4,7 @@ import { createAdaptorServer } from "@hono/node-server";
 import { Hono } from "hono";
 import { prepareSocketPath } from "@oauth3/shared/unix-socket";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { errorResponse } from "./app.js";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
@@ -14,6 +15,7 @@ export interface OperatorAppDeps {
   store: RequestStore;
   approvals: ApprovalService;
   logger: Logger;
+  metrics?: Registry;
 }
 
 /**
@@ -43,6 +45,11 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     rows.sort((a, b) => a.createdAt - b.createdAt);
     return c.json({ requests: rows.map(detail) });
   });
+  app.get("/metrics", async (c) => {
+    if (!deps.metrics) throw new ApiError(404, "no_route", "metrics are not enabled");
+    return c.text(await deps.metrics.metrics(), 200, { "content-type": deps.metrics.contentType });
+  });
+
   // The audit chain, paged: GET /audit?after=<seq>&limit=<n> (n <= 1000).
   app.get("/audit", (c) => {
     const after = Number(c.req.query("after") ?? 0);

@@ -129,7 +129,7 @@ export class RequestStore {
   }
 
   async create(request: ExecRequest, code: Buffer): Promise<void> {
-    const created = await this.requests.transaction(() => {
+    const created = await this.audited(() => this.requests.transaction(() => {
       if (this.requests.get(request.id) !== undefined) return false;
       this.appendAudit(request.id, {
         type: "request_received",
@@ -142,7 +142,7 @@ export class RequestStore {
       void this.code.put(request.id, code);
       void this.requests.put(request.id, request);
       return true;
-    });
+    }));
     if (!created) throw new Error(`request ${request.id} already exists`);
     await this.root.flushed;
   }
@@ -177,7 +177,7 @@ export class RequestStore {
     guard?: (current: ExecRequest) => boolean,
     note?: AuditNote,
   ): Promise<ExecRequest | undefined> {
-    const updated = await this.requests.transaction(() => {
+    const updated = await this.audited(() => this.requests.transaction(() => {
       const current = this.requests.get(id);
       if (!current || !from.includes(current.status)) return undefined;
       if (guard && !guard(current)) return undefined;
@@ -187,7 +187,7 @@ export class RequestStore {
       }
       void this.requests.put(id, next);
       return next;
-    });
+    }));
     if (updated) {
       await this.root.flushed;
       this.changes.emit("change", id, updated);
@@ -209,6 +209,16 @@ export class RequestStore {
       };
       this.changes.on("change", onChange);
     });
+  }
+
+  /** Runs a write transaction; a failure (the audit entry could not be written) is announced. */
+  private async audited<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      this.changes.emit("audit_failure", err);
+      throw err;
+    }
   }
 
   /**
