@@ -18,7 +18,7 @@ import type { ExecutionResult, SkillExecutor } from "../vault-runner/src/executo
 import { RunLedger } from "../vault-runner/src/ledger.ts";
 import { RunQueue } from "../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../vault-runner/src/secrets.ts";
-import { ReceiptSigner } from "../vault-runner/src/signing.ts";
+import { SigningKey } from "@oauth3/shared/signing-key";
 import { startRunnerServer } from "../vault-runner/src/server.ts";
 import { registerRunnerService } from "../vault-runner/src/service.ts";
 import { freePort, ROOT, Stack } from "../test/helpers/stack.ts";
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
     socketPath, maxTimeoutSeconds: 60,
     routes: (router) => registerRunnerService(router, {
       secrets: new SecretStore(new Map()), ledger, executor: noop, queue: new RunQueue(4, 64), logger: pino({ level: "silent" }),
-      denoVersion: "bench", runnerVersion: "bench", maxTimeoutSeconds: 60, outputLimitBytes: 1024, signer: ReceiptSigner.ephemeral(),
+      denoVersion: "bench", runnerVersion: "bench", maxTimeoutSeconds: 60, outputLimitBytes: 1024, signer: SigningKey.ephemeral(),
     }),
   });
   const client = createRunnerClient(socketPath);

@@ -8,3 +8,6 @@ export { isPublicAddress } from "./addresses.js";
 export { sha256Hex } from "./sha256.js";
 export { auditHash, canonicalJson, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
+export {
+  ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, reportDataFor, tdxReportData, type AttestationStatement,
+} from "./attestation.js";

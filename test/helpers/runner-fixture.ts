@@ -10,7 +10,7 @@ import { DenoExecutor, type ExecutionResult, type SkillExecutor, type SkillJob }
 import { RunLedger } from "../../vault-runner/src/ledger.ts";
 import { RunQueue } from "../../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../../vault-runner/src/secrets.ts";
-import { ReceiptSigner } from "../../vault-runner/src/signing.ts";
+import { SigningKey } from "@oauth3/shared/signing-key";
 import { registerRunnerService, type RunnerServiceDeps } from "../../vault-runner/src/service.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -71,7 +71,7 @@ export function runnerDeps(executor: SkillExecutor, overrides: Partial<RunnerSer
     runnerVersion: "test",
     maxTimeoutSeconds: 60,
     outputLimitBytes: 64 * 1024,
-    signer: ReceiptSigner.ephemeral(),
+    signer: SigningKey.ephemeral(),
     ...overrides,
   };
 }

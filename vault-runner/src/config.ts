@@ -12,7 +12,7 @@ export const RUNNER_ENV_KEYS = [
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
   "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_MEMORY_LIMIT_MB", "RUNNER_ISOLATION",
   "RUNNER_SKILL_UID_BASE", "RUNNER_EXTRA_CA_FILE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
-  "LOG_LEVEL",
+  "RUNNER_DSTACK_ENDPOINT", "LOG_LEVEL",
 ] as const;
 
 const schema = z.object({
@@ -40,6 +40,11 @@ const schema = z.object({
     .string()
     .default("")
     .refine((s) => s === "" || /^[a-z0-9.-]+=[0-9a-f.:]+(,[a-z0-9.-]+=[0-9a-f.:]+)*$/.test(s.replace(/\s/g, "").toLowerCase()), "must be name=address,name=address"),
+  // The dstack guest agent: a Unix socket path or an http(s) URL (a simulator). Unset: no TEE.
+  RUNNER_DSTACK_ENDPOINT: z
+    .string()
+    .refine((s) => s.startsWith("/") || /^https?:\/\//.test(s), "must be an absolute socket path or an http(s) URL")
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -95,6 +100,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
         .map((pair) => pair.split("=") as [string, string]),
     ),
     skillUidBase: c.RUNNER_SKILL_UID_BASE,
+    dstackEndpoint: c.RUNNER_DSTACK_ENDPOINT,
     logLevel: c.LOG_LEVEL,
   };
 }

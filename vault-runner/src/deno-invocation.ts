@@ -10,6 +10,23 @@ export const DENY_NET_CIDRS = [
   "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
 ];
 
+const BASE_FLAGS = [
+  "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--no-npm", "--cached-only",
+  "--deny-read", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys",
+];
+
+/**
+ * The flags every run gets, whatever it asked for (per-run additions: --allow-net=<hosts>,
+ * --allow-env=<names>, the skill file). Reported by the self-audit and bound by the attestation.
+ */
+export function fixedDenoFlags(limits: Pick<InvocationLimits, "v8MaxOldSpaceMb"> & { proxy: boolean }): string[] {
+  return [
+    ...BASE_FLAGS,
+    ...(limits.proxy ? [] : [`--deny-net=${DENY_NET_CIDRS.join(",")}`]),
+    `--v8-flags=--max-old-space-size=${limits.v8MaxOldSpaceMb}`,
+  ];
+}
+
 export interface InvocationPaths {
   skillFile: string;
   homeDir: string;
@@ -41,20 +58,7 @@ export function buildInvocation(
   paths: InvocationPaths,
   limits: InvocationLimits,
 ): Invocation {
-  const args = [
-    "run",
-    "--no-prompt",
-    "--no-config",
-    "--no-lock",
-    "--no-remote",
-    "--no-npm",
-    "--cached-only",
-    "--deny-read",
-    "--deny-write",
-    "--deny-run",
-    "--deny-ffi",
-    "--deny-sys",
-  ];
+  const args = ["run", ...BASE_FLAGS];
   if (spec.network.length > 0) args.push(`--allow-net=${spec.network.join(",")}`);
   // With the proxy, Deno must not resolve names itself (the skill uid may not reach DNS; the proxy
   // resolves and checks every address). Without it, --deny-net is the address check.

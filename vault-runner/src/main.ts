@@ -10,7 +10,10 @@ import { chooseIsolation } from "./isolation.js";
 import { RunLedger } from "./ledger.js";
 import { RunQueue } from "./run-queue.js";
 import { loadSecrets } from "./secrets.js";
-import { ReceiptSigner } from "./signing.js";
+import { processFacts } from "@oauth3/shared/process-report";
+import { SigningKey } from "@oauth3/shared/signing-key";
+import { fixedDenoFlags } from "./deno-invocation.js";
+import { DstackAgent } from "./dstack.js";
 import { startRunnerServer } from "./server.js";
 import { registerRunnerService } from "./service.js";
 
@@ -36,7 +39,12 @@ async function main(): Promise<void> {
   chmodSync(config.stateDir, 0o700);
   const ledger = RunLedger.open(`${config.stateDir}/ledger`);
   const egress = await startEgress(config, isolation, logger);
-  const signer = ReceiptSigner.loadOrCreate(`${config.stateDir}/receipt-signing-key.pem`);
+  // In a dstack CVM the receipt key comes from the app's key (and is never on disk); otherwise a
+  // local key on the runner's own volume.
+  const dstack = config.dstackEndpoint ? await DstackAgent.connect(config.dstackEndpoint) : undefined;
+  const signer = dstack
+    ? SigningKey.fromSeed(await dstack.receiptSeed())
+    : SigningKey.loadOrCreate(`${config.stateDir}/receipt-signing-key.pem`);
   const queue = new RunQueue(config.maxConcurrent, config.maxQueue);
   const executor = new DenoExecutor({
     denoPath,
@@ -65,6 +73,15 @@ async function main(): Promise<void> {
         egressPrivateAllowed: [...config.egressAllowPrivate].sort(),
         memoryLimitMb: config.memoryLimitMb,
         signer,
+        dstack,
+        denoFlags: fixedDenoFlags({ v8MaxOldSpaceMb: config.v8MaxOldSpaceMb, proxy: egress !== undefined }),
+        processReport: () => {
+          return {
+            ...processFacts(process.env, config.socketPath),
+            perRunUidsActive: isolation.uidPool?.activeCount ?? 0,
+            egressProxy: egress ? `127.0.0.1:${egress.port}` : "",
+          };
+        },
       }),
   });
   logger.info(
@@ -75,6 +92,8 @@ async function main(): Promise<void> {
       isolation: executor.isolation,
       egress: executor.egress,
       receiptKey: signer.publicKeyHex,
+      receiptKeySource: signer.source,
+      dstack: dstack?.endpoint ?? null,
       egressPrivateAllowed: [...config.egressAllowPrivate],
       egressStaticHosts: [...config.egressHosts.keys()],
       maxConcurrent: config.maxConcurrent,
@@ -117,7 +136,7 @@ async function startEgress(
   config: ReturnType<typeof loadRunnerConfig>,
   isolation: { mode: string; uidPool?: UidPool },
   logger: Logger,
-): Promise<{ proxy: EgressProxy; firewall: SkillFirewall } | undefined> {
+): Promise<{ proxy: EgressProxy; firewall: SkillFirewall; port: number } | undefined> {
   const firewallPossible = isolation.mode === "uid" && iptablesAvailable();
   const wanted = config.egress === "auto" ? (firewallPossible ? "proxy+firewall" : "deno-only") : config.egress;
   if (wanted === "deno-only") {
@@ -135,7 +154,7 @@ async function startEgress(
   const proxy = new EgressProxy({ allowPrivate: config.egressAllowPrivate, staticHosts: config.egressHosts, logger });
   const port = await proxy.start();
   const firewall = installSkillFirewall(isolation.uidPool.base, isolation.uidPool.size, port);
-  return { proxy, firewall };
+  return { proxy, firewall, port };
 }
 
 main().catch((err: unknown) => {

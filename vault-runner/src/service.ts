@@ -22,7 +22,10 @@ import {
 } from "@oauth3/shared";
 import type { Logger } from "pino";
 import { createHash } from "node:crypto";
-import type { ReceiptSigner } from "./signing.js";
+import type { SigningKey } from "@oauth3/shared/signing-key";
+import type { ProcessFacts } from "@oauth3/shared/process-report";
+import { createAttester } from "./attest.js";
+import type { DstackAgent } from "./dstack.js";
 import type { ExecutionResult, SkillExecutor } from "./executor.js";
 import type { RunLedger } from "./ledger.js";
 import type { RunQueue } from "./run-queue.js";
@@ -40,9 +43,15 @@ export interface RunnerServiceDeps {
   outputLimitBytes: number;
   memoryLimitMb?: number;
   /** Signs a receipt for every run. */
-  signer: ReceiptSigner;
+  signer: SigningKey;
   /** Operator-allowed private host:port pairs, reported with every run. */
   egressPrivateAllowed?: string[];
+  /** The dstack guest agent, when the runner runs in a dstack CVM. */
+  dstack?: DstackAgent | undefined;
+  /** The Deno flags every run gets, for the attested policy and the self-audit. */
+  denoFlags?: string[];
+  /** Facts about this process for the split self-audit (main reads /proc). */
+  processReport?: () => ProcessFacts & { perRunUidsActive: number; egressProxy: string };
 }
 
 const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
@@ -56,8 +65,29 @@ const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
   cancelled: Termination.SIGNALED,
 };
 
+/** The runner's effective policy as the attestation binds it (its own view, nothing from the gateway). */
+export function runnerPolicy(deps: RunnerServiceDeps): Record<string, unknown> {
+  return {
+    runnerVersion: deps.runnerVersion,
+    denoVersion: deps.denoVersion,
+    denoFlags: deps.denoFlags ?? [],
+    isolation: deps.executor.isolation,
+    egress: deps.executor.egress ?? "none",
+    egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
+    maxTimeoutSeconds: deps.maxTimeoutSeconds,
+    outputLimitBytes: deps.outputLimitBytes,
+    memoryLimitMb: deps.memoryLimitMb ?? null,
+    maxConcurrentRuns: deps.queue.concurrency,
+    secretCount: deps.secrets.size,
+    receiptKeySource: deps.signer.source,
+  };
+}
+
 export function registerRunnerService(router: ConnectRouter, deps: RunnerServiceDeps): void {
+  const attest = createAttester({ signer: deps.signer, dstack: deps.dstack, runnerPolicy: () => runnerPolicy(deps) });
   router.service(VaultRunnerService, {
+    attest,
+
     async runSkill(req, ctx) {
       const started = Date.now();
       const { spec, codeSha256 } = checkRunRequest(req, deps);
@@ -167,9 +197,16 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
         egress: deps.executor.egress ?? "none",
         egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
         signingPublicKey: deps.signer.publicKeyHex,
+        signingKeySource: deps.signer.source,
+        ...(deps.processReport && { process: processMessage(deps.processReport(), deps.denoFlags ?? []) }),
       });
     },
   });
+}
+
+function processMessage(r: ProcessFacts & { perRunUidsActive: number; egressProxy: string }, denoFlags: string[]) {
+  const { socket, ...rest } = r;
+  return { ...rest, denoFlags, ...(socket && { socket }) };
 }
 
 /** Everything the runner re-derives for itself. Any violation: refuse, log, run nothing. */

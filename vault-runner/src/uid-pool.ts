@@ -16,6 +16,11 @@ export class UidPool {
     readonly size: number,
   ) {}
 
+  /** Uids currently handed out (running a skill or being cleaned up). */
+  get activeCount(): number {
+    return this.busy.size;
+  }
+
   acquire(): number {
     for (let uid = this.base; uid < this.base + this.size; uid++) {
       if (this.busy.has(uid)) continue;

@@ -28,7 +28,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file oauth3/runner/v1/runner.proto.
  */
 export const file_oauth3_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSLmAQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMiwAIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kSLQoHcmVjZWlwdBgLIAEoCzIcLm9hdXRoMy5ydW5uZXIudjEuUnVuUmVjZWlwdCJJCgpSdW5SZWNlaXB0EhQKDHBheWxvYWRfanNvbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwSEgoKcHVibGljX2tleRgDIAEoCSKOAgoJUnVuUG9saWN5EhEKCWRlbm9fYXJncxgBIAMoCRIRCgllbnZfbmFtZXMYAiADKAkSFQoNYWxsb3dlZF9ob3N0cxgDIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYBCABKA0SFAoMZGVub192ZXJzaW9uGAUgASgJEhEKCWlzb2xhdGlvbhgGIAEoCRIaChJzdGRvdXRfbGltaXRfYnl0ZXMYByABKAQSGgoSc3RkZXJyX2xpbWl0X2J5dGVzGAggASgEEg4KBmVncmVzcxgJIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAogAygJEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgLIAEoBCIYChZMaXN0U2VjcmV0TmFtZXNSZXF1ZXN0IigKF0xpc3RTZWNyZXROYW1lc1Jlc3BvbnNlEg0KBW5hbWVzGAEgAygJIhIKEEdldEhlYWx0aFJlcXVlc3Qi/QEKEUdldEhlYWx0aFJlc3BvbnNlEhYKDnJ1bm5lcl92ZXJzaW9uGAEgASgJEhQKDGRlbm9fdmVyc2lvbhgCIAEoCRIUCgxzZWNyZXRfY291bnQYAyABKA0SEQoJaXNvbGF0aW9uGAQgASgJEhsKE21heF9jb25jdXJyZW50X3J1bnMYBSABKA0SEwoLYWN0aXZlX3J1bnMYBiABKA0SEwoLcXVldWVkX3J1bnMYByABKA0SDgoGZWdyZXNzGAggASgJEh4KFmVncmVzc19wcml2YXRlX2FsbG93ZWQYCSADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAogASgJKskBCgtUZXJtaW5hdGlvbhIbChdURVJNSU5BVElPTl9VTlNQRUNJRklFRBAAEhYKElRFUk1JTkFUSU9OX0VYSVRFRBABEhcKE1RFUk1JTkFUSU9OX1RJTUVPVVQQAhIcChhURVJNSU5BVElPTl9PVVRQVVRfTElNSVQQAxIYChRURVJNSU5BVElPTl9TSUdOQUxFRBAEEhwKGFRFUk1JTkFUSU9OX1NQQVdOX0ZBSUxFRBAFEhYKElRFUk1JTkFUSU9OX01FTU9SWRAGMqUCChJWYXVsdFJ1bm5lclNlcnZpY2USUQoIUnVuU2tpbGwSIS5vYXV0aDMucnVubmVyLnYxLlJ1blNraWxsUmVxdWVzdBoiLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXNwb25zZRJmCg9MaXN0U2VjcmV0TmFtZXMSKC5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1JlcXVlc3QaKS5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1Jlc3BvbnNlElQKCUdldEhlYWx0aBIiLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVxdWVzdBojLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSLmAQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMiwAIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kSLQoHcmVjZWlwdBgLIAEoCzIcLm9hdXRoMy5ydW5uZXIudjEuUnVuUmVjZWlwdCJJCgpSdW5SZWNlaXB0EhQKDHBheWxvYWRfanNvbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwSEgoKcHVibGljX2tleRgDIAEoCSKOAgoJUnVuUG9saWN5EhEKCWRlbm9fYXJncxgBIAMoCRIRCgllbnZfbmFtZXMYAiADKAkSFQoNYWxsb3dlZF9ob3N0cxgDIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYBCABKA0SFAoMZGVub192ZXJzaW9uGAUgASgJEhEKCWlzb2xhdGlvbhgGIAEoCRIaChJzdGRvdXRfbGltaXRfYnl0ZXMYByABKAQSGgoSc3RkZXJyX2xpbWl0X2J5dGVzGAggASgEEg4KBmVncmVzcxgJIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAogAygJEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgLIAEoBCIYChZMaXN0U2VjcmV0TmFtZXNSZXF1ZXN0IigKF0xpc3RTZWNyZXROYW1lc1Jlc3BvbnNlEg0KBW5hbWVzGAEgAygJIhIKEEdldEhlYWx0aFJlcXVlc3QiywIKEUdldEhlYWx0aFJlc3BvbnNlEhYKDnJ1bm5lcl92ZXJzaW9uGAEgASgJEhQKDGRlbm9fdmVyc2lvbhgCIAEoCRIUCgxzZWNyZXRfY291bnQYAyABKA0SEQoJaXNvbGF0aW9uGAQgASgJEhsKE21heF9jb25jdXJyZW50X3J1bnMYBSABKA0SEwoLYWN0aXZlX3J1bnMYBiABKA0SEwoLcXVldWVkX3J1bnMYByABKA0SDgoGZWdyZXNzGAggASgJEh4KFmVncmVzc19wcml2YXRlX2FsbG93ZWQYCSADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAogASgJEjAKB3Byb2Nlc3MYCyABKAsyHy5vYXV0aDMucnVubmVyLnYxLlByb2Nlc3NSZXBvcnQSGgoSc2lnbmluZ19rZXlfc291cmNlGAwgASgJIuoBCg1Qcm9jZXNzUmVwb3J0EgsKA3BpZBgBIAEoDRILCgN1aWQYAiABKA0SCwoDZ2lkGAMgASgNEhEKCWVudl9uYW1lcxgEIAMoCRIRCglsaXN0ZW5pbmcYBSADKAkSLgoGc29ja2V0GAYgASgLMh4ub2F1dGgzLnJ1bm5lci52MS5Tb2NrZXRSZXBvcnQSEgoKZGVub19mbGFncxgHIAMoCRIbChNwZXJfcnVuX3VpZHNfYWN0aXZlGAggASgNEhUKDXBpZF9uYW1lc3BhY2UYCSABKAkSFAoMZWdyZXNzX3Byb3h5GAogASgJIo0BCgxTb2NrZXRSZXBvcnQSDAoEcGF0aBgBIAEoCRIPCgdkaXJfdWlkGAIgASgNEg8KB2Rpcl9naWQYAyABKA0SEAoIZGlyX21vZGUYBCABKA0SEgoKc29ja2V0X3VpZBgFIAEoDRISCgpzb2NrZXRfZ2lkGAYgASgNEhMKC3NvY2tldF9tb2RlGAcgASgNIogBCg1BdHRlc3RSZXF1ZXN0Eg0KBW5vbmNlGAEgASgJEhYKDmF1ZGl0X2hlYWRfc2VxGAIgASgEEhcKD2F1ZGl0X2hlYWRfaGFzaBgDIAEoCRIaChJnYXRld2F5X3B1YmxpY19rZXkYBCABKAkSGwoTZ2F0ZXdheV9wb2xpY3lfanNvbhgFIAEoCSKyAQoOQXR0ZXN0UmVzcG9uc2USFgoOc3RhdGVtZW50X2pzb24YASABKAkSEwoLcG9saWN5X2pzb24YAiABKAkSEwoLcmVwb3J0X2RhdGEYAyABKAkSCwoDdGVlGAQgASgIEg0KBXF1b3RlGAUgASgJEhEKCWV2ZW50X2xvZxgGIAEoCRIYChBkc3RhY2tfaW5mb19qc29uGAcgASgJEhUKDW5vX3RlZV9yZWFzb24YCCABKAkqyQEKC1Rlcm1pbmF0aW9uEhsKF1RFUk1JTkFUSU9OX1VOU1BFQ0lGSUVEEAASFgoSVEVSTUlOQVRJT05fRVhJVEVEEAESFwoTVEVSTUlOQVRJT05fVElNRU9VVBACEhwKGFRFUk1JTkFUSU9OX09VVFBVVF9MSU1JVBADEhgKFFRFUk1JTkFUSU9OX1NJR05BTEVEEAQSHAoYVEVSTUlOQVRJT05fU1BBV05fRkFJTEVEEAUSFgoSVEVSTUlOQVRJT05fTUVNT1JZEAYy8gIKElZhdWx0UnVubmVyU2VydmljZRJRCghSdW5Ta2lsbBIhLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXF1ZXN0GiIub2F1dGgzLnJ1bm5lci52MS5SdW5Ta2lsbFJlc3BvbnNlEmYKD0xpc3RTZWNyZXROYW1lcxIoLm9hdXRoMy5ydW5uZXIudjEuTGlzdFNlY3JldE5hbWVzUmVxdWVzdBopLm9hdXRoMy5ydW5uZXIudjEuTGlzdFNlY3JldE5hbWVzUmVzcG9uc2USVAoJR2V0SGVhbHRoEiIub2F1dGgzLnJ1bm5lci52MS5HZXRIZWFsdGhSZXF1ZXN0GiMub2F1dGgzLnJ1bm5lci52MS5HZXRIZWFsdGhSZXNwb25zZRJLCgZBdHRlc3QSHy5vYXV0aDMucnVubmVyLnYxLkF0dGVzdFJlcXVlc3QaIC5vYXV0aDMucnVubmVyLnYxLkF0dGVzdFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message oauth3.runner.v1.RunSkillRequest
@@ -457,6 +457,21 @@ export type GetHealthResponse = Message<"oauth3.runner.v1.GetHealthResponse"> & 
    * @generated from field: string signing_public_key = 10;
    */
   signingPublicKey: string;
+
+  /**
+   * The runner process as it sees itself, for the operator's split self-audit.
+   *
+   * @generated from field: oauth3.runner.v1.ProcessReport process = 11;
+   */
+  process?: ProcessReport | undefined;
+
+  /**
+   * "dstack" (derived from the app key through the dstack guest agent) or "local" (a key file in
+   * the runner's state directory).
+   *
+   * @generated from field: string signing_key_source = 12;
+   */
+  signingKeySource: string;
 };
 
 /**
@@ -465,6 +480,243 @@ export type GetHealthResponse = Message<"oauth3.runner.v1.GetHealthResponse"> & 
  */
 export const GetHealthResponseSchema: GenMessage<GetHealthResponse> = /*@__PURE__*/
   messageDesc(file_oauth3_runner_v1_runner, 9);
+
+/**
+ * Facts about one process, gathered from /proc by the process itself. Names, ids and modes only.
+ *
+ * @generated from message oauth3.runner.v1.ProcessReport
+ */
+export type ProcessReport = Message<"oauth3.runner.v1.ProcessReport"> & {
+  /**
+   * @generated from field: uint32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: uint32 uid = 2;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 3;
+   */
+  gid: number;
+
+  /**
+   * Names of the process's environment variables (never values), sorted.
+   *
+   * @generated from field: repeated string env_names = 4;
+   */
+  envNames: string[];
+
+  /**
+   * Listening sockets: "unix:<path>" or "tcp:<address>:<port>".
+   *
+   * @generated from field: repeated string listening = 5;
+   */
+  listening: string[];
+
+  /**
+   * @generated from field: oauth3.runner.v1.SocketReport socket = 6;
+   */
+  socket?: SocketReport | undefined;
+
+  /**
+   * The Deno flags every run gets (per-run flags such as --allow-net=<hosts> are in RunPolicy).
+   *
+   * @generated from field: repeated string deno_flags = 7;
+   */
+  denoFlags: string[];
+
+  /**
+   * Per-run uids currently running a skill (0 when idle or under shared-uid isolation).
+   *
+   * @generated from field: uint32 per_run_uids_active = 8;
+   */
+  perRunUidsActive: number;
+
+  /**
+   * readlink(/proc/self/ns/pid), e.g. "pid:[4026531836]": tells whether two processes share a PID
+   * namespace (and so whether one could ptrace the other).
+   *
+   * @generated from field: string pid_namespace = 9;
+   */
+  pidNamespace: string;
+
+  /**
+   * The loopback address of the runner's egress proxy ("" when egress is deno-only).
+   *
+   * @generated from field: string egress_proxy = 10;
+   */
+  egressProxy: string;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.ProcessReport.
+ * Use `create(ProcessReportSchema)` to create a new message.
+ */
+export const ProcessReportSchema: GenMessage<ProcessReport> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 10);
+
+/**
+ * @generated from message oauth3.runner.v1.SocketReport
+ */
+export type SocketReport = Message<"oauth3.runner.v1.SocketReport"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: uint32 dir_uid = 2;
+   */
+  dirUid: number;
+
+  /**
+   * @generated from field: uint32 dir_gid = 3;
+   */
+  dirGid: number;
+
+  /**
+   * @generated from field: uint32 dir_mode = 4;
+   */
+  dirMode: number;
+
+  /**
+   * @generated from field: uint32 socket_uid = 5;
+   */
+  socketUid: number;
+
+  /**
+   * @generated from field: uint32 socket_gid = 6;
+   */
+  socketGid: number;
+
+  /**
+   * @generated from field: uint32 socket_mode = 7;
+   */
+  socketMode: number;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.SocketReport.
+ * Use `create(SocketReportSchema)` to create a new message.
+ */
+export const SocketReportSchema: GenMessage<SocketReport> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 11);
+
+/**
+ * @generated from message oauth3.runner.v1.AttestRequest
+ */
+export type AttestRequest = Message<"oauth3.runner.v1.AttestRequest"> & {
+  /**
+   * The verifier's challenge: lowercase hex, 16 to 32 bytes.
+   *
+   * @generated from field: string nonce = 1;
+   */
+  nonce: string;
+
+  /**
+   * The gateway's audit chain head (sequence number and entry hash, 64 lowercase hex; seq 0 with
+   * 64 zeros for an empty chain).
+   *
+   * @generated from field: uint64 audit_head_seq = 2;
+   */
+  auditHeadSeq: bigint;
+
+  /**
+   * @generated from field: string audit_head_hash = 3;
+   */
+  auditHeadHash: string;
+
+  /**
+   * Raw Ed25519 public key of the gateway, 64 lowercase hex.
+   *
+   * @generated from field: string gateway_public_key = 4;
+   */
+  gatewayPublicKey: string;
+
+  /**
+   * The gateway's effective policy as a JSON object, at most 16 KiB.
+   *
+   * @generated from field: string gateway_policy_json = 5;
+   */
+  gatewayPolicyJson: string;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.AttestRequest.
+ * Use `create(AttestRequestSchema)` to create a new message.
+ */
+export const AttestRequestSchema: GenMessage<AttestRequest> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 12);
+
+/**
+ * @generated from message oauth3.runner.v1.AttestResponse
+ */
+export type AttestResponse = Message<"oauth3.runner.v1.AttestResponse"> & {
+  /**
+   * canonical JSON of the AttestationStatement that report_data is computed from.
+   *
+   * @generated from field: string statement_json = 1;
+   */
+  statementJson: string;
+
+  /**
+   * canonical JSON of {"gateway": ..., "runner": ...}; statement.policySha256 is its SHA-256.
+   *
+   * @generated from field: string policy_json = 2;
+   */
+  policyJson: string;
+
+  /**
+   * 64 bytes, lowercase hex.
+   *
+   * @generated from field: string report_data = 3;
+   */
+  reportData: string;
+
+  /**
+   * @generated from field: bool tee = 4;
+   */
+  tee: boolean;
+
+  /**
+   * The TDX quote from dstack GetQuote, hex ("" when tee is false).
+   *
+   * @generated from field: string quote = 5;
+   */
+  quote: string;
+
+  /**
+   * dstack's event log (JSON text) for replaying RTMRs.
+   *
+   * @generated from field: string event_log = 6;
+   */
+  eventLog: string;
+
+  /**
+   * dstack Info: app_id, instance_id, app_name, compose_hash, os_image_hash, device_id,
+   * key_provider_info, mr_aggregated, app_compose (JSON object text).
+   *
+   * @generated from field: string dstack_info_json = 7;
+   */
+  dstackInfoJson: string;
+
+  /**
+   * Why there is no quote, in plain words (tee false).
+   *
+   * @generated from field: string no_tee_reason = 8;
+   */
+  noTeeReason: string;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.AttestResponse.
+ * Use `create(AttestResponseSchema)` to create a new message.
+ */
+export const AttestResponseSchema: GenMessage<AttestResponse> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 13);
 
 /**
  * How the skill process ended.
@@ -565,6 +817,21 @@ export const VaultRunnerService: GenService<{
     methodKind: "unary";
     input: typeof GetHealthRequestSchema;
     output: typeof GetHealthResponseSchema;
+  },
+  /**
+   * Attestation evidence for a verifier's nonce. The runner builds the statement itself (its own
+   * public key, key source and policy); the gateway's fields (audit head, gateway key and policy)
+   * are claims it relays, validated for shape only. Inside a dstack CVM the answer carries a TDX
+   * quote whose report_data is SHA-512 over the statement (see shared/src/attestation.ts);
+   * elsewhere tee=false and no quote (never a made-up one). Errors: INVALID_ARGUMENT,
+   * UNAVAILABLE (the dstack guest agent failed).
+   *
+   * @generated from rpc oauth3.runner.v1.VaultRunnerService.Attest
+   */
+  attest: {
+    methodKind: "unary";
+    input: typeof AttestRequestSchema;
+    output: typeof AttestResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_oauth3_runner_v1_runner, 0);

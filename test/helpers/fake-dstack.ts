@@ -1,0 +1,122 @@
+import { createHash } from "node:crypto";
+import { chmodSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+
+/**
+ * A fake dstack guest agent on a Unix socket, speaking what @phala/dstack-sdk sends: HTTP/1.1
+ * `POST /<Method>` with a JSON body, JSON answers with a Content-Length. Implements GetKey, GetQuote,
+ * Info and Version. Everything is deterministic: keys are SHA-256 of (app id, path, purpose); the
+ * quote is shaped like an Intel TDX v4 quote (48-byte header, 584-byte TD report whose last 64
+ * bytes are report_data) followed by a marker instead of a signature, so no DCAP verifier accepts
+ * it, while the report_data binding can be checked for real.
+ */
+export interface FakeDstack {
+  socketPath: string;
+  calls: { method: string; body: Record<string, unknown> }[];
+  /** Make the next calls of one method fail with an error answer. */
+  failing: Set<string>;
+  appCompose: string;
+  close(): Promise<void>;
+}
+
+export const FAKE_APP_ID = "ea549f02e1a25fabd1cb788380e033ec5461b2ff";
+const MARKER = Buffer.from("FAKE-DSTACK-TEST-QUOTE: not signed by any Intel key");
+
+export function fakeKey(path: string, purpose: string): Buffer {
+  return createHash("sha256").update(`fake-dstack|${FAKE_APP_ID}|${path}|${purpose}`).digest();
+}
+
+export function fakeQuote(reportData: Buffer): Buffer {
+  const header = Buffer.alloc(48);
+  header.writeUInt16LE(4, 0); // version 4
+  header.writeUInt16LE(2, 2); // attestation key type: ECDSA-256-with-P-256
+  header.writeUInt32LE(0x81, 4); // TEE type: TDX
+  const body = Buffer.alloc(584);
+  createHash("sha384").update("fake mrtd").digest().copy(body, 136); // MRTD at its TD report offset
+  reportData.copy(body, 520);
+  const sigLen = Buffer.alloc(4);
+  sigLen.writeUInt32LE(MARKER.length, 0);
+  return Buffer.concat([header, body, sigLen, MARKER]);
+}
+
+export async function startFakeDstack(socketPath: string): Promise<FakeDstack> {
+  const appCompose = JSON.stringify({
+    manifest_version: 2,
+    name: "oauth3-proxy-test",
+    runner: "docker-compose",
+    docker_compose_file: "services:\n  vault-runner:\n    image: oauth3-proxy/vault-runner@sha256:" + "ab".repeat(32) + "\n",
+  });
+  const calls: FakeDstack["calls"] = [];
+  const failing = new Set<string>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const method = (req.url ?? "").replace(/^\//, "");
+      let body: Record<string, unknown> = {};
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>;
+      } catch {
+        return send(res, 400, { error: "invalid JSON" });
+      }
+      calls.push({ method, body });
+      if (req.method !== "POST") return send(res, 405, { error: "POST only" });
+      if (failing.has(method)) return send(res, 200, { error: `${method} failed (injected)` });
+      switch (method) {
+        case "GetKey": {
+          const key = fakeKey(String(body.path ?? ""), String(body.purpose ?? ""));
+          return send(res, 200, { key: key.toString("hex"), signature_chain: [createHash("sha256").update(key).digest("hex")] });
+        }
+        case "GetQuote": {
+          const hex = String(body.report_data ?? "");
+          if (!/^(?:[0-9a-f]{2}){0,64}$/.test(hex)) return send(res, 200, { error: "report_data must be at most 64 bytes of hex" });
+          const reportData = Buffer.alloc(64);
+          Buffer.from(hex, "hex").copy(reportData);
+          const eventLog = [{ imr: 3, event_type: 134217729, digest: "00".repeat(48), event: "compose-hash", event_payload: composeHash(appCompose) }];
+          return send(res, 200, { quote: fakeQuote(reportData).toString("hex"), event_log: JSON.stringify(eventLog), report_data: reportData.toString("hex"), vm_config: "{}" });
+        }
+        case "Info":
+          return send(res, 200, {
+            app_id: FAKE_APP_ID,
+            instance_id: "f".repeat(40),
+            app_cert: "",
+            tcb_info: JSON.stringify({ mrtd: "00".repeat(48), rtmr0: "", rtmr1: "", rtmr2: "", rtmr3: "", app_compose: appCompose, event_log: [] }),
+            app_name: "oauth3-proxy-test",
+            device_id: "d".repeat(64),
+            mr_aggregated: "a".repeat(64),
+            os_image_hash: "0".repeat(64),
+            key_provider_info: JSON.stringify({ name: "fake", id: "" }),
+            compose_hash: composeHash(appCompose),
+            vm_config: "{}",
+          });
+        case "Version":
+          return send(res, 200, { version: "0.5.8-fake", rev: "test" });
+        default:
+          return send(res, 404, { error: `no method ${method}` });
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  server.unref();
+  return {
+    socketPath,
+    calls,
+    failing,
+    appCompose,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+function composeHash(appCompose: string): string {
+  return createHash("sha256").update(appCompose).digest("hex");
+}
+
+function send(res: import("node:http").ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
