@@ -1,6 +1,10 @@
+import { createHash, randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { resolve } from "node:path";
-import { verifyAuditChain, verifyRunReceipts, type AuditEvent } from "@oauth3/shared";
+import {
+  canonicalJson, GENESIS, policyDigest, reportDataFor, tdxReportData, verifyAuditChain, verifyReceipt, verifyRunReceipts,
+  type AttestationStatement, type AuditEvent,
+} from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
 import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
 
@@ -20,6 +24,12 @@ operator (on the machine, over the operator socket):
   pending | list [status] | show <id> | approve <id> | deny <id> [--json]
   token <agent-name>   prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
   audit [--runner-key <hex>]  downloads the audit chain, verifies links, hashes and runner receipts (exit 5 if broken)
+  verify [--nonce <hex>] [--known-head <seq>:<hash>]
+                              attestation: checks the quote's report_data binds a fresh nonce, the audit head,
+                              both public keys and the policy; verifies the chain to that head; lists what
+                              is left to check elsewhere (exit 0 attested, 7 verified but no TEE, 5 broken);
+                              --known-head: a head from an earlier run that the chain must still contain
+  self-audit                  the privilege split as each process reports it; exit 6 on a violation
 agent (over the HTTP API):
 ${AGENT_USAGE}
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
@@ -89,6 +99,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     const pin = argv.indexOf("--runner-key");
     return auditCommand(socketPath, json, out, pin >= 0 ? argv[pin + 1] : undefined);
   }
+  if (command === "verify") {
+    const n = argv.indexOf("--nonce");
+    const k = argv.indexOf("--known-head");
+    return verifyCommand(socketPath, json, out, n >= 0 ? argv[n + 1] : undefined, k >= 0 ? argv[k + 1] ?? "" : undefined);
+  }
+  if (command === "self-audit") return selfAuditCommand(socketPath, json, out);
   let reply: Reply;
   try {
     switch (command) {
@@ -145,17 +161,32 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   );
 }
 
+/** Every page of the audit chain, plus the gateway's signed checkpoint of its head. */
+async function downloadChain(socketPath: string): Promise<{ events: AuditEvent[]; checkpoint?: Checkpoint }> {
+  const events: AuditEvent[] = [];
+  let checkpoint: Checkpoint | undefined;
+  for (let after = 0; ; ) {
+    const page = await call(socketPath, "GET", `/audit?after=${after}&limit=1000`);
+    if (page.status !== 200) throw new Error(String(page.body.error));
+    events.push(...(page.body.events as AuditEvent[]));
+    checkpoint ??= page.body.checkpoint as Checkpoint | undefined;
+    if (page.body.next === null) break;
+    after = Number(page.body.next);
+  }
+  return { events, ...(checkpoint && { checkpoint }) };
+}
+
+interface Checkpoint {
+  payload_json: string;
+  signature: string;
+  public_key: string;
+}
+
 /** Downloads every page of the audit chain, verifies hashes and links offline, prints a table. */
 async function auditCommand(socketPath: string, json: boolean, out: (s: string) => void, runnerKey?: string): Promise<number> {
-  const events: AuditEvent[] = [];
+  let events: AuditEvent[];
   try {
-    for (let after = 0; ; ) {
-      const page = await call(socketPath, "GET", `/audit?after=${after}&limit=1000`);
-      if (page.status !== 200) throw new Error(String(page.body.error));
-      events.push(...(page.body.events as AuditEvent[]));
-      if (page.body.next === null) break;
-      after = Number(page.body.next);
-    }
+    ({ events } = await downloadChain(socketPath));
   } catch (err) {
     out(`oauth3: cannot read the audit log at ${socketPath}: ${(err as Error).message}`);
     return 3;
@@ -179,4 +210,134 @@ async function auditCommand(socketPath: string, json: boolean, out: (s: string) 
     if (verdict.ok && !runnerKey) out("Compare the runner key with the one the runner publishes (/health runner_signing_key), or pin it with --runner-key.");
   }
   return verdict.ok ? 0 : 5;
+}
+
+const STILL_TO_CHECK = [
+  "the quote's signature and TCB status with a DCAP verifier (save the evidence with --json; e.g. dcap-qvl, or Phala's attestation explorer): this command only reads the quote's layout",
+  "that compose_hash is the hash of the app-compose you published (dstack SDK getComposeHash) and that it pins the image digests you built and reviewed",
+  "that RTMR3 replayed from event_log matches the quote (it carries the compose hash, app id and instance id), and os_image_hash against the dstack OS release you expect",
+  "that the approver ids, agents and limits in the policy are the ones you configured",
+  "keep this run's checkpoint and head: a later chain that does not extend them was truncated or rewritten",
+];
+
+/**
+ * oauth3 verify: fetches attestation evidence for a fresh nonce and checks, offline, everything that
+ * can be checked without Intel's collateral: the nonce, the report_data binding (recomputed from the
+ * statement, and read out of the quote), the policy digest, the gateway's countersignature, the audit
+ * chain up to the attested head, and that every run receipt is signed by the attested runner key.
+ */
+async function verifyCommand(
+  socketPath: string, json: boolean, out: (s: string) => void, givenNonce?: string, knownHead?: string,
+): Promise<number> {
+  const nonce = givenNonce ?? randomBytes(32).toString("hex");
+  const known = knownHead === undefined ? undefined : /^(\d+):([0-9a-f]{64})$/.exec(knownHead);
+  if (known === null) {
+    out("oauth3: --known-head takes <seq>:<64 hex>, as printed by an earlier verify");
+    return 2;
+  }
+  let evidence: Record<string, unknown>;
+  let chain: Awaited<ReturnType<typeof downloadChain>>;
+  try {
+    const reply = await call(socketPath, "GET", `/attestation?nonce=${encodeURIComponent(nonce)}`);
+    if (reply.status !== 200) {
+      out(`oauth3: attestation refused: ${String(reply.body.error)} (${String(reply.body.code)})`);
+      return reply.status === 400 ? 2 : 3;
+    }
+    evidence = reply.body;
+    chain = await downloadChain(socketPath);
+  } catch (err) {
+    out(`oauth3: cannot reach the gateway at ${socketPath}: ${(err as Error).message}`);
+    return 3;
+  }
+  const result = verifyEvidence(evidence, nonce, chain.events, chain.checkpoint);
+  if (known) {
+    const seq = Number(known[1]);
+    const found = chain.events.find((e) => e.seq === seq);
+    const ok = found?.hash === known[2];
+    result.checks.push({ check: "the chain still contains the head you saw before", ok, detail: found ? `entry ${seq}${ok ? "" : " has another hash (rewritten)"}` : `entry ${seq} is gone (truncated)` });
+    result.ok &&= ok;
+  }
+  const last = chain.events.at(-1);
+  const headNow = last ? `${last.seq}:${last.hash}` : undefined;
+  if (json) {
+    out(JSON.stringify({ ok: result.ok, attested: result.ok && evidence.tee === true, checks: result.checks, still_to_check: STILL_TO_CHECK, head: headNow ?? null, evidence, checkpoint: chain.checkpoint }, null, 2));
+  } else {
+    for (const c of result.checks) out(`${c.ok ? "  ok  " : "  FAIL"}  ${c.check}${c.detail ? `: ${c.detail}` : ""}`);
+    if (!result.ok) out("VERIFICATION FAILED: do not trust this deployment's evidence.");
+    else if (evidence.tee !== true) out(`NOT ATTESTED: ${String(evidence.no_tee_reason)}\nThe chain and signatures check out, but nothing proves what code produced them.`);
+    else out("Binding verified: the quote's report_data commits to your nonce, this audit head, both keys and the policy shown.");
+    if (headNow) out(`Head now ${headNow}: pass it as --known-head next time to catch truncation or rewriting.`);
+    out("Still to check elsewhere:");
+    for (const s of STILL_TO_CHECK) out(`  - ${s}`);
+  }
+  return !result.ok ? 5 : evidence.tee === true ? 0 : 7;
+}
+
+export function verifyEvidence(
+  evidence: Record<string, unknown>,
+  nonce: string,
+  events: AuditEvent[],
+  checkpoint?: Checkpoint,
+): { ok: boolean; checks: { check: string; ok: boolean; detail?: string }[] } {
+  const checks: { check: string; ok: boolean; detail?: string }[] = [];
+  const add = (check: string, ok: boolean, detail?: string) => checks.push({ check, ok, ...(detail !== undefined && { detail }) });
+  const st = evidence.statement as AttestationStatement | undefined;
+  if (!st || typeof st !== "object" || typeof evidence.report_data !== "string") {
+    add("evidence has a statement and report_data", false);
+    return { ok: false, checks };
+  }
+  add("statement carries our nonce", st.nonce === nonce, st.nonce === nonce ? undefined : `got ${String(st.nonce)}`);
+  const policyOk = policyDigest(evidence.policy) === st.policySha256;
+  add("policy digest matches the policy shown", policyOk, `sha256 ${st.policySha256}`);
+  const expected = reportDataFor(st);
+  add("report_data = SHA-512(statement)", expected === evidence.report_data);
+  if (evidence.tee === true) {
+    const q = tdxReportData(String(evidence.quote ?? ""));
+    add("the quote's report_data is that value", "reportData" in q && q.reportData === expected, "error" in q ? q.error : `TDX quote v${q.version}`);
+    const info = evidence.dstack_info as Record<string, unknown> | undefined;
+    if (info?.app_compose !== undefined) {
+      const h = createHash("sha256").update(String(info.app_compose)).digest("hex");
+      add("compose_hash = sha256(app_compose)", h === info.compose_hash, `app ${String(info.app_id)} compose ${String(info.compose_hash)}`);
+    }
+  }
+  add("gateway countersigned the statement with the key it names",
+    typeof evidence.gateway_signature === "string" && verifyReceipt(canonicalJson(st), evidence.gateway_signature, st.gatewayPublicKey));
+  const chain = verifyAuditChain(events);
+  add("audit chain links and hashes", chain.ok, chain.ok ? `${chain.count} entries` : chain.problems.join("; "));
+  const at = st.auditHead.seq === 0 ? GENESIS : events.find((e) => e.seq === st.auditHead.seq)?.hash;
+  add("attested audit head is in the chain", at === st.auditHead.hash, `entry ${st.auditHead.seq} ${st.auditHead.hash.slice(0, 16)}…`);
+  const receipts = verifyRunReceipts(events, st.runnerPublicKey);
+  add("every run carries a receipt signed by the attested runner key", receipts.ok,
+    receipts.ok ? `${receipts.receipts} receipts, key ${st.runnerPublicKey.slice(0, 16)}… (${st.runnerKeySource})` : receipts.problems.join("; "));
+  if (checkpoint) {
+    add("checkpoint signed by the attested gateway key",
+      checkpoint.public_key === st.gatewayPublicKey && verifyReceipt(checkpoint.payload_json, checkpoint.signature, checkpoint.public_key));
+  }
+  return { ok: checks.every((c) => c.ok), checks };
+}
+
+/** oauth3 self-audit: the operator /health's split checks as a table. */
+async function selfAuditCommand(socketPath: string, json: boolean, out: (s: string) => void): Promise<number> {
+  let reply: Reply;
+  try {
+    reply = await call(socketPath, "GET", "/health");
+  } catch (err) {
+    out(`oauth3: cannot reach the gateway at ${socketPath}: ${(err as Error).message}`);
+    return 3;
+  }
+  const audit = reply.body.self_audit as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: Row; runner: Row | null } | undefined;
+  if (!audit) {
+    out(`oauth3: ${String(reply.body.error ?? "no self-audit in the answer")}`);
+    return 1;
+  }
+  if (json) out(JSON.stringify(audit, null, 2));
+  else {
+    const who = (name: string, p: Row | null) =>
+      p ? `${name}: pid ${String(p.pid)} uid ${String(p.uid)} gid ${String(p.gid)}; env ${(p.envNames as string[] | undefined ?? []).join(" ")}; listening ${(p.listening as string[] | undefined ?? []).join(" ") || "-"}` : `${name}: not reachable`;
+    out(who("gateway", audit.gateway));
+    out(who("runner ", audit.runner));
+    for (const c of audit.checks) out(`  ${c.status.toUpperCase().padEnd(4)}  ${c.check}: ${c.detail}`);
+    out(audit.ok ? "split OK (see WARN lines for weaker modes)" : "SPLIT VIOLATED: see FAIL lines");
+  }
+  return audit.ok ? 0 : 6;
 }

@@ -1,4 +1,9 @@
 import type { Server } from "node:http";
+import { join } from "node:path";
+import { processFacts, socketFacts } from "@oauth3/shared/process-report";
+import { SigningKey } from "@oauth3/shared/signing-key";
+import { attestation, gatewayPolicy } from "./attestation.js";
+import { selfAudit } from "./self-audit.js";
 import { createAdaptorServer } from "@hono/node-server";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
@@ -30,6 +35,10 @@ async function main(): Promise<void> {
     redact: { paths: ["token", "*.token", "telegram.token", "agentNotify.token"], censor: "[redacted]" },
   });
   const store = RequestStore.open(config.dbPath);
+  // The gateway's own key (checkpoints, attestation countersignature), beside its LMDB (0700).
+  // Never from dstack: GetKey is per app, so a gateway with the dstack socket could derive the
+  // runner's receipt key too. Only the runner talks to dstack.
+  const gatewayKey = SigningKey.loadOrCreate(join(config.dbPath, "gateway-signing-key.pem"));
   const runner = createRunnerClient(config.runnerSocket);
   const grants = new GrantStore(store);
   const channels: ApprovalChannel[] = [new LocalOperatorChannel(logger)];
@@ -110,6 +119,13 @@ async function main(): Promise<void> {
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerHealth,
   });
+  const fullRunnerHealth = async () => {
+    try {
+      return await runner.getHealth({}, { timeoutMs: 2000 });
+    } catch {
+      return undefined;
+    }
+  };
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {
     agentServer.once("error", reject);
@@ -118,13 +134,24 @@ async function main(): Promise<void> {
   const operatorServer = await startOperatorServer(
     createOperatorApp({
       store, approvals, logger,
-      metrics: createMetrics(store, async () => {
+      metrics: createMetrics(store, fullRunnerHealth),
+      gatewayKey,
+      attestation: (nonce) => attestation({ store, runner, gatewayKey, policy: gatewayPolicy(config) }, nonce),
+      selfAudit: async () => {
+        const health = await fullRunnerHealth();
+        let secretNames: string[] = [];
         try {
-          return await runner.getHealth({}, { timeoutMs: 2000 });
+          secretNames = (await runner.listSecretNames({}, { timeoutMs: 2000 })).names;
         } catch {
-          return undefined;
+          // reported through the missing health answer
         }
-      }),
+        return selfAudit({
+          gateway: processFacts(process.env, config.operatorSocket),
+          runner: health,
+          secretNames,
+          operatorSocket: socketFacts(config.operatorSocket),
+        });
+      },
     }),
     config.operatorSocket,
   );

@@ -10,12 +10,18 @@ import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
 import { statusView } from "./intake.js";
 import type { ExecRequest, RequestStore } from "./store.js";
+import type { SigningKey } from "@oauth3/shared/signing-key";
+import type { selfAudit } from "./self-audit.js";
 
 export interface OperatorAppDeps {
   store: RequestStore;
   approvals: ApprovalService;
   logger: Logger;
   metrics?: Registry;
+  /** Signs audit checkpoints and countersigns attestation statements. */
+  gatewayKey?: SigningKey;
+  attestation?: (nonce: string | undefined) => Promise<Record<string, unknown>>;
+  selfAudit?: () => Promise<ReturnType<typeof selfAudit>>;
 }
 
 /**
@@ -58,7 +64,28 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
       throw new ApiError(400, "invalid_page", "after and limit must be non-negative integers");
     }
     const events = deps.store.auditPage(after, limit);
-    return c.json({ events, next: events.length === limit ? events.at(-1)!.seq : null });
+    const head = deps.store.auditHead();
+    // The gateway signs the head it reports: an operator who keeps checkpoints can later prove a
+    // truncated or rewritten log (the gateway's key, published by /attestation, made this claim).
+    const checkpoint = deps.gatewayKey?.sign({ v: 1, kind: "oauth3-proxy audit checkpoint", seq: head.seq, hash: head.hash, at: Date.now() });
+    return c.json({
+      events,
+      next: events.length === limit ? events.at(-1)!.seq : null,
+      head,
+      ...(checkpoint && {
+        checkpoint: { payload_json: checkpoint.payloadJson, signature: checkpoint.signature.toString("base64"), public_key: deps.gatewayKey!.publicKeyHex },
+      }),
+    });
+  });
+  app.get("/attestation", async (c) => {
+    if (!deps.attestation) throw new ApiError(404, "no_route", "attestation is not enabled");
+    return c.json(await deps.attestation(c.req.query("nonce")));
+  });
+  // The operator's /health: the split self-audit (ids, env names, sockets, modes, Deno flags).
+  app.get("/health", async (c) => {
+    if (!deps.selfAudit) throw new ApiError(404, "no_route", "self-audit is not enabled");
+    const audit = await deps.selfAudit();
+    return c.json({ status: audit.ok ? "ok" : "split_violation", self_audit: audit });
   });
 
   app.get("/requests/:id", (c) => {

@@ -234,6 +234,12 @@ export class RequestStore {
     void this.audit.put(event.seq, event);
   }
 
+  /** The chain's last entry (seq 0 and the zero hash while it is empty). */
+  auditHead(): { seq: number; hash: string } {
+    for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) return { seq: value.seq, hash: value.hash };
+    return { seq: 0, hash: GENESIS };
+  }
+
   /** Audit entries with seq > after, oldest first. */
   auditPage(after: number, limit: number): AuditEvent[] {
     const out: AuditEvent[] = [];

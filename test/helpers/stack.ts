@@ -127,6 +127,22 @@ export class Stack {
     return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
   }
 
+  /**
+   * The CLI without blocking this process's event loop (needed when a fake the stack talks to, such
+   * as the dstack guest agent, is served from the test process itself).
+   */
+  async cliAsync(...args: string[]): Promise<{ code: number; out: string }> {
+    const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
+      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    const [code] = (await once(child, "close")) as [number | null];
+    return { code: code ?? -1, out };
+  }
+
   async waitFinal(id: string, ms = 30_000): Promise<Record<string, unknown>> {
     const deadline = Date.now() + ms;
     for (;;) {
