@@ -200,6 +200,16 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
+// lmdb-js rejects an internal promise nobody can await when a commit fails (disk full, I/O error;
+// kriszyp/lmdb-js#368). The failure also rejects the transaction its caller awaits, so the request
+// is refused there and recorded as an audit write failure; this duplicate must not kill the
+// gateway. Any other unhandled rejection still ends the process, as Node's default would.
+process.on("unhandledRejection", (reason: unknown) => {
+  if (reason instanceof Error && reason.message === "Commit failed (see commitError for details)") return;
+  process.stderr.write(`gateway: unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
+  process.exit(1);
+});
+
 main().catch((err: unknown) => {
   process.stderr.write(`gateway: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

@@ -216,6 +216,10 @@ export class RequestStore {
     try {
       return await write();
     } catch (err) {
+      // A failed commit (disk full, I/O error) also rejects lmdb's shared commitError promise:
+      // observe it here so it cannot surface as an unhandled rejection that kills the process.
+      const commitError = (err as { commitError?: Promise<unknown> }).commitError;
+      if (commitError) err = await commitError.then(() => err, (cause: unknown) => new Error(`the write was not committed: ${String(cause)}`));
       this.changes.emit("audit_failure", err);
       throw err;
     }
