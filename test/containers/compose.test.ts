@@ -155,6 +155,31 @@ describe("containers", { skip: !engine && "no Docker engine (see the message abo
     assert.equal(inContainer("vault-runner", "ls -A /tmp/oauth3-work-*/ | grep -c exec_ || true").trim(), "0");
   });
 
+  test("attestation from inside the deployment: the receipt key comes from the (fake) dstack agent", () => {
+    const out = inContainer("gateway", "node gateway/bin/oauth3.js verify --json");
+    const v = JSON.parse(out) as { ok: boolean; attested: boolean; evidence: { statement: Record<string, unknown>; policy: any } };
+    assert.equal(v.ok, true, out);
+    assert.equal(v.attested, true);
+    assert.equal(v.evidence.statement.runnerKeySource, "dstack");
+    assert.equal(v.evidence.policy.gateway.telegram.chatId, CHAT);
+    assert.equal(v.evidence.policy.runner.isolation, "per-run-uid");
+    assert.ok(!out.includes(KEY) && !out.includes(TOKEN));
+    // A skill's uid cannot even reach the dstack socket (its directory is the runner's, 0700).
+    const probe = inContainer("vault-runner", `setpriv --reuid=61007 --regid=61007 --clear-groups node -e "require('net').connect('/run/dstack-runner/dstack.sock').on('connect',()=>console.log('CONNECTED')).on('error',(e)=>console.log('ERR',e.code))"`, true);
+    assert.match(probe, /ERR EACCES/);
+  });
+
+  test("self-audit inside the deployment: separate containers pass every check", () => {
+    const out = inContainer("gateway", "node gateway/bin/oauth3.js self-audit --json");
+    const audit = JSON.parse(out) as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: any; runner: any };
+    assert.equal(audit.ok, true, out);
+    assert.deepEqual(audit.checks.filter((c) => c.status !== "ok"), [], out);
+    assert.equal(audit.gateway.uid, 10001);
+    assert.notEqual(audit.gateway.pidNamespace, audit.runner.pidNamespace);
+    assert.ok(audit.gateway.envNames.includes("TELEGRAM_BOT_TOKEN") && !audit.runner.envNames.some((n: string) => n.startsWith("TELEGRAM")));
+    assert.ok(!out.includes(KEY) && !out.includes(TOKEN));
+  });
+
   test("docker-compose down && up keeps pending requests (volumes)", async () => {
     const sub = agent("POST", "/execute", { skill_id: "survivor", skill_url: "data:text/typescript,console.log('survived')" });
     const id = sub.body.request_id;
