@@ -89,6 +89,11 @@ describe("attestation with a dstack guest agent", () => {
     const events = (JSON.parse(audit.out) as { events: AuditEvent[] }).events;
     assert.deepEqual(st.auditHead, { seq: events.at(-1)!.seq, hash: events.at(-1)!.hash });
     assert.ok(events.some((e) => (e.data.receipt as { publicKey?: string } | undefined)?.publicKey === st.runnerPublicKey));
+    // Both public keys are published on the agent API's /health too.
+    const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
+    assert.equal(health.gateway_signing_key, st.gatewayPublicKey);
+    assert.equal(health.runner_signing_key, st.runnerPublicKey);
+    assert.equal(health.runner_signing_key_source, "dstack");
     // The key came from dstack, so the runner wrote no key file.
     assert.ok(!existsSync(join(stack.options.dir, "runner-state", "receipt-signing-key.pem")));
     assert.ok(!JSON.stringify(body).includes(FOO));

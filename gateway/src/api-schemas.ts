@@ -67,6 +67,8 @@ export const HealthDocument = z.object({
   egress_private_allowed: z.array(z.string()).optional(),
   telegram: z.string().optional(),
   runner_signing_key: z.string().optional(),
+  runner_signing_key_source: z.enum(["dstack", "local"]).optional(),
+  gateway_signing_key: z.string().optional(),
   timestamp: z.number().int(),
 });
 

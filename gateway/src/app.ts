@@ -22,7 +22,9 @@ export interface AgentAppDeps {
   logger: Logger;
   telegramConfigured: boolean;
   /** The runner's sandbox modes, or undefined when it is unreachable. */
-  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string } | undefined>;
+  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string; signingKeySource?: string } | undefined>;
+  /** The gateway's public key (audit checkpoints, attestation countersignature), published here. */
+  gatewayKey?: string;
   /** Telegram polling state, when a bot is configured. */
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
@@ -68,7 +70,9 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
           egress: sandbox.egress,
           egress_private_allowed: sandbox.egressPrivateAllowed,
           ...(sandbox.signingKey && { runner_signing_key: sandbox.signingKey }),
+          ...((sandbox.signingKeySource === "dstack" || sandbox.signingKeySource === "local") && { runner_signing_key_source: sandbox.signingKeySource }),
         }),
+        ...(deps.gatewayKey && { gateway_signing_key: deps.gatewayKey }),
         ...(deps.telegramState && { telegram: deps.telegramState() }),
         timestamp: Date.now(),
       },

@@ -47,7 +47,10 @@ async function main(): Promise<void> {
   const runnerHealth = async () => {
     try {
       const h = await runner.getHealth({}, { timeoutMs: 2000 });
-      return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed, signingKey: h.signingPublicKey };
+      return {
+        isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed,
+        signingKey: h.signingPublicKey, signingKeySource: h.signingKeySource,
+      };
     } catch {
       return undefined;
     }
@@ -118,6 +121,7 @@ async function main(): Promise<void> {
     agents: createAgentRegistry(config.agentTokens),
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerHealth,
+    gatewayKey: gatewayKey.publicKeyHex,
   });
   const fullRunnerHealth = async () => {
     try {

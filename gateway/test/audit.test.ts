@@ -131,4 +131,19 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   const r2 = await cli("audit");
   assert.equal(r2.code, 5);
   assert.match(r2.out, /a run outcome without a runner receipt/);
+
+  // 3. Rewrite who approved the run that happened (chain re-hashed, receipt untouched).
+  const original = fx.store.auditPage(0, 100).filter((e) => e.seq <= events.length).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e));
+  const payload = JSON.parse(receipt.payloadJson) as { v: number; uid: unknown; approval: { decidedBy: string; channel: string } };
+  assert.equal(payload.v, 2);
+  assert.deepEqual([payload.approval.decidedBy, payload.approval.channel], ["test:1", "test"], "the receipt carries the approval the runner was given");
+  assert.ok("uid" in payload, "and the uid the skill ran as (null: the runner's own)");
+  const decisionEntry = original.find((e) => e.requestId === ran && e.type === "decision")!;
+  await fx.store.auditDb.remove(invented.seq);
+  await rewrite(fx.store.auditDb, original.map((e) => (e.seq === decisionEntry.seq ? { ...e, data: { ...e.data, by: "telegram:999" } } : e)));
+  await fx.store.flushed;
+  const r3 = await cli("audit");
+  assert.equal(r3.code, 5);
+  assert.match(r3.out, /the approval the runner was given \(test:1 via test\) differs from the recorded decision/);
+  assert.doesNotMatch(r3.out, /content does not match|does not link/, "the rewrite itself was consistent");
 });

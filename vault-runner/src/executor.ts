@@ -34,6 +34,8 @@ export interface ExecutionResult {
   durationMs: number;
   denoArgs: string[];
   envNames: string[];
+  /** The uid the skill ran as; absent: the runner's own (shared-uid). */
+  uid?: number;
 }
 
 /** The seam between the RPC service and whatever runs code. Production: `DenoExecutor`. */
@@ -98,6 +100,7 @@ export class DenoExecutor implements SkillExecutor {
         denoArgs: invocation.args,
         // The proxy URL carries the run's credentials: name the variables, never show the value.
         envNames: Object.keys(invocation.env).sort(),
+        ...(uid !== undefined && { uid }),
       };
     } catch (e) {
       await cleanup();

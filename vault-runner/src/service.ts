@@ -15,6 +15,7 @@ import {
   parseSkillHeader,
   PolicyError,
   REQUEST_ID_PATTERN,
+  type ReceiptPayload,
   resolveRunSpec,
   sha256Hex,
   SHA256_HEX_PATTERN,
@@ -138,12 +139,20 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs },
           "run finished",
         );
-        const receipt = deps.signer.sign({
-          v: 1, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
+        const payload: ReceiptPayload = {
+          v: 2, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
           termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
           outputSha256: createHash("sha256").update(result.stdout).update("\0").update(result.stderr).digest("hex"),
           acceptedAt: started, finishedAt: Date.now(),
-        });
+          uid: result.uid ?? null,
+          // What the gateway said about the decision, fixed at run time: a later rewrite of the
+          // chain's decision entry no longer matches this signed copy.
+          approval: {
+            decidedBy: req.approval?.decidedBy ?? "", channel: req.approval?.channel ?? "",
+            decidedAtMs: Number(req.approval?.decidedAtMs ?? 0n),
+          },
+        };
+        const receipt = deps.signer.sign(payload);
         return create(RunSkillResponseSchema, {
           termination: TERMINATION[result.termination],
           exitCode: result.exitCode,
