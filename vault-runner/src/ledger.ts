@@ -10,6 +10,10 @@ export interface LedgerEntry {
   finishedAt?: number;
   termination?: string;
   exitCode?: number;
+  /** The skill's uid (null: the runner's own). */
+  uid?: number | null;
+  /** The signed receipt returned to the gateway for this run. */
+  receipt?: { payloadJson: string; signature: string; publicKey: string };
 }
 
 /**
@@ -42,7 +46,7 @@ export class RunLedger {
 
   /** Records the outcome. Committed, but the answer does not wait for its fsync: at-most-once
    *  rests on `claim` alone, and a lost outcome record cannot make a run happen again. */
-  async finish(requestId: string, patch: Pick<LedgerEntry, "termination" | "exitCode">): Promise<void> {
+  async finish(requestId: string, patch: Pick<LedgerEntry, "termination" | "exitCode" | "uid" | "receipt">): Promise<void> {
     await this.runs.transaction(() => {
       const entry = this.runs.get(requestId);
       if (entry) void this.runs.put(requestId, { ...entry, ...patch, finishedAt: Date.now() });

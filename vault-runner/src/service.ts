@@ -131,14 +131,6 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           secrets: deps.secrets.valuesFor(spec.secretNames),
           signal: ctx.signal,
         });
-        await deps.ledger.finish(req.requestId, {
-          termination: result.termination,
-          exitCode: result.exitCode,
-        });
-        log.info(
-          { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs },
-          "run finished",
-        );
         const payload: ReceiptPayload = {
           v: 2, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
           termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
@@ -153,6 +145,17 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           },
         };
         const receipt = deps.signer.sign(payload);
+        // The runner's own log keeps the signed receipt: its record of what it ran, as whom.
+        await deps.ledger.finish(req.requestId, {
+          termination: result.termination,
+          exitCode: result.exitCode,
+          uid: payload.uid ?? null,
+          receipt: { payloadJson: receipt.payloadJson, signature: receipt.signature.toString("base64"), publicKey: deps.signer.publicKeyHex },
+        });
+        log.info(
+          { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs, uid: payload.uid ?? null },
+          "run finished",
+        );
         return create(RunSkillResponseSchema, {
           termination: TERMINATION[result.termination],
           exitCode: result.exitCode,

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
+import { verifyReceipt } from "@oauth3/shared";
 import { RunQueue } from "../src/run-queue.ts";
 import { RecordingExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
 
@@ -21,10 +22,16 @@ async function refusedWith(promise: Promise<unknown>, code: Code, pattern?: RegE
 }
 
 test("a well-formed request runs once; the same id again is refused", async () => {
-  const { client, executor } = setup();
+  const { client, executor, deps } = setup();
   const req = skillRequest("// @secrets FOO\nconsole.log(1)", { secretNames: ["FOO"] });
   const res = await client.runSkill(req);
   assert.equal(res.stdout, "ok\n");
+  // The runner's own log holds the signed receipt it returned, with the uid (null: its own).
+  const entry = deps.ledger.get(req.requestId)!;
+  assert.equal(entry.receipt?.payloadJson, res.receipt?.payloadJson);
+  assert.ok(verifyReceipt(entry.receipt!.payloadJson, entry.receipt!.signature, deps.signer.publicKeyHex));
+  assert.equal(entry.uid, null);
+  assert.ok(!JSON.stringify(entry).includes("foo-secret"), "no secret value in the ledger");
   assert.equal(executor.jobs.length, 1);
   assert.deepEqual([...executor.jobs[0]!.secrets.keys()], ["FOO"]);
   await refusedWith(client.runSkill(req), Code.AlreadyExists);
