@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:http";
  * it, while the report_data binding can be checked for real.
  */
 export interface FakeDstack {
+  /** The socket path, or http://127.0.0.1:<port> when started on TCP (the simulator's form). */
   socketPath: string;
   calls: { method: string; body: Record<string, unknown> }[];
   /** Make the next calls of one method fail with an error answer. */
@@ -39,7 +40,8 @@ export function fakeQuote(reportData: Buffer): Buffer {
   return Buffer.concat([header, body, sigLen, MARKER]);
 }
 
-export async function startFakeDstack(socketPath: string): Promise<FakeDstack> {
+/** Serves on a Unix socket path, or with "tcp" on 127.0.0.1 (as DSTACK_SIMULATOR_ENDPOINT would). */
+export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeDstack> {
   const appCompose = JSON.stringify({
     manifest_version: 2,
     name: "oauth3-proxy-test",
@@ -98,12 +100,13 @@ export async function startFakeDstack(socketPath: string): Promise<FakeDstack> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(socketPath, () => resolve());
+    if (socketPath === "tcp") server.listen(0, "127.0.0.1", () => resolve());
+    else server.listen(socketPath, () => resolve());
   });
-  chmodSync(socketPath, 0o600);
+  if (socketPath !== "tcp") chmodSync(socketPath, 0o600);
   server.unref();
   return {
-    socketPath,
+    socketPath: socketPath === "tcp" ? `http://127.0.0.1:${(server.address() as { port: number }).port}` : socketPath,
     calls,
     failing,
     appCompose,

@@ -66,3 +66,17 @@ test("with dstack: the quote is over report_data; a failing agent is UNAVAILABLE
   await assert.rejects(client.attest(good), (e: unknown) => ConnectError.from(e).code === Code.Unavailable && /GetQuote failed \(injected\)/.test(ConnectError.from(e).rawMessage));
   await fake.close();
 });
+
+test("the SDK's HTTP form (a simulator URL) works the same, and yields the same key for the same app", async () => {
+  const dir = tempDir("oauth3-attest-http-");
+  const overSocket = await startFakeDstack(join(dir, "dstack.sock"));
+  const overHttp = await startFakeDstack("tcp");
+  assert.match(overHttp.socketPath, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const a = SigningKey.fromSeed(await (await DstackAgent.connect(overSocket.socketPath)).receiptSeed());
+  const b = SigningKey.fromSeed(await (await DstackAgent.connect(overHttp.socketPath)).receiptSeed());
+  assert.equal(a.publicKeyHex, b.publicKeyHex);
+  assert.deepEqual(overHttp.calls.map((c) => c.method), ["Info", "GetKey"]);
+  assert.deepEqual(overHttp.calls[1]!.body, { path: "oauth3-proxy/vault-runner/receipt-signing", purpose: "receipt-signing", algorithm: "secp256k1" });
+  await overSocket.close();
+  await overHttp.close();
+});
