@@ -79,7 +79,12 @@ describe("attestation with a dstack guest agent", () => {
     // The fake agent was asked for a quote over exactly that report_data, and the quote carries it.
     const quoteCalls = dstack.calls.filter((c) => c.method === "GetQuote");
     assert.equal(quoteCalls.at(-1)!.body.report_data, ev.report_data);
-    assert.deepEqual(tdxReportData(String(ev.quote)), { reportData: ev.report_data, version: 4 });
+    const fields = tdxReportData(String(ev.quote)) as { reportData: string; rtmr3: string; version: number };
+    assert.deepEqual([fields.reportData, fields.version], [ev.report_data, 4]);
+    const checks = (body.checks as { check: string; ok: boolean }[]).map((c) => c.check);
+    for (const c of ["RTMR3 replayed from the event log matches the quote", "RTMR3 compose-hash event = Info compose_hash", "RTMR3 app-id event = Info app_id"]) {
+      assert.ok(checks.includes(c), c);
+    }
     const policy = ev.policy as { runner: Record<string, unknown>; gateway: Record<string, unknown> };
     assert.ok((policy.runner.denoFlags as string[]).includes("--deny-read"));
     assert.equal(policy.runner.isolation, "per-run-uid");
@@ -129,6 +134,21 @@ describe("attestation with a dstack guest agent", () => {
     const other = (await verifyJson(stack)).body.evidence as Record<string, unknown>;
     assert.deepEqual(failing((e) => (e.quote = other.quote)), ["the quote's report_data is that value"]);
     assert.ok(failing((e) => (e.gateway_signature = other.gateway_signature)).includes("gateway countersigned the statement with the key it names"));
+    // An event log or Info that does not match the quote's RTMR3 (another app's compose, say).
+    const otherCompose = "9".repeat(64);
+    assert.deepEqual(failing((e) => ((e.dstack_info as Record<string, unknown>).compose_hash = otherCompose)),
+      ["RTMR3 compose-hash event = Info compose_hash", "compose_hash = sha256(app_compose)"]);
+    const relabelled = (e: Record<string, unknown>) => {
+      const log = JSON.parse(String(e.event_log)) as { event: string; event_payload: string }[];
+      log.find((x) => x.event === "compose-hash")!.event_payload = otherCompose;
+      e.event_log = JSON.stringify(log);
+    };
+    assert.ok(failing(relabelled).includes("RTMR3 replayed from the event log matches the quote"), "an event whose payload is not its digest");
+    const reordered = (e: Record<string, unknown>) => {
+      const log = JSON.parse(String(e.event_log)) as unknown[];
+      e.event_log = JSON.stringify([log[0], log[2], log[1], ...log.slice(3)]);
+    };
+    assert.deepEqual(failing(reordered), ["RTMR3 replayed from the event log matches the quote"]);
     // A chain edited after the fact, or truncated before the attested head.
     const edited = structuredClone(events);
     (edited[0]!.data as Record<string, unknown>).skillId = "innocent";

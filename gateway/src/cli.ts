@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { resolve } from "node:path";
 import {
-  canonicalJson, GENESIS, policyDigest, reportDataFor, tdxReportData, verifyAuditChain, verifyReceipt, verifyRunReceipts,
+  canonicalJson, GENESIS, policyDigest, replayRtmr3, reportDataFor, tdxReportData, verifyAuditChain, verifyReceipt, verifyRunReceipts,
   type AttestationStatement, type AuditEvent,
 } from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
@@ -213,9 +213,9 @@ async function auditCommand(socketPath: string, json: boolean, out: (s: string) 
 }
 
 const STILL_TO_CHECK = [
-  "the quote's signature and TCB status with a DCAP verifier (save the evidence with --json; e.g. dcap-qvl, or Phala's attestation explorer): this command only reads the quote's layout",
+  "the quote's signature and TCB status with a DCAP verifier (save the evidence with --json; e.g. dcap-qvl, or Phala's attestation explorer): this command only reads the quote's layout, so every check above assumes the quote is genuine",
   "that compose_hash is the hash of the app-compose you published (dstack SDK getComposeHash) and that it pins the image digests you built and reviewed",
-  "that RTMR3 replayed from event_log matches the quote (it carries the compose hash, app id and instance id), and os_image_hash against the dstack OS release you expect",
+  "that MRTD, RTMR0-2 and os_image_hash are those of the dstack OS release you expect (boot measurements; this command replays RTMR3 only)",
   "that the approver ids, agents and limits in the policy are the ones you configured",
   "keep this run's checkpoint and head: a later chain that does not extend them was truncated or rewritten",
 ];
@@ -294,8 +294,18 @@ export function verifyEvidence(
   if (evidence.tee === true) {
     const q = tdxReportData(String(evidence.quote ?? ""));
     add("the quote's report_data is that value", "reportData" in q && q.reportData === expected, "error" in q ? q.error : `TDX quote v${q.version}`);
-    const info = evidence.dstack_info as Record<string, unknown> | undefined;
-    if (info?.app_compose !== undefined) {
+    const info = (evidence.dstack_info ?? {}) as Record<string, unknown>;
+    if ("rtmr3" in q) {
+      // RTMR3 carries the app's identity: the event log must replay to it, and its events must
+      // name the same app, compose hash and instance as Info.
+      const replay = replayRtmr3(String(evidence.event_log ?? ""), q.rtmr3);
+      add("RTMR3 replayed from the event log matches the quote", replay.ok, replay.ok ? `${q.rtmr3.slice(0, 16)}…` : replay.problems.join("; "));
+      for (const [event, field] of [["compose-hash", "compose_hash"], ["app-id", "app_id"], ["instance-id", "instance_id"]] as const) {
+        const inLog = replay.payloads.get(event);
+        add(`RTMR3 ${event} event = Info ${field}`, inLog !== undefined && inLog === String(info[field] ?? "").toLowerCase(), `${String(info[field])}`);
+      }
+    }
+    if (info.app_compose !== undefined) {
       const h = createHash("sha256").update(String(info.app_compose)).digest("hex");
       add("compose_hash = sha256(app_compose)", h === info.compose_hash, `app ${String(info.app_id)} compose ${String(info.compose_hash)}`);
     }

@@ -9,5 +9,5 @@ export { sha256Hex } from "./sha256.js";
 export { auditHash, canonicalJson, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
 export {
-  ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, reportDataFor, tdxReportData, type AttestationStatement,
+  ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, replayRtmr3, reportDataFor, tdxReportData, type AttestationStatement,
 } from "./attestation.js";

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { policyDigest, reportDataFor, tdxReportData, verifyReceipt, type AttestationStatement } from "@oauth3/shared";
+import { policyDigest, replayRtmr3, reportDataFor, tdxReportData, verifyReceipt, type AttestationStatement } from "@oauth3/shared";
 import { SigningKey } from "@oauth3/shared/signing-key";
 
 const statement: AttestationStatement = {
@@ -32,8 +32,9 @@ test("report_data is read from TDX v4 and v5 quotes; anything else is refused wi
     if (at + 64 <= length) rd.copy(q, at);
     return q.toString("hex");
   };
-  assert.deepEqual(tdxReportData(quote(4, 0x81, 1100, 568)), { reportData: rd.toString("hex"), version: 4 });
-  assert.deepEqual(tdxReportData(quote(5, 0x81, 1100, 574)), { reportData: rd.toString("hex"), version: 5 });
+  const rtmr3 = (v: number) => ({ reportData: rd.toString("hex"), rtmr3: "00".repeat(48), version: v });
+  assert.deepEqual(tdxReportData(quote(4, 0x81, 1100, 568)), rtmr3(4));
+  assert.deepEqual(tdxReportData(quote(5, 0x81, 1100, 574)), rtmr3(5));
   assert.match((tdxReportData(quote(3, 0x00, 1100, 436)) as { error: string }).error, /not a TDX quote/);
   assert.match((tdxReportData(quote(6, 0x81, 1100, 568)) as { error: string }).error, /unsupported quote version 6/);
   assert.match((tdxReportData(quote(4, 0x81, 600, 568)) as { error: string }).error, /shorter than its TD report/);
@@ -52,4 +53,26 @@ test("a key from a seed is deterministic and signs canonical JSON that verifyRec
   assert.ok(verifyReceipt(payloadJson, signature.toString("base64"), a.publicKeyHex));
   assert.ok(!verifyReceipt('{"a":3,"z":1}', signature.toString("base64"), a.publicKeyHex));
   assert.throws(() => SigningKey.fromSeed(Buffer.alloc(31)), /32 bytes/);
+});
+
+test("RTMR3 replay: dstack's v1 and v2 event digests, each event's digest checked against its content", () => {
+  // Digests computed here straight from dstack's definitions (cc-eventlog runtime_events.rs).
+  const type = Buffer.from([0x01, 0x00, 0x00, 0x08]);
+  const v1 = (name: string, payload: string) => createHash("sha384").update(Buffer.concat([type, Buffer.from(`:${name}:`), Buffer.from(payload, "hex")])).digest();
+  const v2 = (name: string, payload: string) => createHash("sha384").update(`{"event":"${name}","event_type":134217729,"payload":"${payload}","version":2}`).digest();
+  const events = [
+    { imr: 3, event_type: 0x08000001, event: "app-id", event_payload: "deadbeef", digest: v1("app-id", "deadbeef").toString("hex") },
+    { imr: 1, event_type: 5, event: "", event_payload: "", digest: "22".repeat(48) },
+    { imr: 3, event_type: 0x08000001, event: "compose-hash", event_payload: "abcd", digest: v2("compose-hash", "abcd").toString("hex"), version: 2 },
+  ];
+  let mr = Buffer.alloc(48);
+  for (const d of [v1("app-id", "deadbeef"), v2("compose-hash", "abcd")]) mr = createHash("sha384").update(Buffer.concat([mr, d])).digest();
+  const ok = replayRtmr3(JSON.stringify(events), mr.toString("hex"));
+  assert.deepEqual(ok.problems, []);
+  assert.deepEqual([...ok.payloads], [["app-id", "deadbeef"], ["compose-hash", "abcd"]]);
+  const forged = structuredClone(events);
+  forged[2]!.event_payload = "abce";
+  assert.deepEqual(replayRtmr3(JSON.stringify(forged), mr.toString("hex")).problems, ['event "compose-hash": digest is not its content']);
+  assert.deepEqual(replayRtmr3(JSON.stringify([events[2], events[0]]), mr.toString("hex")).problems, ["RTMR3 replayed from the event log differs from the quote's RTMR3"]);
+  assert.match(replayRtmr3("{", mr.toString("hex")).problems[0]!, /not a JSON array/);
 });

@@ -27,13 +27,14 @@ export function fakeKey(path: string, purpose: string): Buffer {
   return createHash("sha256").update(`fake-dstack|${FAKE_APP_ID}|${path}|${purpose}`).digest();
 }
 
-export function fakeQuote(reportData: Buffer): Buffer {
+export function fakeQuote(reportData: Buffer, rtmr3: Buffer = Buffer.alloc(48)): Buffer {
   const header = Buffer.alloc(48);
   header.writeUInt16LE(4, 0); // version 4
   header.writeUInt16LE(2, 2); // attestation key type: ECDSA-256-with-P-256
   header.writeUInt32LE(0x81, 4); // TEE type: TDX
   const body = Buffer.alloc(584);
   createHash("sha384").update("fake mrtd").digest().copy(body, 136); // MRTD at its TD report offset
+  rtmr3.copy(body, 472);
   reportData.copy(body, 520);
   const sigLen = Buffer.alloc(4);
   sigLen.writeUInt32LE(MARKER.length, 0);
@@ -48,6 +49,10 @@ export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeD
     runner: "docker-compose",
     docker_compose_file: "services:\n  vault-runner:\n    image: oauth3-proxy/vault-runner@sha256:" + "ab".repeat(32) + "\n",
   });
+  const log = runtimeEventLog([
+    ["system-preparing", "", 1], ["app-id", FAKE_APP_ID, 1], ["compose-hash", composeHash(appCompose), 1],
+    ["instance-id", "f".repeat(40), 1], ["boot-mr-done", "", 2],
+  ]);
   const calls: FakeDstack["calls"] = [];
   const failing = new Set<string>();
   const server: Server = createServer((req, res) => {
@@ -74,8 +79,7 @@ export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeD
           if (!/^(?:[0-9a-f]{2}){0,64}$/.test(hex)) return send(res, 200, { error: "report_data must be at most 64 bytes of hex" });
           const reportData = Buffer.alloc(64);
           Buffer.from(hex, "hex").copy(reportData);
-          const eventLog = [{ imr: 3, event_type: 134217729, digest: "00".repeat(48), event: "compose-hash", event_payload: composeHash(appCompose) }];
-          return send(res, 200, { quote: fakeQuote(reportData).toString("hex"), event_log: JSON.stringify(eventLog), report_data: reportData.toString("hex"), vm_config: "{}" });
+          return send(res, 200, { quote: fakeQuote(reportData, log.rtmr3).toString("hex"), event_log: JSON.stringify(log.events), report_data: reportData.toString("hex"), vm_config: "{}" });
         }
         case "Info":
           return send(res, 200, {
@@ -112,6 +116,28 @@ export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeD
     appCompose,
     close: () => new Promise((r) => server.close(() => r())),
   };
+}
+
+/**
+ * A dstack-style event log: a boot event on IMR 0 (ignored by RTMR3), then runtime events on IMR 3
+ * with digests computed as dstack's cc-eventlog does (v1: type LE ‖ ":" ‖ name ‖ ":" ‖ payload;
+ * v2: canonical JSON), and the RTMR3 they extend to.
+ */
+function runtimeEventLog(events: [string, string, 1 | 2][]): { events: unknown[]; rtmr3: Buffer } {
+  const type = 0x08000001;
+  let mr = Buffer.alloc(48);
+  const out: unknown[] = [{ imr: 0, event_type: 1, digest: "11".repeat(48), event: "", event_payload: "" }];
+  for (const [name, payloadHex, version] of events) {
+    const typeLe = Buffer.alloc(4);
+    typeLe.writeUInt32LE(type, 0);
+    const input = version === 1
+      ? Buffer.concat([typeLe, Buffer.from(`:${name}:`), Buffer.from(payloadHex, "hex")])
+      : Buffer.from(`{"event":${JSON.stringify(name)},"event_type":${type},"payload":"${payloadHex}","version":2}`);
+    const digest = createHash("sha384").update(input).digest();
+    mr = createHash("sha384").update(Buffer.concat([mr, digest])).digest();
+    out.push({ imr: 3, event_type: type, digest: digest.toString("hex"), event: name, event_payload: payloadHex, ...(version === 2 && { version }) });
+  }
+  return { events: out, rtmr3: mr };
 }
 
 function composeHash(appCompose: string): string {

@@ -59,7 +59,7 @@ test("with dstack: the quote is over report_data; a failing agent is UNAVAILABLE
   const client = createClient(VaultRunnerService, createRouterTransport(routesFor(runnerDeps(new RecordingExecutor(), { dstack: agent, signer }))));
   const r = await client.attest(good);
   assert.equal(r.tee, true);
-  assert.deepEqual(tdxReportData(r.quote), { reportData: r.reportData, version: 4 });
+  assert.equal((tdxReportData(r.quote) as { reportData: string }).reportData, r.reportData);
   assert.equal(JSON.parse(r.statementJson).runnerKeySource, "dstack");
   assert.equal(JSON.parse(r.dstackInfoJson).compose_hash.length, 64);
   fake.failing.add("GetQuote");
