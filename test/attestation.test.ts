@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { open } from "lmdb";
 import { canonicalJson, tdxReportData, type AuditEvent } from "../shared/src/index.ts";
+import { newAgentToken } from "../gateway/src/agents.ts";
 import { verifyEvidence } from "../gateway/src/cli.ts";
 import { fakeKey, startFakeDstack, type FakeDstack } from "./helpers/fake-dstack.ts";
 import { freePort, Stack } from "./helpers/stack.ts";
@@ -22,6 +23,9 @@ mkdirSync(join(dir, "dstack"), { mode: 0o700 });
 
 let dstack: FakeDstack;
 let stack: Stack;
+const auditor = newAgentToken("auditor");
+const agentToken = newAgentToken("agent-x");
+let auditUrl = "";
 
 async function makeStack(sub: string, extra: Record<string, string>, port?: number): Promise<Stack> {
   mkdirSync(join(dir, sub), { recursive: true });
@@ -34,7 +38,9 @@ async function makeStack(sub: string, extra: Record<string, string>, port?: numb
 
 before(async () => {
   dstack = await startFakeDstack(join(dir, "dstack", "dstack.sock"));
-  stack = await makeStack("tee", { RUNNER_DSTACK_ENDPOINT: dstack.socketPath });
+  const auditPort = await freePort();
+  auditUrl = `http://127.0.0.1:${auditPort}`;
+  stack = await makeStack("tee", { RUNNER_DSTACK_ENDPOINT: dstack.socketPath, AUDIT_TOKENS: auditor.entry, AUDIT_PORT: String(auditPort) });
   await stack.start();
 });
 
@@ -185,6 +191,13 @@ describe("attestation with a dstack guest agent", () => {
     assert.equal(edited.code, 5, edited.out);
     assert.match(edited.out, /FAIL {2}audit chain links and hashes: entry 1: content does not match its hash \(edited\)/);
     assert.match(edited.out, /VERIFICATION FAILED/);
+    // Put the entry back (later tests use this stack): the chain verifies again.
+    await stack.stop();
+    const db3 = open({ path: join(stack.options.dir, "gateway-db") });
+    await db3.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" }).put(1, first);
+    await db3.close();
+    await stack.start();
+    assert.equal((await verifyJson(stack)).code, 0);
   });
 
   test("the same app gets the same runner key after a restart; a dead guest agent stops the runner", async () => {
@@ -234,6 +247,36 @@ describe("attestation with a dstack guest agent", () => {
   });
 });
 
+describe("remote audit (AUDIT_TOKENS, for auditors who cannot reach the machine)", () => {
+  test("verify, audit and self-audit over AUDIT_PORT with an audit token; nothing else, nothing without it", async () => {
+    const remote = (env: Record<string, string>, ...args: string[]) => stack.cliWith(env, ...args, "--url", auditUrl);
+    const ok = await remote({ OAUTH3_AUDIT_TOKEN: auditor.token, OPERATOR_SOCKET: "/nonexistent.sock" }, "verify", "--json");
+    assert.equal(ok.code, 0, ok.out);
+    const v = JSON.parse(ok.out) as { attested: boolean; checks: { ok: boolean }[] };
+    assert.equal(v.attested, true);
+    assert.ok(v.checks.length >= 12 && v.checks.every((c) => c.ok));
+    assert.equal((await remote({ OAUTH3_AUDIT_TOKEN: auditor.token }, "audit")).code, 0);
+    const sa = await remote({ OAUTH3_AUDIT_TOKEN: auditor.token }, "self-audit");
+    assert.match(sa.out, /OK +runner socket restricted/);
+    // No token, a wrong token, an agent's kind of token: refused, and said so.
+    assert.match((await remote({}, "verify")).out, /--url needs OAUTH3_AUDIT_TOKEN/);
+    const wrong = await remote({ OAUTH3_AUDIT_TOKEN: agentToken.token }, "verify");
+    assert.equal(wrong.code, 3);
+    assert.match(wrong.out, /attestation refused: unknown audit token \(unauthorized\)/);
+    assert.equal((await fetch(`${auditUrl}/operator/audit`)).status, 401);
+    // Read-only: no listing of requests (with their code), no decisions, no metrics remotely; and
+    // the agent port serves none of it.
+    const auth = { authorization: `Bearer ${auditor.token}` };
+    for (const [method, path] of [["GET", "/operator/requests"], ["POST", "/operator/requests/exec_0000000000000001/approve"], ["GET", "/operator/metrics"], ["GET", "/execute/exec_0000000000000001/status"]] as const) {
+      assert.equal((await fetch(`${auditUrl}${path}`, { method, headers: auth })).status, 404, path);
+    }
+    assert.equal((await fetch(`${stack.baseUrl}/operator/audit`, { headers: auth })).status, 404, "not on the agent port");
+    const bad = await fetch(`${auditUrl}/operator/attestation?nonce=zz`, { headers: auth });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { code: string }).code, "invalid_nonce");
+  });
+});
+
 describe("attestation without a TEE", () => {
   test("verify says plainly that nothing is attested, and still checks the chain", async () => {
     const plain = await makeStack("plain", {});
@@ -252,6 +295,7 @@ describe("attestation without a TEE", () => {
       const words = await plain.cliAsync("verify");
       assert.match(words.out, /NOT ATTESTED: no TEE/);
       assert.equal((await plain.cliAsync("verify", "--nonce", "xyz")).code, 2, "a malformed nonce is refused");
+      assert.equal((await fetch(`${plain.baseUrl}/operator/audit`)).status, 404, "no remote audit on the agent port");
       // The local key lives 0600 on the runner's own volume.
       const keyFile = join(plain.options.dir, "runner-state", "receipt-signing-key.pem");
       assert.equal(statSync(keyFile).mode & 0o777, 0o600);

@@ -47,3 +47,18 @@ export function agentAuth(registry: AgentRegistry): MiddlewareHandler<{ Variable
     await next();
   };
 }
+
+/**
+ * Read-only remote audit access: always requires one of AUDIT_TOKENS (never an agent token; the
+ * configuration refuses a token in both lists).
+ */
+export function auditAuth(registry: AgentRegistry): MiddlewareHandler {
+  return async function auditAuthMiddleware(c, next) {
+    const header = c.req.header("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    if (!token || !registry.identify(token)) {
+      throw new ApiError(401, "unauthorized", token ? "unknown audit token" : "an audit bearer token is required");
+    }
+    await next();
+  };
+}

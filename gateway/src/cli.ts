@@ -30,6 +30,8 @@ operator (on the machine, over the operator socket):
                               is left to check elsewhere (exit 0 attested, 7 verified but no TEE, 5 broken);
                               --known-head: a head from an earlier run that the chain must still contain
   self-audit                  the privilege split as each process reports it; exit 6 on a violation
+  audit, verify and self-audit also work remotely: --url <gateway base URL> with OAUTH3_AUDIT_TOKEN set
+  (read-only; the gateway must list the token's entry in AUDIT_TOKENS)
 agent (over the HTTP API):
 ${AGENT_USAGE}
   OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
@@ -39,9 +41,21 @@ interface Reply {
   body: Record<string, unknown>;
 }
 
-function call(socketPath: string, method: string, path: string): Promise<Reply> {
+/** Where operator commands go: the operator socket, or (read-only commands) a remote gateway. */
+type Target = string | { url: string; token: string };
+
+const describeTarget = (t: Target) => (typeof t === "string" ? t : t.url);
+
+async function call(target: Target, method: string, path: string): Promise<Reply> {
+  if (typeof target !== "string") {
+    // Remote audit: GET /operator/<path> on the agent port with an AUDIT_TOKENS bearer token.
+    const res = await fetch(`${target.url.replace(/\/+$/, "")}/operator${path}`, {
+      method, headers: { authorization: `Bearer ${target.token}` }, signal: AbortSignal.timeout(15_000),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
   return new Promise((resolvePromise, reject) => {
-    const req = request({ socketPath, method, path, timeout: 15_000 }, (res) => {
+    const req = request({ socketPath: target, method, path, timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -95,16 +109,30 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;
   }
-  if (command === "audit") {
-    const pin = argv.indexOf("--runner-key");
-    return auditCommand(socketPath, json, out, pin >= 0 ? argv[pin + 1] : undefined);
-  }
-  if (command === "verify") {
+  if (command === "audit" || command === "verify" || command === "self-audit") {
+    const u = argv.indexOf("--url");
+    let target: Target = socketPath;
+    if (u >= 0) {
+      const url = argv[u + 1] ?? "";
+      if (!/^https?:\/\//.test(url)) {
+        out("oauth3: --url takes the gateway's http(s) base URL");
+        return 2;
+      }
+      if (!env.OAUTH3_AUDIT_TOKEN) {
+        out("oauth3: --url needs OAUTH3_AUDIT_TOKEN (a token whose entry is in the gateway's AUDIT_TOKENS)");
+        return 2;
+      }
+      target = { url, token: env.OAUTH3_AUDIT_TOKEN };
+    }
+    if (command === "self-audit") return selfAuditCommand(target, json, out);
+    if (command === "audit") {
+      const pin = argv.indexOf("--runner-key");
+      return auditCommand(target, json, out, pin >= 0 ? argv[pin + 1] : undefined);
+    }
     const n = argv.indexOf("--nonce");
     const k = argv.indexOf("--known-head");
-    return verifyCommand(socketPath, json, out, n >= 0 ? argv[n + 1] : undefined, k >= 0 ? argv[k + 1] ?? "" : undefined);
+    return verifyCommand(target, json, out, n >= 0 ? argv[n + 1] : undefined, k >= 0 ? argv[k + 1] ?? "" : undefined);
   }
-  if (command === "self-audit") return selfAuditCommand(socketPath, json, out);
   let reply: Reply;
   try {
     switch (command) {
@@ -162,11 +190,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 }
 
 /** Every page of the audit chain, plus the gateway's signed checkpoint of its head. */
-async function downloadChain(socketPath: string): Promise<{ events: AuditEvent[]; checkpoint?: Checkpoint }> {
+async function downloadChain(target: Target): Promise<{ events: AuditEvent[]; checkpoint?: Checkpoint }> {
   const events: AuditEvent[] = [];
   let checkpoint: Checkpoint | undefined;
   for (let after = 0; ; ) {
-    const page = await call(socketPath, "GET", `/audit?after=${after}&limit=1000`);
+    const page = await call(target, "GET", `/audit?after=${after}&limit=1000`);
     if (page.status !== 200) throw new Error(String(page.body.error));
     events.push(...(page.body.events as AuditEvent[]));
     checkpoint ??= page.body.checkpoint as Checkpoint | undefined;
@@ -183,12 +211,12 @@ interface Checkpoint {
 }
 
 /** Downloads every page of the audit chain, verifies hashes and links offline, prints a table. */
-async function auditCommand(socketPath: string, json: boolean, out: (s: string) => void, runnerKey?: string): Promise<number> {
+async function auditCommand(target: Target, json: boolean, out: (s: string) => void, runnerKey?: string): Promise<number> {
   let events: AuditEvent[];
   try {
-    ({ events } = await downloadChain(socketPath));
+    ({ events } = await downloadChain(target));
   } catch (err) {
-    out(`oauth3: cannot read the audit log at ${socketPath}: ${(err as Error).message}`);
+    out(`oauth3: cannot read the audit log at ${describeTarget(target)}: ${(err as Error).message}`);
     return 3;
   }
   const chain = verifyAuditChain(events);
@@ -227,7 +255,7 @@ const STILL_TO_CHECK = [
  * chain up to the attested head, and that every run receipt is signed by the attested runner key.
  */
 async function verifyCommand(
-  socketPath: string, json: boolean, out: (s: string) => void, givenNonce?: string, knownHead?: string,
+  target: Target, json: boolean, out: (s: string) => void, givenNonce?: string, knownHead?: string,
 ): Promise<number> {
   const nonce = givenNonce ?? randomBytes(32).toString("hex");
   const known = knownHead === undefined ? undefined : /^(\d+):([0-9a-f]{64})$/.exec(knownHead);
@@ -238,15 +266,15 @@ async function verifyCommand(
   let evidence: Record<string, unknown>;
   let chain: Awaited<ReturnType<typeof downloadChain>>;
   try {
-    const reply = await call(socketPath, "GET", `/attestation?nonce=${encodeURIComponent(nonce)}`);
+    const reply = await call(target, "GET", `/attestation?nonce=${encodeURIComponent(nonce)}`);
     if (reply.status !== 200) {
       out(`oauth3: attestation refused: ${String(reply.body.error)} (${String(reply.body.code)})`);
       return reply.status === 400 ? 2 : 3;
     }
     evidence = reply.body;
-    chain = await downloadChain(socketPath);
+    chain = await downloadChain(target);
   } catch (err) {
-    out(`oauth3: cannot reach the gateway at ${socketPath}: ${(err as Error).message}`);
+    out(`oauth3: cannot reach the gateway at ${describeTarget(target)}: ${(err as Error).message}`);
     return 3;
   }
   const result = verifyEvidence(evidence, nonce, chain.events, chain.checkpoint);
@@ -328,12 +356,12 @@ export function verifyEvidence(
 }
 
 /** oauth3 self-audit: the operator /health's split checks as a table. */
-async function selfAuditCommand(socketPath: string, json: boolean, out: (s: string) => void): Promise<number> {
+async function selfAuditCommand(target: Target, json: boolean, out: (s: string) => void): Promise<number> {
   let reply: Reply;
   try {
-    reply = await call(socketPath, "GET", "/health");
+    reply = await call(target, "GET", "/health");
   } catch (err) {
-    out(`oauth3: cannot reach the gateway at ${socketPath}: ${(err as Error).message}`);
+    out(`oauth3: cannot reach the gateway at ${describeTarget(target)}: ${(err as Error).message}`);
     return 3;
   }
   const audit = reply.body.self_audit as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: Row; runner: Row | null } | undefined;

@@ -13,8 +13,16 @@ export const GATEWAY_ENV_KEYS = [
   "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
   "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
-  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "LOG_LEVEL",
+  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "AUDIT_TOKENS", "AUDIT_PORT", "LOG_LEVEL",
 ] as const;
+
+const tokenList = z
+  .string()
+  .default("")
+  .refine(
+    (s) => s === "" || /^[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64}(,[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64})*$/.test(s.replace(/\s/g, "")),
+    "must be name:sha256hex,... (make entries with `oauth3 token <name>`)",
+  );
 
 const hostPortList = z
   .string()
@@ -58,13 +66,10 @@ const schema = z.object({
   OUTPUT_RETENTION_HOURS: int(1, 24 * 365, 24 * 7),
   AGENT_NOTIFY_URL: z.url({ protocol: /^https?$/ }).optional(),
   AGENT_NOTIFY_TOKEN: z.string().min(1).optional(),
-  AGENT_TOKENS: z
-    .string()
-    .default("")
-    .refine(
-      (s) => s === "" || /^[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64}(,[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64})*$/.test(s.replace(/\s/g, "")),
-      "must be name:sha256hex,... (make entries with `oauth3 token <name>`)",
-    ),
+  AGENT_TOKENS: tokenList,
+  // Read-only remote audit (GET /operator/{audit,attestation,health} on AUDIT_PORT), same format.
+  AUDIT_TOKENS: tokenList,
+  AUDIT_PORT: int(1, 65_535, 3739),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -72,6 +77,10 @@ const schema = z.object({
 const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR"]);
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
+
+function tokenMap(list: string): Map<string, string> {
+  return new Map(list.replace(/\s/g, "").split(",").filter(Boolean).map((e) => e.split(":") as [string, string]));
+}
 
 export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
   // An empty value means "not set" (compose passes unset ${VAR:-} as ""), never "set to nothing".
@@ -93,6 +102,10 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
   }
   if (c.TELEGRAM_WEBHOOK_URL && !c.TELEGRAM_WEBHOOK_SECRET) {
     throw new Error("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (32+ random characters): without it anyone could post fake updates");
+  }
+  const agentHashes = new Set(tokenMap(c.AGENT_TOKENS).values());
+  if ([...tokenMap(c.AUDIT_TOKENS).values()].some((h) => agentHashes.has(h))) {
+    throw new Error("a token is in both AGENT_TOKENS and AUDIT_TOKENS: give auditors their own (oauth3 token <name>)");
   }
   if (c.EXECUTOR_MODE !== "direct") {
     throw new Error(
@@ -134,9 +147,9 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     },
     outputRetentionMs: c.OUTPUT_RETENTION_HOURS * 3600 * 1000,
     agentNotify: c.AGENT_NOTIFY_URL ? { url: c.AGENT_NOTIFY_URL, token: c.AGENT_NOTIFY_TOKEN! } : undefined,
-    agentTokens: new Map(
-      c.AGENT_TOKENS.replace(/\s/g, "").split(",").filter(Boolean).map((e) => e.split(":") as [string, string]),
-    ),
+    agentTokens: tokenMap(c.AGENT_TOKENS),
+    auditTokens: tokenMap(c.AUDIT_TOKENS),
+    auditPort: c.AUDIT_PORT,
     logLevel: c.LOG_LEVEL,
   };
 }

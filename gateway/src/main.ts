@@ -21,7 +21,7 @@ import { AgentNotifier } from "./agent-notifier.js";
 import { createAgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
 import { createMetrics } from "./metrics.js";
-import { createOperatorApp, startOperatorServer } from "./operator.js";
+import { createOperatorApp, createReadOnlyOperatorApp, createRemoteAuditApp, startOperatorServer } from "./operator.js";
 import { createRunnerClient } from "./runner-client.js";
 import { purgeExpiredOutput } from "./retention.js";
 import { RequestStore } from "./store.js";
@@ -106,6 +106,34 @@ async function main(): Promise<void> {
     }
   };
 
+  const fullRunnerHealth = async () => {
+    try {
+      return await runner.getHealth({}, { timeoutMs: 2000 });
+    } catch {
+      return undefined;
+    }
+  };
+  // What the operator may read (socket; with AUDIT_TOKENS also /operator on the agent port).
+  const readOnly = {
+    store,
+    gatewayKey,
+    attestation: (nonce: string | undefined) => attestation({ store, runner, gatewayKey, policy: gatewayPolicy(config) }, nonce),
+    selfAudit: async () => {
+      const health = await fullRunnerHealth();
+      let secretNames: string[] = [];
+      try {
+        secretNames = (await runner.listSecretNames({}, { timeoutMs: 2000 })).names;
+      } catch {
+        // reported through the missing health answer
+      }
+      return selfAudit({
+        gateway: processFacts(process.env, config.operatorSocket),
+        runner: health,
+        secretNames,
+        operatorSocket: socketFacts(config.operatorSocket),
+      });
+    },
+  };
   const agentApp = createAgentApp({
     store,
     approvals,
@@ -123,40 +151,16 @@ async function main(): Promise<void> {
     runnerHealth,
     gatewayKey: gatewayKey.publicKeyHex,
   });
-  const fullRunnerHealth = async () => {
-    try {
-      return await runner.getHealth({}, { timeoutMs: 2000 });
-    } catch {
-      return undefined;
-    }
-  };
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {
     agentServer.once("error", reject);
     agentServer.listen(config.port, config.host, () => resolve());
   });
+  const auditServer = config.auditTokens.size > 0
+    ? await listen(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger), config.auditPort, config.host)
+    : undefined;
   const operatorServer = await startOperatorServer(
-    createOperatorApp({
-      store, approvals, logger,
-      metrics: createMetrics(store, fullRunnerHealth),
-      gatewayKey,
-      attestation: (nonce) => attestation({ store, runner, gatewayKey, policy: gatewayPolicy(config) }, nonce),
-      selfAudit: async () => {
-        const health = await fullRunnerHealth();
-        let secretNames: string[] = [];
-        try {
-          secretNames = (await runner.listSecretNames({}, { timeoutMs: 2000 })).names;
-        } catch {
-          // reported through the missing health answer
-        }
-        return selfAudit({
-          gateway: processFacts(process.env, config.operatorSocket),
-          runner: health,
-          secretNames,
-          operatorSocket: socketFacts(config.operatorSocket),
-        });
-      },
-    }),
+    createOperatorApp({ ...readOnly, approvals, logger, metrics: createMetrics(store, fullRunnerHealth) }),
     config.operatorSocket,
   );
   poller?.start();
@@ -180,6 +184,7 @@ async function main(): Promise<void> {
       runnerSocket: config.runnerSocket,
       db: config.dbPath,
       telegram: config.telegram !== undefined,
+      remoteAudit: auditServer ? `${config.host}:${config.auditPort}` : null,
     },
     "gateway listening",
   );
@@ -193,6 +198,7 @@ async function main(): Promise<void> {
     clearInterval(purger);
     await poller?.stop();
     webhookServer?.close();
+    auditServer?.close();
     agentServer.close();
     operatorServer.close();
     agentServer.closeAllConnections();
@@ -213,6 +219,15 @@ process.on("unhandledRejection", (reason: unknown) => {
   process.stderr.write(`gateway: unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
   process.exit(1);
 });
+
+async function listen(app: { fetch: (req: Request) => Response | Promise<Response> }, port: number, host: string): Promise<Server> {
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
 
 main().catch((err: unknown) => {
   process.stderr.write(`gateway: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { errorResponse } from "./app.js";
 import type { ApprovalService } from "./approvals.js";
+import { auditAuth, type AgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
 import { statusView } from "./intake.js";
 import type { ExecRequest, RequestStore } from "./store.js";
@@ -56,6 +57,46 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     return c.text(await deps.metrics.metrics(), 200, { "content-type": deps.metrics.contentType });
   });
 
+  app.route("/", createReadOnlyOperatorApp(deps));
+
+  app.get("/requests/:id", (c) => {
+    const request = find(c.req.param("id"));
+    const code = deps.store.getCode(request.id);
+    return c.json({ ...detail(request), code: code?.toString("utf8") ?? null });
+  });
+  for (const [verb, approve] of [["approve", true], ["deny", false]] as const) {
+    app.post(`/requests/:id/${verb}`, async (c) => {
+      find(c.req.param("id"));
+      const result = await deps.approvals.decide(c.req.param("id"), {
+        approve,
+        channel: "operator",
+        decidedBy: "operator:local",
+      });
+      if (result.outcome === "approved" || result.outcome === "denied") {
+        return c.json({ outcome: result.outcome, request: detail(result.request) });
+      }
+      if (result.outcome === "not_found") throw new ApiError(404, "not_found", "Request not found");
+      throw new ApiError(
+        409,
+        result.outcome,
+        `request is ${result.request.status}; nothing was changed`,
+      );
+    });
+  }
+  app.notFound(() => {
+    throw new ApiError(404, "no_route", "no such route");
+  });
+  app.onError((err, c) => errorResponse(err, c, deps.logger));
+  return app;
+}
+
+/**
+ * The operator routes that only read: the audit chain with a signed checkpoint, attestation
+ * evidence, and the split self-audit. Mounted on the operator socket, and, when AUDIT_TOKENS is
+ * set, under /operator on AUDIT_PORT for auditors who cannot reach the machine (a Phala CVM).
+ */
+export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | "gatewayKey" | "attestation" | "selfAudit">): Hono {
+  const app = new Hono();
   // The audit chain, paged: GET /audit?after=<seq>&limit=<n> (n <= 1000).
   app.get("/audit", (c) => {
     const after = Number(c.req.query("after") ?? 0);
@@ -88,34 +129,22 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     return c.json({ status: audit.ok ? "ok" : "split_violation", self_audit: audit });
   });
 
-  app.get("/requests/:id", (c) => {
-    const request = find(c.req.param("id"));
-    const code = deps.store.getCode(request.id);
-    return c.json({ ...detail(request), code: code?.toString("utf8") ?? null });
-  });
-  for (const [verb, approve] of [["approve", true], ["deny", false]] as const) {
-    app.post(`/requests/:id/${verb}`, async (c) => {
-      find(c.req.param("id"));
-      const result = await deps.approvals.decide(c.req.param("id"), {
-        approve,
-        channel: "operator",
-        decidedBy: "operator:local",
-      });
-      if (result.outcome === "approved" || result.outcome === "denied") {
-        return c.json({ outcome: result.outcome, request: detail(result.request) });
-      }
-      if (result.outcome === "not_found") throw new ApiError(404, "not_found", "Request not found");
-      throw new ApiError(
-        409,
-        result.outcome,
-        `request is ${result.request.status}; nothing was changed`,
-      );
-    });
-  }
+  return app;
+}
+
+/**
+ * The remote audit listener (AUDIT_PORT, only with AUDIT_TOKENS): the read-only routes under
+ * /operator, each behind an audit bearer token. Its own port, so the agent port never serves them
+ * and an operator can publish this one alone.
+ */
+export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, logger: Logger): Hono {
+  const app = new Hono();
+  app.use("/operator/*", auditAuth(registry));
+  app.route("/operator", readOnly);
   app.notFound(() => {
     throw new ApiError(404, "no_route", "no such route");
   });
-  app.onError((err, c) => errorResponse(err, c, deps.logger));
+  app.onError((err, c) => errorResponse(err, c, logger));
   return app;
 }
 

@@ -17,6 +17,12 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh" }), /needs TELEGRAM_WEBHOOK_SECRET/);
   assert.equal(loadGatewayConfig({ AGENT_TOKENS: `a:${"0".repeat(64)}, b:${"f".repeat(64)}` }).agentTokens.size, 2);
   assert.throws(() => loadGatewayConfig({ AGENT_TOKENS: "a:plaintext-token" }), /AGENT_TOKENS/);
+  assert.equal(loadGatewayConfig({ AUDIT_TOKENS: `auditor:${"1".repeat(64)}` }).auditTokens.get("auditor"), "1".repeat(64));
+  assert.throws(() => loadGatewayConfig({ AUDIT_TOKENS: "auditor" }), /AUDIT_TOKENS/);
+  assert.throws(
+    () => loadGatewayConfig({ AGENT_TOKENS: `a:${"2".repeat(64)}`, AUDIT_TOKENS: `b:${"2".repeat(64)}` }),
+    /a token is in both AGENT_TOKENS and AUDIT_TOKENS/,
+  );
   // compose passes unset ${VAR:-} as "": that is "not set".
   const blank = loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "", TELEGRAM_CHAT_ID: "", TELEGRAM_APPROVER_IDS: "", PORT: "" });
   assert.equal(blank.telegram, undefined);

@@ -132,8 +132,13 @@ export class Stack {
    * as the dstack guest agent, is served from the test process itself).
    */
   async cliAsync(...args: string[]): Promise<{ code: number; out: string }> {
+    return this.cliWith({}, ...args);
+  }
+
+  /** cliAsync with extra environment (e.g. OAUTH3_AUDIT_TOKEN for remote audit). */
+  async cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string }> {
     const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
-      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket },
+      env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
