@@ -124,11 +124,12 @@ describe("attestation with a dstack guest agent", () => {
     const { body } = await verifyJson(stack, "--nonce", nonce);
     const ev = body.evidence as Record<string, unknown>;
     const events = (JSON.parse(stack.cli("audit", "--json").out) as { events: AuditEvent[] }).events;
-    assert.equal(verifyEvidence(structuredClone(ev), nonce, events).ok, true, "the genuine evidence passes");
-    const failing = (mutate: (e: Record<string, unknown>) => void, n = nonce, evs = events) => {
+    const checkpoint = body.checkpoint as Parameters<typeof verifyEvidence>[3];
+    assert.equal(verifyEvidence(structuredClone(ev), nonce, events, checkpoint).ok, true, "the genuine evidence passes");
+    const failing = (mutate: (e: Record<string, unknown>) => void, n = nonce, evs = events, cp: { checkpoint: typeof checkpoint } = { checkpoint }) => {
       const e = structuredClone(ev);
       mutate(e);
-      return verifyEvidence(e, n, evs).checks.filter((c) => !c.ok).map((c) => c.check);
+      return verifyEvidence(e, n, evs, cp.checkpoint).checks.filter((c) => !c.ok).map((c) => c.check);
     };
     const st = (e: Record<string, unknown>) => e.statement as Record<string, unknown>;
     assert.deepEqual(failing(() => {}, "c3".repeat(16)), ["statement carries our nonce"], "a replayed answer");
@@ -160,6 +161,11 @@ describe("attestation with a dstack guest agent", () => {
     (edited[0]!.data as Record<string, unknown>).skillId = "innocent";
     assert.ok(failing(() => {}, nonce, edited).includes("audit chain links and hashes"));
     assert.ok(failing(() => {}, nonce, events.slice(0, -1)).includes("attested audit head is in the chain"));
+    // No checkpoint, or one for another head, or signed by another key.
+    const cpCheck = "checkpoint signed by the attested gateway key, naming the chain's head";
+    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: undefined }), [cpCheck]);
+    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: { ...checkpoint!, payload_json: checkpoint!.payload_json.replace(/"seq":\d+/, '"seq":1') } }), [cpCheck]);
+    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: { ...checkpoint!, public_key: "ab".repeat(32) } }), [cpCheck]);
   });
 
   test("a chain edited on disk fails verify; a truncated one fails --known-head", async () => {

@@ -48,7 +48,7 @@ const describeTarget = (t: Target) => (typeof t === "string" ? t : t.url);
 
 async function call(target: Target, method: string, path: string): Promise<Reply> {
   if (typeof target !== "string") {
-    // Remote audit: GET /operator/<path> on the agent port with an AUDIT_TOKENS bearer token.
+    // Remote audit: GET /operator/<path> on the gateway's AUDIT_PORT with an AUDIT_TOKENS token.
     const res = await fetch(`${target.url.replace(/\/+$/, "")}/operator${path}`, {
       method, headers: { authorization: `Bearer ${target.token}` }, signal: AbortSignal.timeout(15_000),
     });
@@ -189,7 +189,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   );
 }
 
-/** Every page of the audit chain, plus the gateway's signed checkpoint of its head. */
+/** Every page of the audit chain, plus the gateway's signed checkpoint of the head the last page ends at. */
 async function downloadChain(target: Target): Promise<{ events: AuditEvent[]; checkpoint?: Checkpoint }> {
   const events: AuditEvent[] = [];
   let checkpoint: Checkpoint | undefined;
@@ -197,7 +197,7 @@ async function downloadChain(target: Target): Promise<{ events: AuditEvent[]; ch
     const page = await call(target, "GET", `/audit?after=${after}&limit=1000`);
     if (page.status !== 200) throw new Error(String(page.body.error));
     events.push(...(page.body.events as AuditEvent[]));
-    checkpoint ??= page.body.checkpoint as Checkpoint | undefined;
+    checkpoint = page.body.checkpoint as Checkpoint | undefined; // the last page's names the head it ends at
     if (page.body.next === null) break;
     after = Number(page.body.next);
   }
@@ -277,7 +277,13 @@ async function verifyCommand(
     out(`oauth3: cannot reach the gateway at ${describeTarget(target)}: ${(err as Error).message}`);
     return 3;
   }
-  const result = verifyEvidence(evidence, nonce, chain.events, chain.checkpoint);
+  let result: ReturnType<typeof verifyEvidence>;
+  try {
+    result = verifyEvidence(evidence, nonce, chain.events, chain.checkpoint);
+  } catch (err) {
+    // Evidence shaped unlike what an honest gateway sends: never a pass.
+    result = { ok: false, checks: [{ check: "evidence is well-formed", ok: false, detail: (err as Error).message }] };
+  }
   if (known) {
     const seq = Number(known[1]);
     const found = chain.events.find((e) => e.seq === seq);
@@ -305,7 +311,7 @@ export function verifyEvidence(
   evidence: Record<string, unknown>,
   nonce: string,
   events: AuditEvent[],
-  checkpoint?: Checkpoint,
+  checkpoint: Checkpoint | undefined,
 ): { ok: boolean; checks: { check: string; ok: boolean; detail?: string }[] } {
   const checks: { check: string; ok: boolean; detail?: string }[] = [];
   const add = (check: string, ok: boolean, detail?: string) => checks.push({ check, ok, ...(detail !== undefined && { detail }) });
@@ -348,10 +354,14 @@ export function verifyEvidence(
   const receipts = verifyRunReceipts(events, st.runnerPublicKey);
   add("every run carries a receipt signed by the attested runner key", receipts.ok,
     receipts.ok ? `${receipts.receipts} receipts, key ${st.runnerPublicKey.slice(0, 16)}… (${st.runnerKeySource})` : receipts.problems.join("; "));
-  if (checkpoint) {
-    add("checkpoint signed by the attested gateway key",
-      checkpoint.public_key === st.gatewayPublicKey && verifyReceipt(checkpoint.payload_json, checkpoint.signature, checkpoint.public_key));
-  }
+  // The checkpoint must name the head the chain ends at, signed by the attested gateway key.
+  const signedHead = checkpoint ? (JSON.parse(checkpoint.payload_json) as { seq?: number; hash?: string }) : undefined;
+  const last = events.at(-1);
+  add("checkpoint signed by the attested gateway key, naming the chain's head",
+    checkpoint !== undefined && checkpoint.public_key === st.gatewayPublicKey &&
+      verifyReceipt(checkpoint.payload_json, checkpoint.signature, checkpoint.public_key) &&
+      signedHead?.seq === (last?.seq ?? 0) && signedHead?.hash === (last?.hash ?? GENESIS),
+    checkpoint ? undefined : "no checkpoint in the answer");
   return { ok: checks.every((c) => c.ok), checks };
 }
 
