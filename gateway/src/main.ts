@@ -106,9 +106,9 @@ async function main(): Promise<void> {
     }
   };
 
-  const fullRunnerHealth = async () => {
+  const fullRunnerHealth = async (includeProcess = false) => {
     try {
-      return await runner.getHealth({}, { timeoutMs: 2000 });
+      return await runner.getHealth({ includeProcess }, { timeoutMs: 2000 });
     } catch {
       return undefined;
     }
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     gatewayKey,
     attestation: (nonce: string | undefined) => attestation({ store, runner, gatewayKey, policy: gatewayPolicy(config) }, nonce),
     selfAudit: async () => {
-      const health = await fullRunnerHealth();
+      const health = await fullRunnerHealth(true);
       let secretNames: string[] = [];
       try {
         secretNames = (await runner.listSecretNames({}, { timeoutMs: 2000 })).names;
@@ -160,7 +160,7 @@ async function main(): Promise<void> {
     ? await listen(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger), config.auditPort, config.host)
     : undefined;
   const operatorServer = await startOperatorServer(
-    createOperatorApp({ ...readOnly, approvals, logger, metrics: createMetrics(store, fullRunnerHealth) }),
+    createOperatorApp({ ...readOnly, approvals, logger, metrics: createMetrics(store, () => fullRunnerHealth()) }),
     config.operatorSocket,
   );
   poller?.start();

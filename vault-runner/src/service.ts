@@ -197,7 +197,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
       return create(ListSecretNamesResponseSchema, { names: deps.secrets.names() });
     },
 
-    async getHealth() {
+    async getHealth(req) {
       return create(GetHealthResponseSchema, {
         runnerVersion: deps.runnerVersion,
         denoVersion: deps.denoVersion,
@@ -210,7 +210,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
         egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
         signingPublicKey: deps.signer.publicKeyHex,
         signingKeySource: deps.signer.source,
-        ...(deps.processReport && { process: processMessage(deps.processReport(), deps.denoFlags ?? []) }),
+        ...(req.includeProcess && deps.processReport && { process: processMessage(deps.processReport(), deps.denoFlags ?? []) }),
       });
     },
   });

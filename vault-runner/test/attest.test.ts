@@ -80,3 +80,19 @@ test("the SDK's HTTP form (a simulator URL) works the same, and yields the same 
   await overSocket.close();
   await overHttp.close();
 });
+
+test("GetHealth carries the process report only when the self-audit asks (include_process)", async () => {
+  let reads = 0;
+  const deps = runnerDeps(new RecordingExecutor(), {
+    denoFlags: ["--deny-read"],
+    processReport: () => {
+      reads++;
+      return { pid: 1, uid: 0, gid: 0, envNames: ["PATH"], listening: [], pidNamespace: "pid:[1]", perRunUidsActive: 0, egressProxy: "" };
+    },
+  });
+  const client = createClient(VaultRunnerService, createRouterTransport(routesFor(deps)));
+  assert.equal((await client.getHealth({})).process, undefined);
+  assert.equal(reads, 0, "the frequent health checks do not read /proc");
+  const full = await client.getHealth({ includeProcess: true });
+  assert.deepEqual([full.process?.envNames, full.process?.denoFlags, reads], [["PATH"], ["--deny-read"], 1]);
+});
