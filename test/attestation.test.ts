@@ -15,6 +15,7 @@ import { verifyEvidence } from "../gateway/src/verify-evidence.ts";
 import { fakeKey, startFakeDstack, type FakeDstack } from "./helpers/fake-dstack.ts";
 import { freePort, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { assertHealthMode } from "./helpers/sandbox-mode.ts";
 
 const FOO = "foo-attest-secret-5c2e81d0";
 const dir = tempDir("oauth3-attest-");
@@ -93,7 +94,7 @@ describe("attestation with a dstack guest agent", () => {
     }
     const policy = ev.policy as { runner: Record<string, unknown>; gateway: Record<string, unknown> };
     assert.ok((policy.runner.denoFlags as string[]).includes("--deny-read"));
-    assert.equal(policy.runner.isolation, "per-run-uid");
+    assertHealthMode(policy.runner);
     assert.equal((ev.dstack_info as Record<string, unknown>).app_compose, dstack.appCompose);
     // The attested head is the chain's head, and the run's receipt is signed by the attested key.
     const audit = stack.cli("audit", "--json");

@@ -13,8 +13,9 @@ import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { freePort, ROOT, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { needs, PROXIED } from "./helpers/sandbox-mode.ts";
 
-const IS_ROOT = process.getuid?.() === 0;
+const NEEDS_PROXY = needs({ uid: true, proxy: true });
 const ANTHROPIC = "sk-ant-example-test-7a1c";
 const GITHUB = "ghp_exampletest0b93";
 const dir = tempDir("oauth3-examples-");
@@ -35,8 +36,22 @@ function makeCerts(): { ca: string; key: string; cert: string } {
   return { ca: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
 }
 
-describe("SKILL.md examples", { skip: !IS_ROOT && "needs root (port 443 and per-run uids; CI runs as root)" }, () => {
+describe("SKILL.md examples", () => {
   before(async () => {
+    writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
+    const env: Record<string, string> = { SECRETS_FILE: join(dir, "secrets.env"), TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
+      RUNNER_SKILL_UID_BASE: "66400" };
+    // The API examples need the egress proxy (it maps the real API names to the fake on 127.0.0.1:443).
+    if (PROXIED) Object.assign(env, await startFakeApis());
+    stack = new Stack({ dir, port: await freePort(), env });
+    await stack.start();
+  });
+  after(async () => {
+    await stack?.stop();
+    api?.close();
+  });
+
+  async function startFakeApis(): Promise<Record<string, string>> {
     const certs = makeCerts();
     api = createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
       seen.push({ path: req.url ?? "", key: req.headers["x-api-key"] as string | undefined, auth: req.headers.authorization });
@@ -51,25 +66,12 @@ describe("SKILL.md examples", { skip: !IS_ROOT && "needs root (port 443 and per-
     });
     api.listen(443, "127.0.0.1");
     await once(api, "listening");
-    writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
-    stack = new Stack({
-      dir,
-      port: await freePort(),
-      env: {
-        SECRETS_FILE: join(dir, "secrets.env"),
-        TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
-        RUNNER_SKILL_UID_BASE: "66400",
-        RUNNER_EXTRA_CA_FILE: certs.ca,
-        RUNNER_EGRESS_HOSTS: "api.anthropic.com=127.0.0.1,api.github.com=127.0.0.1",
-        RUNNER_EGRESS_ALLOW_PRIVATE: "api.anthropic.com:443,api.github.com:443",
-      },
-    });
-    await stack.start();
-  });
-  after(async () => {
-    await stack?.stop();
-    api?.close();
-  });
+    return {
+      RUNNER_EXTRA_CA_FILE: certs.ca,
+      RUNNER_EGRESS_HOSTS: "api.anthropic.com=127.0.0.1,api.github.com=127.0.0.1",
+      RUNNER_EGRESS_ALLOW_PRIVATE: "api.anthropic.com:443,api.github.com:443",
+    };
+  }
 
   /** `oauth3 run <example> ... --wait` as a separate process, approved by the operator meanwhile. */
   async function runExample(file: string, args: string[]): Promise<{ code: number; out: string }> {
@@ -97,14 +99,14 @@ describe("SKILL.md examples", { skip: !IS_ROOT && "needs root (port 443 and per-
     assert.match(r.out, /^NOT ACCESSIBLE$/m);
   });
 
-  test("an LLM API call with ANTHROPIC_API_KEY", async () => {
+  test("an LLM API call with ANTHROPIC_API_KEY", { skip: NEEDS_PROXY }, async () => {
     const r = await runExample("claude-haiku.ts", ["--secret", "ANTHROPIC_API_KEY", "--arg", "topic=autumn"]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /^Leaves fall, keys stay home$/m);
     assert.equal(seen.filter((s) => s.path === "/v1/messages" && s.key === ANTHROPIC).length, 1, "the real key reached the API");
   });
 
-  test("a GitHub API call with GITHUB_TOKEN", async () => {
+  test("a GitHub API call with GITHUB_TOKEN", { skip: NEEDS_PROXY }, async () => {
     const r = await runExample("github-repos.ts", ["--secret", "GITHUB_TOKEN"]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /^octo\/alpha\nocto\/beta$/m);

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { FakeTelegram, type SentMessage } from "./helpers/fake-telegram.ts";
 import { freePort, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { MODE } from "./helpers/sandbox-mode.ts";
 
 const TOKEN = "5555555:AAtelegram-token-never-printed";
 const CHAT = 7001; // a private chat: its id is the approver's user id
@@ -87,7 +88,9 @@ describe("telegram approvals", () => {
       assert.ok(card.text!.includes(expected), `card lacks ${expected}:\n${card.text}`);
     }
     assert.ok(card.text!.includes("console.log('key', Deno.env.get('FOO'))"), "the exact code is inline");
-    assert.match(card.text!, process.getuid?.() === 0 ? /Sandbox: own uid, egress only via the checking proxy/ : /Weaker sandbox/);
+    assert.match(card.text!, MODE.isolation === "per-run-uid" && MODE.egress === "proxy+firewall"
+      ? /Sandbox: own uid, egress only via the checking proxy/
+      : new RegExp(`Weaker sandbox</b>: isolation ${MODE.isolation}, egress ${MODE.egress}`));
     assert.equal(card.reply_markup!.inline_keyboard.flat().length, 3);
 
     assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");

@@ -24,6 +24,7 @@ import { createMetrics } from "./metrics.js";
 import { createOperatorApp, createReadOnlyOperatorApp, createRemoteAuditApp, startOperatorServer } from "./operator.js";
 import { createRunnerClient } from "./runner-client.js";
 import { purgeExpiredOutput } from "./retention.js";
+import { resolveDbLocation } from "./db-location.js";
 import { RequestStore } from "./store.js";
 
 /** Composition root: the only place that reads process.env. */
@@ -34,11 +35,14 @@ async function main(): Promise<void> {
     level: config.logLevel,
     redact: { paths: ["token", "*.token", "telegram.token", "agentNotify.token"], censor: "[redacted]" },
   });
-  const store = RequestStore.open(config.dbPath);
-  // The gateway's own key (checkpoints, attestation countersignature), beside its LMDB (0700).
+  // Everything the gateway writes is its own: requests, code, results, its key, its sockets.
+  process.umask(0o077);
+  const dbLocation = resolveDbLocation(config.dbPath);
+  const store = RequestStore.open(dbLocation);
+  // The gateway's own key (checkpoints, attestation countersignature), 0600 beside its LMDB.
   // Never from dstack: GetKey is per app, so a gateway with the dstack socket could derive the
   // runner's receipt key too. Only the runner talks to dstack.
-  const gatewayKey = SigningKey.loadOrCreate(join(config.dbPath, "gateway-signing-key.pem"));
+  const gatewayKey = SigningKey.loadOrCreate(dbLocation.signingKeyPath);
   const runner = createRunnerClient(config.runnerSocket);
   const grants = new GrantStore(store);
   const channels: ApprovalChannel[] = [new LocalOperatorChannel(logger)];
@@ -182,7 +186,7 @@ async function main(): Promise<void> {
       listen: typeof address === "object" && address ? `${address.address}:${address.port}` : address,
       operatorSocket: config.operatorSocket,
       runnerSocket: config.runnerSocket,
-      db: config.dbPath,
+      db: `${config.dbPath} (${dbLocation.form})`,
       telegram: config.telegram !== undefined,
       remoteAudit: auditServer ? `${config.host}:${config.auditPort}` : null,
     },

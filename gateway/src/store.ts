@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { chmodSync, mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { auditHash, GENESIS, type AuditEvent } from "@oauth3/shared";
+import { prepareDbLocation, resolveDbLocation, type DbLocation } from "./db-location.js";
 
 /** What a state change records in the audit chain (in the same transaction: no event, no change). */
 export interface AuditNote {
@@ -116,11 +116,11 @@ export class RequestStore {
     this.audit = root.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
   }
 
-  static open(path: string): RequestStore {
-    // Only the gateway's user may read requests, code and results (LMDB creates its files 0644).
-    mkdirSync(path, { recursive: true, mode: 0o700 });
-    chmodSync(path, 0o700);
-    const root = open({ path, compression: false });
+  /** Opens DB_PATH as db-location.ts decides (a directory or one LMDB file), private to the gateway's user. */
+  static open(path: string | DbLocation): RequestStore {
+    const loc = typeof path === "string" ? resolveDbLocation(path) : path;
+    prepareDbLocation(loc);
+    const root = open({ path: loc.lmdbPath, noSubdir: loc.noSubdir, compression: false });
     return new RequestStore(
       root,
       root.openDB<ExecRequest, string>({ name: "requests" }),

@@ -10,10 +10,11 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { serveLocal } from "../helpers/local-server.ts";
+import { assertHealthMode, needs } from "../helpers/sandbox-mode.ts";
 import { freePort, Stack } from "../helpers/stack.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
-const IS_ROOT = process.getuid?.() === 0;
+const SKIP = needs({ uid: true, proxy: true });
 const KEY = "egress-api-key-5d8e1f";
 const UID_BASE = 65000;
 const dir = tempDir("oauth3-egress-");
@@ -23,7 +24,7 @@ let apiPort = 0;
 let stack: Stack;
 
 before(async () => {
-  if (!IS_ROOT) return;
+  if (SKIP) return;
   ({ port: apiPort } = await serveLocal((req, res) => {
     hits.push({ path: req.url ?? "", key: req.headers["x-api-key"] as string | undefined });
     if (req.url === "/redirect") {
@@ -58,7 +59,7 @@ async function run(code: string, secrets: string[] = []): Promise<Record<string,
   return stack.waitFinal(id);
 }
 
-describe("egress", { skip: !IS_ROOT && "the firewall needs root (CI runs as root)" }, () => {
+describe("egress", { skip: SKIP }, () => {
   test("a granted host:port works through the proxy, with the secret", async () => {
     const final = await run(`// @secrets API_KEY
 // @network api.test.example:${apiPort}
@@ -71,6 +72,7 @@ console.log(r.status, await r.text());`, ["API_KEY"]);
     assert.deepEqual(final.result.policy.egress_private_allowed, [`api.test.example:${apiPort}`]);
     const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
     assert.equal(health.egress, "proxy+firewall");
+    assertHealthMode(health);
   });
 
   test("declared names that resolve to internal addresses are refused by the proxy", async () => {

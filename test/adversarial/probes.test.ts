@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { processesOf } from "../../vault-runner/src/uid-pool.ts";
 import { freePort, Stack } from "../helpers/stack.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { assertHealthMode, needs, PER_RUN_UID } from "../helpers/sandbox-mode.ts";
 
-const IS_ROOT = process.getuid?.() === 0;
 const FOO = "adv-foo-SECRET-value-77e1";
 const BAR = "adv-bar-SECRET-value-09c4";
 const TOKEN = "8888888:AAadversarial-bot-token";
@@ -64,7 +64,11 @@ const attempt = (expr: string) =>
   `try { const r = await (async () => ${expr})(); console.log("ESCAPED", String(r).slice(0, 80)); }
    catch (e) { console.log("blocked", e?.name ?? String(e)); }`;
 
-describe("adversarial probes", { skip: !IS_ROOT && "per-run uids and the egress firewall need root (CI runs as root)" }, () => {
+describe("adversarial probes", () => {
+  test("the runner runs the sandbox this machine allows", async () => {
+    assertHealthMode((await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>);
+  });
+
   const permissionProbes: Array<[string, string, Record<string, unknown>?]> = [
     ["environ of itself", `Deno.readTextFileSync("/proc/self/environ")`],
     ["whole env", `Deno.env.toObject()`],
@@ -134,23 +138,24 @@ await new Promise((r) => setTimeout(r, 1000));`);
     assert.match(final.result.stderr, /--no-remote|remote/i);
   });
 
-  test("refused by the proxy: a granted name that resolves to loopback", async () => {
+  test("refused by the proxy: a granted name that resolves to loopback", { skip: needs({ proxy: true }) }, async () => {
     const final = await run(attempt(`fetch("https://api.test.example/")`), { network: ["api.test.example"] });
     assert.equal(final.result.stdout, "blocked TypeError\n");
     assert.match(stack.log(), /"target":"api.test.example:443","why":"resolves to a non-public address"/);
   });
 
-  test("refused by the file system (per-run uid): static imports of secrets and other processes' environ", async () => {
+  test("static imports of secrets and other processes' environ: refused by per-run uids, readable under shared-uid as the README warns", async () => {
     const runnerPid = stack.childPids()[0]!;
     const paths = [secretsFile, `/proc/${runnerPid}/environ`, join(dir, "gateway-db", "data.mdb")];
     const code = paths.map((p) =>
       `try { const m = await import(${JSON.stringify(p)}, { with: { type: "text" } }); console.log("ESCAPED", m.default.length); }
        catch (e) { console.log("blocked", /Permission denied/.test(String(e)) ? "EACCES" : String(e).slice(0, 80)); }`).join("\n");
     const final = await run(code);
-    assert.equal(final.result.stdout, "blocked EACCES\nblocked EACCES\nblocked EACCES\n");
+    if (PER_RUN_UID) assert.equal(final.result.stdout, "blocked EACCES\nblocked EACCES\nblocked EACCES\n");
+    else assert.match(final.result.stdout, /^ESCAPED \d+\nESCAPED \d+\nESCAPED \d+\n$/, final.result.stderr);
   });
 
-  test("two concurrent skills cannot read each other's secrets", async () => {
+  test("two concurrent skills cannot read each other's secrets", { skip: needs({ uid: true }) }, async () => {
     const victim = await submit(`// @secrets BAR\nconst held = Deno.env.get("BAR"); await new Promise((r) => setTimeout(r, 4000)); console.log(held ? "held" : "none");`, { secrets: ["BAR"] });
     let victimPid: number | undefined;
     for (let i = 0; i < 100 && victimPid === undefined; i++) {
@@ -180,7 +185,7 @@ while (true) {}`);
     const flood = await run(`const s = "y".repeat(4095) + "\\n"; while (true) console.log(s);`);
     assert.equal(flood.result.reason, "output_limit");
     assert.ok(flood.result.truncated);
-    for (let uid = UID_BASE; uid < UID_BASE + 12; uid++) assert.deepEqual(processesOf(uid), [], `uid ${uid} left a process`);
+    if (PER_RUN_UID) for (let uid = UID_BASE; uid < UID_BASE + 12; uid++) assert.deepEqual(processesOf(uid), [], `uid ${uid} left a process`);
   });
 
   test("redaction: a granted secret printed raw, base64, hex, URL-encoded", async () => {
@@ -235,6 +240,6 @@ console.error(JSON.stringify({ v }));`, { secrets: ["FOO"] });
     };
     walk(dir);
     assert.deepEqual(hits, []);
-    assert.ok(results.length >= 35, `${results.length} probes ran`);
+    assert.ok(results.length >= permissionProbes.length + 12, `${results.length} probes ran`);
   });
 });
