@@ -88,6 +88,16 @@ export class Stack {
     return code;
   }
 
+  /** The launcher's exit, whenever it comes (e.g. after one of its children was killed). */
+  async exited(ms = 30_000): Promise<number | null> {
+    const child = this.child!;
+    if (child.exitCode !== null) return child.exitCode;
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    const [code] = (await once(child, "exit")) as [number | null];
+    clearTimeout(timer);
+    return code;
+  }
+
   /** Pids of the launcher's runner and gateway processes [runner, gateway], from /proc. */
   childPids(): [number, number] {
     const pid = this.child!.pid!;
