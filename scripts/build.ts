@@ -12,11 +12,17 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 export const ENTRIES = {
   gateway: "gateway/src/main.ts",
   "vault-runner": "vault-runner/src/main.ts",
+  oauth3: "gateway/src/cli-main.ts", // the operator/agent CLI, for the gateway image
 } as const;
+export type BundleName = keyof typeof ENTRIES;
 
-export async function buildBundles(): Promise<void> {
-  for (const [name, entry] of Object.entries(ENTRIES)) {
+/** Builds the named bundles (default: the two processes `npm start` runs). */
+export async function buildBundles(names: readonly BundleName[] = ["gateway", "vault-runner"]): Promise<void> {
+  for (const name of names) {
+    const entry = ENTRIES[name];
+    if (!entry) throw new Error(`unknown bundle ${name}; known: ${Object.keys(ENTRIES).join(", ")}`);
     await build({
+      ...(name === "oauth3" && { banner: { js: "#!/usr/bin/env node" } }),
       absWorkingDir: root,
       entryPoints: [entry],
       outfile: `dist/${name}.mjs`,
@@ -38,4 +44,8 @@ export async function buildBundles(): Promise<void> {
   await stop(); // esbuild keeps a service process otherwise
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await buildBundles();
+// `npm run build [-- <name>...]`; the Dockerfiles build only what their image runs.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const names = process.argv.slice(2) as BundleName[];
+  await buildBundles(names.length > 0 ? names : Object.keys(ENTRIES) as BundleName[]);
+}

@@ -74,9 +74,9 @@ describe("SKILL.md examples", () => {
   }
 
   /** `oauth3 run <example> ... --wait` as a separate process, approved by the operator meanwhile. */
-  async function runExample(file: string, args: string[]): Promise<{ code: number; out: string }> {
+  async function runExample(file: string, args: string[], urlVar = "OAUTH3_URL"): Promise<{ code: number; out: string }> {
     const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), "run", join(ROOT, "examples", file), ...args, "--wait"], {
-      env: { PATH: process.env.PATH, OAUTH3_URL: stack.baseUrl }, stdio: ["ignore", "pipe", "pipe"],
+      env: { PATH: process.env.PATH, [urlVar]: stack.baseUrl }, stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c));
@@ -93,8 +93,8 @@ describe("SKILL.md examples", () => {
     return { code, out };
   }
 
-  test("the isolation check: NOT ACCESSIBLE", async () => {
-    const r = await runExample("isolation-check.ts", []);
+  test("the isolation check: NOT ACCESSIBLE (the CLI finds the gateway through the agent's OAUTH3_PROXY_URL)", async () => {
+    const r = await runExample("isolation-check.ts", [], "OAUTH3_PROXY_URL");
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /^NOT ACCESSIBLE$/m);
   });

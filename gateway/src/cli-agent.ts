@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 /**
- * The agent's side of the CLI, over the HTTP API (OAUTH3_URL, default http://127.0.0.1:3737;
- * OAUTH3_TOKEN when the gateway requires agent tokens).
+ * The agent's side of the CLI, over the HTTP API: OAUTH3_URL, else OAUTH3_PROXY_URL (what compose
+ * gives the agent: http://oauth3-proxy:3737, the seed's URL), else http://127.0.0.1:3737 (`npm start`
+ * on this machine); OAUTH3_TOKEN when the gateway requires agent tokens.
  *   oauth3 run <file-or-url> [--secret NAME]... [--net host[:port]]... [--arg k=v]... [--timeout s]
  *              [--skill-id id] [--wait]     exit code: the skill's when it ran; 3 denied/expired;
  *                                           4 interrupted/failed before running; 1 usage/API errors
@@ -11,7 +12,8 @@ import { parseArgs } from "node:util";
  */
 export const AGENT_USAGE = `  run <file-or-url> [--secret NAME]... [--net host[:port]]... [--arg k=v]... [--timeout s] [--skill-id id] [--wait]
   status <id> [--wait]
-  OAUTH3_URL (default http://127.0.0.1:3737), OAUTH3_TOKEN (agent bearer token, if required)`;
+  OAUTH3_URL, else OAUTH3_PROXY_URL (the agent's container: http://oauth3-proxy:3737), else http://127.0.0.1:3737;
+  OAUTH3_TOKEN (agent bearer token, if required)`;
 
 type Out = (s: string) => void;
 
@@ -29,7 +31,7 @@ export async function agentCommand(command: "run" | "status", argv: string[], en
       json: { type: "boolean", default: false },
     },
   });
-  const base = (env.OAUTH3_URL ?? "http://127.0.0.1:3737").replace(/\/+$/, "");
+  const base = (env.OAUTH3_URL || env.OAUTH3_PROXY_URL || "http://127.0.0.1:3737").replace(/\/+$/, "");
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (env.OAUTH3_TOKEN) headers.authorization = `Bearer ${env.OAUTH3_TOKEN}`;
   const target = positionals[0];

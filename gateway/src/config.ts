@@ -74,7 +74,7 @@ const schema = z.object({
 });
 
 /** Variables that belong to the runner. The gateway must never be able to read skill secrets. */
-const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR"]);
+const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON"]);
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 

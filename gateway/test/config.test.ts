@@ -37,5 +37,6 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.throws(() => loadGatewayConfig({ TELEGRAM_CHAT_ID: "@chan" }), /numeric chat id/);
   assert.throws(() => loadGatewayConfig({ EXECUTOR_MODE: "docker" }), /only "direct"/);
   assert.throws(() => loadGatewayConfig({ SECRETS_DIR: "/run/secrets" }), /SECRETS_DIR/);
+  assert.throws(() => loadGatewayConfig({ SECRETS_JSON: "{}" }), /refuses to start: its environment contains SECRETS_JSON/);
   assert.throws(() => loadGatewayConfig({ SKILL_FETCH_MAX_BYTES: String(10 * 1024 * 1024) }), /SKILL_FETCH_MAX_BYTES/);
 });

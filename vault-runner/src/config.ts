@@ -8,7 +8,7 @@ const int = (min: number, max: number, dflt: number) =>
 
 /** Every variable the runner reads. The launcher passes the runner exactly these (and nothing else). */
 export const RUNNER_ENV_KEYS = [
-  "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "DENO_PATH",
+  "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON", "DENO_PATH",
   "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
   "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_MEMORY_LIMIT_MB", "RUNNER_ISOLATION",
   "RUNNER_SKILL_UID_BASE", "RUNNER_EXTRA_CA_FILE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
@@ -21,6 +21,8 @@ const schema = z.object({
   RUNNER_WORK_DIR: z.string().min(1).optional(),
   SECRETS_FILE: z.string().min(1).optional(),
   SECRETS_DIR: z.string().min(1).optional(),
+  // Skill secrets as one JSON document (or base64 of it), e.g. from Phala Cloud's encrypted env.
+  SECRETS_JSON: z.string().min(1).optional(),
   DENO_PATH: z.string().min(1).optional(),
   RUNNER_MAX_TIMEOUT_SECONDS: int(1, LIMITS.hardMaxTimeoutSeconds, 300),
   RUNNER_MAX_CONCURRENT: int(1, 256, 4),
@@ -84,6 +86,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
       ? resolve(c.SECRETS_FILE)
       : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
     secretsDir: c.SECRETS_DIR ? resolve(c.SECRETS_DIR) : undefined,
+    secretsJson: c.SECRETS_JSON,
     denoPath: c.DENO_PATH,
     maxTimeoutSeconds: c.RUNNER_MAX_TIMEOUT_SECONDS,
     maxConcurrent: c.RUNNER_MAX_CONCURRENT,

@@ -34,6 +34,11 @@ async function main(): Promise<void> {
   });
   if (isolation.warning) logger.warn(isolation.warning);
   const { store: secrets, warnings } = loadSecrets({ ...config, refuseShared: isolation.mode === "uid" });
+  // The values now live in the SecretStore only: no child the runner spawns (iptables, Deno) inherits
+  // SECRETS_JSON, and the config object passed around no longer holds it. (/proc/<pid>/environ still
+  // shows the environment the runner was started with: only to its own uid, root in the container.)
+  delete process.env.SECRETS_JSON;
+  config.secretsJson = undefined;
   for (const warning of warnings) logger.warn(warning);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   chmodSync(config.stateDir, 0o700);

@@ -41,13 +41,16 @@ export class SecretStore {
 export interface SecretSources {
   secretsFile?: string | undefined;
   secretsDir?: string | undefined;
+  /** SECRETS_JSON: `{"NAME": "value" | {"value": "..."}}`, or base64 of that JSON. */
+  secretsJson?: string | undefined;
   /** Per-run uids: a file other users can read would be readable by every skill. Refuse it. */
   refuseShared?: boolean;
 }
 
 /**
- * Loads SECRETS_FILE (dotenv syntax) and SECRETS_DIR (one file per secret, file name = secret name,
- * the Docker secrets convention; one trailing newline is dropped). A name defined twice, an invalid
+ * Loads SECRETS_FILE (dotenv syntax), SECRETS_DIR (one file per secret, file name = secret name,
+ * the Docker secrets convention; one trailing newline is dropped) and SECRETS_JSON (see
+ * parseSecretsJson), together. A name defined twice, an invalid
  * or reserved name, or an empty value stops start-up with a message naming the secret, never its
  * value. Returns warnings (e.g. a world-readable secrets file) for the caller to log.
  */
@@ -88,7 +91,51 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
       add(entry.name, readFileSync(path, "utf8").replace(/\r?\n$/, ""), path);
     }
   }
+  if (sources.secretsJson) {
+    for (const [name, value] of parseSecretsJson(sources.secretsJson)) add(name, value, "SECRETS_JSON");
+  }
   return { store: new SecretStore(values), warnings };
+}
+
+/**
+ * SECRETS_JSON, the form an environment variable can carry (Phala Cloud delivers its encrypted env
+ * as variables; compose hands this one to the runner only): a JSON object from secret name to its
+ * value, either a string or `{"value": "..."}`; the object form is where each secret's bindings will
+ * go. Base64 of the same JSON is accepted too (no quoting trouble in .env files). Errors name the
+ * secret and the problem, never a value or the text around it.
+ */
+export function parseSecretsJson(text: string): Array<[string, string]> {
+  const trimmed = text.trim();
+  let doc: unknown;
+  try {
+    const json = trimmed.startsWith("{") ? trimmed : decodeBase64Strict(trimmed);
+    doc = JSON.parse(json);
+  } catch {
+    // JSON.parse's message quotes the text: never pass it on.
+    throw new Error("SECRETS_JSON is neither a JSON object nor base64 of one (the text is not shown: it holds secrets)");
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new Error("SECRETS_JSON must be a JSON object: {\"NAME\": \"value\", ...}");
+  }
+  return Object.entries(doc as Record<string, unknown>).map(([name, entry]) => {
+    if (typeof entry === "string") return [name, entry];
+    if (typeof entry === "object" && entry !== null && !Array.isArray(entry)) {
+      const keys = Object.keys(entry);
+      const extra = keys.filter((k) => k !== "value");
+      if (extra.length > 0) {
+        throw new Error(`SECRETS_JSON: secret ${name} has fields this runner does not know (${extra.join(", ")}); only "value" is read`);
+      }
+      const value = (entry as { value?: unknown }).value;
+      if (typeof value === "string") return [name, value];
+    }
+    throw new Error(`SECRETS_JSON: secret ${name} must be a string or {"value": "<string>"}`);
+  });
+}
+
+function decodeBase64Strict(text: string): string {
+  const compact = text.replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact)) throw new Error("not base64");
+  return Buffer.from(compact, "base64").toString("utf8");
 }
 
 function sharedProblem(path: string): string | undefined {

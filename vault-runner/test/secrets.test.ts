@@ -63,3 +63,38 @@ test("runner config: defaults, limits, and no Telegram variables", () => {
   assert.throws(() => loadRunnerConfig({ RUNNER_MAX_TIMEOUT_SECONDS: "999999" }), /RUNNER_MAX_TIMEOUT_SECONDS/);
   assert.throws(() => loadRunnerConfig({ RUNNER_MAX_CONCURRENT: "zero" }), /RUNNER_MAX_CONCURRENT/);
 });
+
+test("SECRETS_JSON (the Phala env path): strings or {value}, plain or base64, together with the file and dir", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "s.env"), "FROM_FILE=file-value-1\n", { mode: 0o600 });
+  const doc = { ANTHROPIC_API_KEY: "sk-ant-json-value", GITHUB_TOKEN: { value: "ghp_json \"quoted\" #hash\nline2" } };
+  for (const text of [JSON.stringify(doc), `  ${JSON.stringify(doc, null, 2)}\n`, Buffer.from(JSON.stringify(doc)).toString("base64")]) {
+    const { store } = loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: text });
+    assert.deepEqual(store.names(), ["ANTHROPIC_API_KEY", "FROM_FILE", "GITHUB_TOKEN"]);
+    assert.deepEqual([...store.valuesFor(["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]).values()], ["sk-ant-json-value", "ghp_json \"quoted\" #hash\nline2"]);
+  }
+  assert.equal(loadRunnerConfig({ SECRETS_JSON: "{}" }).secretsJson, "{}");
+});
+
+test("bad SECRETS_JSON stops start-up naming the secret and the problem, never a value or the text", () => {
+  const cases: Array<[string, RegExp]> = [
+    ['{"FOO": "json-value-aaa", BROKEN', /neither a JSON object nor base64 of one/],
+    ["not base64 json-value-bbb !!", /neither a JSON object nor base64/],
+    ['["json-value-ccc"]', /neither a JSON object|must be a JSON object/],
+    ['{"FOO": 12345}', /secret FOO must be a string or \{"value"/],
+    ['{"FOO": {"value": "json-value-ddd", "hosts": ["api.example.com"]}}', /secret FOO has fields this runner does not know \(hosts\)/],
+    ['{"lower": "json-value-eee"}', /SECRETS_JSON: .*must match/],
+    ['{"HTTP_PROXY": "json-value-fff"}', /reserved/],
+    ['{"EMPTY": ""}', /EMPTY in SECRETS_JSON is empty/],
+  ];
+  for (const [text, message] of cases) {
+    assert.throws(() => loadSecrets({ secretsJson: text }), (err: Error) => {
+      assert.match(err.message, message);
+      assert.ok(!err.message.includes("json-value"), err.message);
+      return true;
+    }, text);
+  }
+  const dir = tempDir();
+  writeFileSync(join(dir, "s.env"), "FOO=file-value\n", { mode: 0o600 });
+  assert.throws(() => loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: '{"FOO": "json-value-ggg"}' }), /FOO is defined more than once \(SECRETS_JSON\)/);
+});
