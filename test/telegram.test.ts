@@ -55,6 +55,12 @@ async function submit(body: Record<string, unknown>): Promise<{ id: string; card
   return { id, card: structuredClone(sent) };
 }
 
+/** The same callback data with one nonce character changed (always a different nonce). */
+function wrongNonce(data: string): string {
+  const i = data.length - 5;
+  return `${data.slice(0, i)}${data[i] === "A" ? "B" : "A"}${data.slice(i + 1)}`;
+}
+
 function button(card: SentMessage, prefix: string): string {
   const b = card.reply_markup!.inline_keyboard.flat().find((x) => x.callback_data.startsWith(prefix));
   assert.ok(b, `no ${prefix} button`);
@@ -117,7 +123,7 @@ describe("telegram approvals", () => {
       { fromId: OTHER_USER, messageId: a.card.message_id, data: approveA }, // not an approver
       { chatId: OTHER_CHAT, messageId: a.card.message_id, data: approveA }, // other chat
       { messageId: b.card.message_id, data: approveA }, // A's button pressed on B's message
-      { messageId: a.card.message_id, data: `${approveA.slice(0, -3)}AAA` }, // wrong nonce
+      { messageId: a.card.message_id, data: wrongNonce(approveA) }, // wrong nonce
       { messageId: a.card.message_id, data: `a:${a.id.slice(5)}:${nonceB}` }, // another request's nonce
       { messageId: a.card.message_id, data: "a:0123456789abcdef:AAAAAAAAAAAAAAAAAAAAAA" }, // unknown request
       { messageId: a.card.message_id, data: "approve:" + a.id + ":once" }, // upstream's format

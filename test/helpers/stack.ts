@@ -52,6 +52,10 @@ export class Stack {
       RUNNER_SOCKET: this.runnerSocket,
       OPERATOR_SOCKET: this.operatorSocket,
       RUNNER_STATE_DIR: join(d, "runner-state"),
+      // Never the default 61000: the container test's runner uses it, and container processes are
+      // visible in the host's /proc, so a host runner's uid pool would reap their skills. Each test
+      // file that runs skills sets a base of its own.
+      RUNNER_SKILL_UID_BASE: "67100",
       LOG_LEVEL: "debug",
       ...this.options.env,
     };
