@@ -56,9 +56,21 @@ function agent(method: string, path: string, body?: unknown, host = "oauth3-prox
   }
 }
 
+/**
+ * The fake Bot API's control port, published through docker-proxy, which sometimes closes an idle
+ * keep-alive connection just as it is reused ("other side closed"): a network error is retried. A
+ * repeated press is harmless (the gateway answers "Already approved" and changes nothing).
+ */
 async function control(path: string, body?: unknown): Promise<any> {
-  const r = await fetch(`http://127.0.0.1:${controlPort}${path}`, body ? { method: "POST", body: JSON.stringify(body) } : {});
-  return r.json();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${controlPort}${path}`, body ? { method: "POST", body: JSON.stringify(body) } : {});
+      return await r.json();
+    } catch (err) {
+      if (attempt >= 4) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 async function until<T>(check: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
