@@ -2,7 +2,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
-import { LIMITS } from "@oauth3/shared";
+import { checkArgName, LIMITS, PolicyError } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
@@ -222,6 +222,19 @@ async function readBody(c: Context): Promise<ExecuteBody> {
     if (!r.skill_id || !r.skill_url) {
       throw new ApiError(400, "missing_field", "Missing skill_id or skill_url");
     }
+    refuseLoneSurrogates(raw, "body");
+    // Every arg name is checked here, before zod builds an object: a key such as __proto__ would
+    // otherwise vanish silently instead of being refused.
+    if (typeof r.args === "object" && r.args !== null && !Array.isArray(r.args)) {
+      for (const name of Object.keys(r.args)) {
+        try {
+          checkArgName(name);
+        } catch (err) {
+          if (err instanceof PolicyError) throw new ApiError(400, err.code, err.message);
+          throw err;
+        }
+      }
+    }
   }
   const parsed = ExecuteBody.safeParse(raw);
   if (!parsed.success) {
@@ -230,6 +243,24 @@ async function readBody(c: Context): Promise<ExecuteBody> {
     throw new ApiError(400, "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
   }
   return parsed.data;
+}
+
+/**
+ * A lone UTF-16 surrogate (JSON's "\ud800") has no UTF-8 form: what is stored, shown and signed
+ * would differ. Refused anywhere in the body, keys included.
+ */
+const LONE_SURROGATE = /\p{Cs}/u; // with the u flag a valid pair is one code point, never Cs
+function refuseLoneSurrogates(value: unknown, path: string): void {
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) throw new ApiError(400, "invalid_body", `${path}: contains a lone surrogate (not valid Unicode)`);
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => refuseLoneSurrogates(v, `${path}[${i}]`));
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      if (LONE_SURROGATE.test(k)) throw new ApiError(400, "invalid_body", `${path}: a key contains a lone surrogate (not valid Unicode)`);
+      refuseLoneSurrogates(v, `${path}.${k}`);
+    }
+  }
 }
 
 /** The one place errors become responses: `{ error, code }`, never a stack trace. */

@@ -12,8 +12,11 @@ import { ApiError } from "./errors.js";
 import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
 import type { ExecRequest } from "./store.js";
 
-/** The upstream body, plus optional `network` and `timeout_seconds`. Unknown fields are ignored. */
-export const ExecuteBody = z.object({
+/**
+ * The upstream body, plus optional `network` and `timeout_seconds`. An unknown field is refused
+ * (400 invalid_body): a misspelt `network` or `timeout_seconds` must not be silently dropped.
+ */
+export const ExecuteBody = z.strictObject({
   skill_id: z
     .string()
     .min(1)

@@ -51,10 +51,19 @@ async function decodeDataUrl(rawUrl: string, maxBytes: number): Promise<Buffer> 
   // The encoded form bounds the decoded size from above (base64 3/4, percent-encoding 1/3).
   if (rawUrl.length > maxBytes * 3 + 1024) throw tooLarge(maxBytes);
   let bytes: Buffer;
+  let mime: string;
   try {
-    bytes = Buffer.from(await (await fetch(rawUrl)).arrayBuffer()); // WHATWG data: URL processing
+    const res = await fetch(rawUrl); // WHATWG data: URL processing
+    mime = res.headers.get("content-type") ?? "";
+    bytes = Buffer.from(await res.arrayBuffer());
   } catch {
     throw new ApiError(400, "invalid_skill_url", "skill_url is not a valid data: URL");
+  }
+  // The bytes are stored, hashed, shown and run as UTF-8: another charset would show one text and
+  // hash another (UTF-16 bytes read as UTF-8). Refuse it rather than guess.
+  const charset = /;\s*charset=("?)([^";]*)\1/i.exec(mime)?.[2]?.trim().toLowerCase();
+  if (charset !== undefined && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) {
+    throw new ApiError(400, "invalid_skill_url", `a data: skill_url must be UTF-8 (or US-ASCII) text; this one says charset=${charset.slice(0, 40)}`);
   }
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   return bytes;
