@@ -87,8 +87,22 @@ export class Dispatcher {
           error: "the runner had already accepted this request; its outcome is unknown",
         });
       }
-      log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner refused or failed");
-      return this.finish(request, { status: "failed", error: `runner: ${ce.rawMessage}` });
+      if (neverReached(ce)) {
+        log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner unreachable; the skill never started");
+        return this.finish(request, { status: "failed", error: `runner unreachable, the skill never started: ${ce.rawMessage}` });
+      }
+      if (REFUSALS.has(ce.code)) {
+        log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner refused the run");
+        return this.finish(request, { status: "failed", error: `runner refused, the skill did not run: ${ce.rawMessage}` });
+      }
+      // The runner got the request and then stopped answering (it died, was restarted, or failed
+      // inside the run): the skill may have run, in part or in full. Never re-run; say so.
+      log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner stopped answering during the run");
+      return this.finish(request, {
+        status: "interrupted",
+        error: `the runner stopped answering during the run (${Code[ce.code]}: ${ce.rawMessage}); ` +
+          "the skill may have run, its outcome is unknown, and it will not be run again",
+      });
     }
     const result = toResult(response);
     log.info({ reason: result.reason, exitCode: result.exitCode, duration: result.duration }, "run finished");
@@ -118,8 +132,9 @@ export class Dispatcher {
       } catch (err) {
         const ce = ConnectError.from(err);
         const delay = this.retryDelaysMs[attempt];
-        // Unavailable: the runner is not reachable. Safe to retry: it runs an id at most once.
-        if (ce.code !== Code.Unavailable || delay === undefined) throw ce;
+        // Only a request that never reached the runner is retried (it would run an id at most once
+        // anyway: its ledger refuses a second delivery).
+        if (!neverReached(ce) || delay === undefined) throw ce;
         log.warn({ attempt, delay }, "runner unavailable, retrying");
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
@@ -136,6 +151,23 @@ export class Dispatcher {
     });
     if (done) await this.deps.onFinished?.(done);
   }
+}
+
+/** The runner's own refusals: it answered, and nothing ran (service.ts refuses before claiming). */
+const REFUSALS = new Set([
+  Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.PermissionDenied,
+  Code.NotFound, Code.Unauthenticated, Code.OutOfRange,
+]);
+
+/** Errors of connecting to the socket: the request cannot have reached the runner. */
+const CONNECT_ERRORS = new Set(["ENOENT", "ECONNREFUSED", "EACCES", "ENOTSOCK", "ECONNABORTED"]);
+
+function neverReached(ce: ConnectError): boolean {
+  for (let e: unknown = ce.cause; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && CONNECT_ERRORS.has(code)) return true;
+  }
+  return false;
 }
 
 function toResult(r: RunSkillResponse): RunResult {

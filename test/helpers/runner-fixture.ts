@@ -8,6 +8,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { resolveDenoBinary, denoVersion } from "../../vault-runner/src/deno-binary.ts";
 import { DenoExecutor, type ExecutionResult, type SkillExecutor, type SkillJob } from "../../vault-runner/src/executor.ts";
 import { RunLedger } from "../../vault-runner/src/ledger.ts";
+import { pdeathsigWrapper } from "../../vault-runner/src/orphan-guard.ts";
 import { RunQueue } from "../../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../../vault-runner/src/secrets.ts";
 import { SigningKey } from "@oauth3/shared/signing-key";
@@ -54,6 +55,7 @@ export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes 
     outputLimitBytes,
     v8MaxOldSpaceMb: 128,
     memoryLimitMb,
+    deathSignalWrapper: pdeathsigWrapper(),
   });
 }
 

@@ -58,6 +58,11 @@ export interface DenoExecutorOptions {
   egress?: EgressProxy | undefined;
   /** A CA bundle readable by skill uids, given to Deno as DENO_CERT. */
   caFile?: string | undefined;
+  /**
+   * argv prefix that makes the kernel kill Deno when the runner dies (`setpriv --pdeathsig KILL --`,
+   * orphan-guard.ts). It execs Deno in place: same pid, same group.
+   */
+  deathSignalWrapper?: string[] | undefined;
 }
 
 export class DenoExecutor implements SkillExecutor {
@@ -148,7 +153,9 @@ export class DenoExecutor implements SkillExecutor {
     const limit = this.options.outputLimitBytes;
     const started = performance.now();
     return new Promise((resolve) => {
-      const child = spawn(this.options.denoPath, args, {
+      const wrapper = this.options.deathSignalWrapper ?? [];
+      const [file, ...argv] = [...wrapper, this.options.denoPath, ...args];
+      const child = spawn(file!, argv, {
         cwd,
         env,
         detached: true, // own process group, so the whole group can be killed at once

@@ -35,6 +35,19 @@ export class UidPool {
     throw new Error("no free skill uid (the run queue should have prevented this)");
   }
 
+  /**
+   * At start: kills whatever still runs under the pool's uids (a skill of a runner that died before
+   * its death signal was armed). Returns how many processes were found.
+   */
+  reapAll(): number {
+    let found = 0;
+    for (let uid = this.base; uid < this.base + this.size; uid++) {
+      found += processesOf(uid).length;
+      killAllOf(uid);
+    }
+    return found;
+  }
+
   /** Kills whatever is left under `uid`, then frees it. */
   release(uid: number): void {
     killAllOf(uid);

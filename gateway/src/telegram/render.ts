@@ -120,7 +120,9 @@ export function renderDecisionFooter(r: ExecRequest): string {
 }
 
 export function renderOutcome(r: ExecRequest): string {
-  if (r.status === "interrupted") return "⚠️ <b>Interrupted</b>: the gateway stopped during the run; it will not be re-run.";
+  if (r.status === "interrupted") {
+    return `⚠️ <b>Interrupted</b>: ${cleanText(r.error ?? "the run was cut off; its outcome is unknown and it will not be run again", 300).html}`;
+  }
   if (!r.result) return `❗ <b>Failed</b>: ${cleanText(r.error ?? "unknown error", 300).html}`;
   const res = r.result;
   const head = res.success
