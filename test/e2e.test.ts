@@ -185,6 +185,17 @@ while (true) {}`),
     assert.equal(statSync(stack.operatorSocket).mode & 0o777, 0o600);
   });
 
+  test("curl submits as an agent; the same request as a web page or through a rebound name is refused", () => {
+    const curl = (...args: string[]) => spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", ...args], { encoding: "utf8" }).stdout;
+    const body = JSON.stringify({ skill_id: "curl", skill_url: data("console.log('curl')") });
+    const before = JSON.parse(stack.cli("list", "--json").out).requests.length;
+    assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: application/json", "-d", body), "200");
+    assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: text/plain", "-d", body), "415");
+    assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: application/json", "-H", "Origin: https://evil.example", "-d", body), "403");
+    assert.equal(curl(`${stack.baseUrl}/health`, "-H", "Host: rebind.evil.example"), "403");
+    assert.equal(JSON.parse(stack.cli("list", "--json").out).requests.length, before + 1, "only curl's own request was stored");
+  });
+
   test("health names the isolation in force", async () => {
     const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
     assert.equal(health.status, "ok");

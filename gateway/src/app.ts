@@ -6,6 +6,7 @@ import { checkArgName, LIMITS, PolicyError } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
+import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
 import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
@@ -29,6 +30,8 @@ export interface AgentAppDeps {
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
   agents?: AgentRegistry;
+  /** Who may call: host names served, web origins allowed (browser-guard.ts). Default: the built-in names. */
+  browserGuard?: BrowserGuardOptions;
 }
 
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
@@ -51,6 +54,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     if (!limiter) submissions.set(key, (limiter = new RateLimiter(deps.limits.submissionsPerMinute)));
     return limiter;
   };
+  app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard()));
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
 
@@ -211,6 +215,12 @@ function accepted(c: Context, r: ExecRequest, merged: boolean): Response {
 }
 
 async function readBody(c: Context): Promise<ExecuteBody> {
+  // application/json only (any charset parameter): a browser can send text/plain or a form to any
+  // address without a preflight, never application/json.
+  const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") {
+    throw new ApiError(415, "unsupported_media_type", "the body must be JSON sent as Content-Type: application/json");
+  }
   let raw: unknown;
   try {
     raw = await c.req.json();

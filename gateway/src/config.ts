@@ -13,7 +13,8 @@ export const GATEWAY_ENV_KEYS = [
   "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
   "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
-  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "AUDIT_TOKENS", "AUDIT_PORT", "LOG_LEVEL",
+  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "AUDIT_TOKENS", "AUDIT_PORT",
+  "ALLOWED_HOSTS", "ALLOWED_ORIGINS", "LOG_LEVEL",
 ] as const;
 
 const tokenList = z
@@ -70,6 +71,14 @@ const schema = z.object({
   // Read-only remote audit (GET /operator/{audit,attestation,health} on AUDIT_PORT), same format.
   AUDIT_TOKENS: tokenList,
   AUDIT_PORT: int(1, 65_535, 3739),
+  // More names agents or auditors reach this gateway by (e.g. a dstack gateway domain), and origins
+  // of web pages allowed to call it (none by default): browser-guard.ts.
+  ALLOWED_HOSTS: z.string().default("")
+    .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((h) => /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i.test(h)),
+      "must be host names without ports, comma-separated (IPv6 in brackets)"),
+  ALLOWED_ORIGINS: z.string().default("")
+    .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
+      "must be origins like https://app.example, comma-separated"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -150,6 +159,8 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     agentTokens: tokenMap(c.AGENT_TOKENS),
     auditTokens: tokenMap(c.AUDIT_TOKENS),
     auditPort: c.AUDIT_PORT,
+    allowedHosts: c.ALLOWED_HOSTS.split(",").map((x) => x.trim()).filter(Boolean),
+    allowedOrigins: c.ALLOWED_ORIGINS.split(",").map((x) => x.trim()).filter(Boolean),
     logLevel: c.LOG_LEVEL,
   };
 }

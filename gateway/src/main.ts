@@ -8,6 +8,7 @@ import { createAdaptorServer } from "@hono/node-server";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
 import { createAgentApp } from "./app.js";
+import { defaultBrowserGuard } from "./browser-guard.js";
 import type { Bot } from "grammy";
 import { ApprovalService, LocalOperatorChannel, type ApprovalChannel } from "./approvals.js";
 import { GrantStore } from "./grants.js";
@@ -138,6 +139,7 @@ async function main(): Promise<void> {
       });
     },
   };
+  const guard = defaultBrowserGuard(config.allowedHosts, config.allowedOrigins);
   const agentApp = createAgentApp({
     store,
     approvals,
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerHealth,
     gatewayKey: gatewayKey.publicKeyHex,
+    browserGuard: guard,
   });
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
     agentServer.listen(config.port, config.host, () => resolve());
   });
   const auditServer = config.auditTokens.size > 0
-    ? await listen(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger), config.auditPort, config.host)
+    ? await listen(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger, guard), config.auditPort, config.host)
     : undefined;
   const operatorServer = await startOperatorServer(
     createOperatorApp({ ...readOnly, approvals, logger, metrics: createMetrics(store, () => fullRunnerHealth()) }),

@@ -9,6 +9,7 @@ import { errorResponse } from "./app.js";
 import type { ApprovalService } from "./approvals.js";
 import { auditAuth, type AgentRegistry } from "./agents.js";
 import { ApiError } from "./errors.js";
+import { browserGuard, defaultBrowserGuard } from "./browser-guard.js";
 import { statusView } from "./intake.js";
 import type { ExecRequest, RequestStore } from "./store.js";
 import type { SigningKey } from "@oauth3/shared/signing-key";
@@ -137,8 +138,9 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
  * /operator, each behind an audit bearer token. Its own port, so the agent port never serves them
  * and an operator can publish this one alone.
  */
-export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, logger: Logger): Hono {
+export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, logger: Logger, guard = defaultBrowserGuard()): Hono {
   const app = new Hono();
+  app.use("*", browserGuard(guard));
   app.use("/operator/*", auditAuth(registry));
   app.route("/operator", readOnly);
   app.notFound(() => {

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, ROOT } from "../helpers/stack.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -61,6 +61,22 @@ function agent(method: string, path: string, body?: unknown, host = "oauth3-prox
  * keep-alive connection just as it is reused ("other side closed"): a network error is retried. A
  * repeated press is harmless (the gateway answers "Already approved" and changes nothing).
  */
+/** Live (not zombie) host processes whose command line names `needle` (container processes included). */
+function liveProcessesNaming(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(needle) && !/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, "utf8"))) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // gone while we looked
+    }
+  }
+  return pids;
+}
+
 async function control(path: string, body?: unknown): Promise<any> {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -197,7 +213,8 @@ console.log("key", k, k.length, "file", f, f.length);`)}`,
     assert.match(probe, /^READ \/etc\/hostname$/m, `control: the probe itself works\n${probe}`);
     assert.doesNotMatch(probe, /READ .*(\/proc\/(1|\d+)\/environ|FILE_TOKEN|data\.mdb)/, probe);
     // A real skill (Deno, per-run uid) trying the runner's environ by static import: EACCES.
-    const runnerPid = inContainer("vault-runner", "pgrep -o -f dist/vault-runner.mjs || for p in /proc/[0-9]*; do grep -q vault-runner.mjs $p/cmdline 2>/dev/null && basename $p && break; done", true).trim().split("\n")[0];
+    const runnerPid = inContainer("vault-runner", `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
+      `"node --enable-source-maps dist/vault-runner.mjs "*) echo \${p#/proc/};; esac; done`, true).trim().split("\n")[0];
     const sub = agent("POST", "/execute", {
       skill_id: "environ-probe",
       skill_url: `data:text/typescript,${encodeURIComponent(`for (const p of ["/proc/1/environ", "/proc/${runnerPid}/environ"]) {
@@ -235,6 +252,27 @@ console.log("key", k, k.length, "file", f, f.length);`)}`,
     assert.notEqual(audit.gateway.pidNamespace, audit.runner.pidNamespace);
     assert.ok(audit.gateway.envNames.includes("TELEGRAM_BOT_TOKEN") && !audit.runner.envNames.some((n: string) => n.startsWith("TELEGRAM")));
     assert.ok(!out.includes(KEY) && !out.includes(TOKEN));
+  });
+
+  test("kill -9 of the runner mid-run: the skill dies with it, the request ends interrupted, the runner comes back", async () => {
+    const sub = agent("POST", "/execute", {
+      skill_id: "sleeper",
+      skill_url: `data:text/typescript,${encodeURIComponent(`// @secrets ANTHROPIC_API_KEY\nconst k = Deno.env.get("ANTHROPIC_API_KEY"); await new Promise((r) => setTimeout(r, 25000)); console.log(k.length);`)}`,
+      secrets: ["ANTHROPIC_API_KEY"],
+    });
+    const id = sub.body.request_id as string;
+    await approveViaTelegram(id);
+    // The host sees the container's processes (uids are not namespaced): find the skill by its run dir.
+    const skillPids = () => liveProcessesNaming(id);
+    await until(() => (skillPids().length > 0 ? true : undefined), 30_000);
+    inContainer("vault-runner", `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
+      `"node --enable-source-maps dist/vault-runner.mjs "*) kill -9 \${p#/proc/};; esac; done`, true);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(skillPids(), [], "one second later nothing of the run is alive");
+    const final = await finalStatus(id);
+    assert.equal(final.status, "interrupted", JSON.stringify(final));
+    assert.match(final.error, /stopped answering during the run .*will not be run again/);
+    await until(() => (agent("GET", "/health").body?.runner_reachable === true ? true : undefined), 90_000);
   });
 
   test("docker-compose down && up keeps pending requests (volumes)", async () => {
