@@ -191,7 +191,7 @@ describe("telegram approvals", () => {
 
     // The report's Revoke button: forged nonce refused, a non-approver's /revoke ignored, then revoked.
     const revoke = button(report, "r:");
-    assert.equal(await press({ messageId: report.message_id, data: `${revoke.slice(0, -2)}AA` }), "Not allowed.");
+    assert.equal(await press({ messageId: report.message_id, data: wrongNonce(revoke) }), "Not allowed.");
     tg.sendText({ fromId: OTHER_USER, chatId: CHAT, text: `/revoke ${grantId}` });
     await new Promise((r) => setTimeout(r, 300));
     const stillGranted = await stack.post({ ...skill, args: { n: "3" } });
