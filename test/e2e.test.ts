@@ -196,6 +196,29 @@ while (true) {}`),
     assert.equal(JSON.parse(stack.cli("list", "--json").out).requests.length, before + 1, "only curl's own request was stored");
   });
 
+  test("the operator's terminal cannot be made to lie: show, pending and --json hold no raw control byte; --raw gives the exact bytes to a pipe", async () => {
+    // An ESC sequence that clears the line, a CR that rewrites it, a bidi override, a line separator,
+    // C1 CSI, a tag character: in the code, the description and an arg.
+    const code = "// @description looks\u2028Secrets: none \u202eexe.txt\nconsole.log('shown');\u001b[2K\rconsole.log('hidden') \u009b31m \u{e0041}\n";
+    const { json } = await stack.post({ skill_id: "terminal", skill_url: data(code), args: { note: "\u001b]0;title\u0007\u202eevil\u2029" } });
+    const id = String(json.request_id);
+    const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f]|\u{e0041}/u;
+    for (const args of [["show", id], ["pending"], ["show", id, "--json"], ["pending", "--json"]]) {
+      const r = stack.cli(...args);
+      assert.equal(r.code, 0, r.out);
+      assert.doesNotMatch(r.out, unsafe, `${args.join(" ")} printed a raw control or invisible character`);
+    }
+    const shown = stack.cli("show", id).out;
+    assert.match(shown, /\\u001b\[2K\\u000dconsole\.log\('hidden'\)/, "the hidden statement is visible");
+    assert.match(shown, /WARNING: the code contains control, invisible or direction-changing characters/);
+    assert.match(shown, /note=.*\\u202eevil\\u2029/);
+    // --json stays valid JSON with the very same strings.
+    assert.equal(JSON.parse(stack.cli("show", id, "--json").out).code, code);
+    // --raw: the exact bytes into a pipe (spawnSync's stdout is a pipe, not a terminal).
+    const raw = stack.cli("show", id, "--raw");
+    assert.equal(raw.out, `${code}\n`);
+  });
+
   test("health names the isolation in force", async () => {
     const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
     assert.equal(health.status, "ok");

@@ -150,10 +150,10 @@ describe("telegram approvals", () => {
     });
     const text = card.text!;
     assert.ok(text.includes("<b>&lt;b&gt;trusted&lt;/b&gt; &amp; &lt;a href=&quot;tg://x&quot;&gt;</b>"), text);
-    assert.ok(text.includes("&lt;a href=&quot;https://evil.example&quot;&gt;click&lt;/a&gt; \uFFFDgnp.exe"), text);
-    assert.ok(text.includes("&lt;/code&gt;&lt;i&gt;x&lt;/i&gt;\uFFFD"), text);
-    assert.match(text, /Hidden or direction-changing characters<\/b> were shown as � in: description, arg note/);
-    assert.match(text, /The code contains hidden or direction-changing characters/);
+    assert.ok(text.includes("&lt;a href=&quot;https://evil.example&quot;&gt;click&lt;/a&gt; \\u202egnp.exe"), text);
+    assert.ok(text.includes("&lt;/code&gt;&lt;i&gt;x&lt;/i&gt;\\u200b"), text);
+    assert.match(text, /Hidden or direction-changing characters<\/b> were shown as \\u escapes in: description, arg note/);
+    assert.match(text, /The code contains hidden, control or direction-changing characters/);
     assert.ok(!text.includes("\u202e") && !text.includes("\u200b"));
     // Bidi controls in the skill id itself are refused before any card.
     const refused = await stack.post({ skill_id: "x\u202ey", skill_url: data("console.log(1)") });

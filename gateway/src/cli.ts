@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { sanitize, sanitizeJson } from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
 import { auditorCommand } from "./cli-audit.js";
 import { call, type Reply } from "./cli-call.js";
@@ -12,6 +13,8 @@ import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
 const USAGE = `usage: oauth3 <command>
 operator (on the machine, over the operator socket):
   pending | list [status] | show <id> | approve <id> | deny <id> [--json]
+  show <id> --raw      the code's exact bytes, only into a file or pipe (terminal output is sanitised:
+                       control, invisible and bidi characters are shown as \\u escapes)
   token <agent-name>   prints a new agent token (once) and the AGENT_TOKENS entry that accepts it
   audit [--runner-key <hex>]  downloads the audit chain, verifies links, hashes and runner receipts (exit 5 if broken)
   verify [--nonce <hex>] [--known-head <seq>:<hash>]
@@ -28,15 +31,22 @@ ${AGENT_USAGE}
 
 type Row = Record<string, unknown>;
 
+/**
+ * Every value that came from an agent, a skill or the runner goes through the one sanitiser before it
+ * reaches the operator's terminal: an ESC sequence, a CR or a bidi override cannot make the terminal
+ * show another line than the one that runs.
+ */
+const s = (v: unknown) => sanitize(String(v)).text;
+
 function summary(r: Row): string {
   const expires = typeof r.expires_at === "number" ? new Date(r.expires_at).toISOString() : "?";
-  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.join(", ") : "(none)");
+  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(s).join(", ") : "(none)");
   return [
-    `${r.request_id}  ${r.status}  skill=${JSON.stringify(r.skill_id)}`,
-    `  code sha256 ${r.code_hash} (${r.code_size} bytes) from ${r.source}`,
-    `  secrets: ${list(r.secrets)}   network: ${list(r.network)}   timeout: ${r.timeout_seconds}s`,
-    `  args: ${Array.isArray(r.args) && r.args.length > 0 ? r.args.map((a: { name: string; value: string }) => `${a.name}=${JSON.stringify(a.value).slice(0, 80)}`).join(" ") : "(none)"}`,
-    `  expires ${expires}${r.decided_by ? `   decided by ${r.decided_by}` : ""}`,
+    `${s(r.request_id)}  ${s(r.status)}  skill=${s(JSON.stringify(r.skill_id))}`,
+    `  code sha256 ${s(r.code_hash)} (${s(r.code_size)} bytes) from ${s(r.source)}`,
+    `  secrets: ${list(r.secrets)}   network: ${list(r.network)}   timeout: ${s(r.timeout_seconds)}s`,
+    `  args: ${Array.isArray(r.args) && r.args.length > 0 ? r.args.map((a: { name: string; value: string }) => `${s(a.name)}=${s(JSON.stringify(a.value).slice(0, 80))}`).join(" ") : "(none)"}`,
+    `  expires ${expires}${r.decided_by ? `   decided by ${s(r.decided_by)}` : ""}`,
   ].join("\n");
 }
 
@@ -47,7 +57,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
   }
   if (argv[0] === "run" || argv[0] === "status") return agentCommand(argv[0], argv.slice(1), env, out);
   const json = argv.includes("--json");
-  const [command, arg] = argv.filter((a) => a !== "--json");
+  const raw = argv.includes("--raw");
+  const [command, arg] = argv.filter((a) => a !== "--json" && a !== "--raw");
   const socketPath = resolve(env.OPERATOR_SOCKET ?? "./data/operator/operator.sock");
   const needsId = command === "show" || command === "approve" || command === "deny" || command === "token";
   if (command === "token" && arg) {
@@ -89,7 +100,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     return 3;
   }
   if (json) {
-    out(JSON.stringify(reply.body, null, 2));
+    out(sanitizeJson(JSON.stringify(reply.body, null, 2)));
   } else if (reply.status >= 400) {
     out(`oauth3: ${String(reply.body.error)} (${String(reply.body.code)})`);
   } else if (command === "pending" || command === "list") {
@@ -97,11 +108,22 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(rows.length === 0 ? "no requests" : rows.map(summary).join("\n\n"));
   } else if (command === "show") {
     const r = reply.body;
+    if (raw) {
+      // The exact bytes, for a file or a pipe (never a terminal, which would interpret them).
+      if (process.stdout.isTTY) {
+        out("oauth3: --raw prints the code's exact bytes and refuses a terminal: redirect it (oauth3 show <id> --raw > skill.ts)");
+        return 2;
+      }
+      out(String(r.code));
+      return 0;
+    }
     out(summary(r));
-    if (r.description) out(`  description: ${JSON.stringify(r.description)}`);
-    if (r.result) out(`  result: ${JSON.stringify(r.result, null, 2)}`);
-    if (r.error) out(`  error: ${String(r.error)}`);
-    out(`----- code (${r.code_size} bytes, sha256 ${r.code_hash}) -----\n${String(r.code)}\n----- end of code -----`);
+    if (r.description) out(`  description: ${s(JSON.stringify(r.description))}`);
+    if (r.result) out(`  result: ${s(JSON.stringify(r.result, null, 2))}`);
+    if (r.error) out(`  error: ${s(r.error)}`);
+    const code = sanitize(String(r.code), { keepLayout: true });
+    if (code.flagged) out("  WARNING: the code contains control, invisible or direction-changing characters, shown as \\u escapes below");
+    out(`----- code (${s(r.code_size)} bytes, sha256 ${s(r.code_hash)}) -----\n${code.text}\n----- end of code -----`);
   } else {
     out(`${String(reply.body.outcome)}: ${arg}`);
   }

@@ -25,12 +25,19 @@ test("callback data: round trip within 64 bytes; anything else is refused", () =
 
 test("cleanText: escapes HTML, replaces invisible characters visibly, flags them", () => {
   assert.deepEqual(cleanText(`<a href="x">&</a>`, 100), { html: "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;", flagged: false });
-  for (const ch of ["\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u0007", "\u061c"]) {
+  const cases: Array<[string, string]> = [
+    ["\u202e", "\\u202e"], ["\u2066", "\\u2066"], ["\u200b", "\\u200b"], ["\u200d", "\\u200d"], ["\ufeff", "\\ufeff"],
+    ["\u0007", "\\u0007"], ["\u061c", "\\u061c"], ["\u001b", "\\u001b"], ["\r", "\\u000d"], ["\n", "\\u000a"],
+    ["\u2028", "\\u2028"], ["\u2029", "\\u2029"], ["\u{e0041}", "\\u{e0041}"], ["\ud800", "\\ud800"], ["\udfff", "\\udfff"],
+    ["\u0085", "\\u0085"], ["\u3164", "\\u3164"], ["\ufe0f", "\\ufe0f"], ["\u{f0000}", "\\u{f0000}"],
+  ];
+  for (const [ch, shown] of cases) {
     const out = cleanText(`a${ch}b`, 100);
-    assert.equal(out.html, "a\uFFFDb", JSON.stringify(ch));
-    assert.ok(out.flagged);
+    assert.equal(out.html, `a${shown}b`, JSON.stringify(ch));
+    assert.ok(out.flagged, JSON.stringify(ch));
   }
-  assert.equal(cleanText("line1\nline2", 100).html, "line1 line2");
+  // Ordinary text stays readable and unflagged.
+  for (const ok of ["Zürich", "東京", "emoji 😀", "naïve café", "Ελληνικά"]) assert.deepEqual(cleanText(ok, 100), { html: ok, flagged: false });
   assert.equal(cleanText("x".repeat(10), 4).html, "xxxx…");
 });
 

@@ -11,3 +11,4 @@ export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipt
 export {
   ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, replayRtmr3, reportDataFor, tdxReportData, type AttestationStatement,
 } from "./attestation.js";
+export { escapeCodePoint, sanitize, sanitizeJson, type Sanitized } from "./sanitize.js";

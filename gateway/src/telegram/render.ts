@@ -1,3 +1,4 @@
+import { sanitize } from "@oauth3/shared";
 import type { ExecRequest } from "../store.js";
 
 /** Telegram's limit on a message's text; we stay under it with room for the status footer. */
@@ -7,25 +8,19 @@ const INLINE_CODE_LIMIT = 1500;
 const ARG_VALUE_LIMIT = 120;
 const EXCERPT_LIMIT = 400;
 
-/** C0/C1 controls, zero-width, bidi embeddings/overrides/isolates, word joiners, BOM. */
-const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu;
 
 export function escapeHtml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
 
 /**
- * Untrusted text made safe to show: invisible and direction-changing characters replaced by a visible
- * marker (so the approver sees that something was there), newlines and tabs flattened, length cut,
- * HTML escaped. `flagged` tells the card to warn.
+ * Untrusted text made safe to show: through the one sanitiser (shared/sanitize.ts: every control,
+ * invisible or direction-changing code point shown as its escape, e.g. \u202e), length cut, HTML
+ * escaped. `flagged` tells the card to warn, naming the field.
  */
 export function cleanText(text: string, max: number): { html: string; flagged: boolean } {
-  let flagged = false;
-  let out = text.replace(INVISIBLE, () => {
-    flagged = true;
-    return "\uFFFD";
-  });
-  out = out.replace(/[\r\n\t]+/g, " ");
+  const { text: shown, flagged } = sanitize(text);
+  let out = shown;
   const chars = [...out];
   if (chars.length > max) out = `${chars.slice(0, max).join("")}…`;
   return { html: escapeHtml(out), flagged };
@@ -75,13 +70,13 @@ export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo):
   lines.push(`Request: <code>${r.id}</code>`);
   if (sandbox) lines.push(renderSandbox(sandbox));
   if (flaggedFields.length) {
-    lines.push(`⚠️ <b>Hidden or direction-changing characters</b> were shown as � in: ${flaggedFields.join(", ")}`);
+    lines.push(`⚠️ <b>Hidden or direction-changing characters</b> were shown as \\u escapes in: ${flaggedFields.join(", ")}`);
   }
-  const suspiciousCode = code.match(INVISIBLE) !== null;
-  if (suspiciousCode) lines.push("⚠️ <b>The code contains hidden or direction-changing characters</b> (shown as �).");
+  const safeCode = sanitize(code, { keepLayout: true });
+  if (safeCode.flagged) lines.push("⚠️ <b>The code contains hidden, control or direction-changing characters</b> (shown as \\u escapes).");
 
   let html = lines.join("\n");
-  const shownCode = escapeHtml(code.replace(INVISIBLE, "\uFFFD"));
+  const shownCode = escapeHtml(safeCode.text);
   const inline = code.length <= INLINE_CODE_LIMIT && html.length + shownCode.length + 40 <= MAX_CARD_BODY;
   if (inline) html += `\n<pre><code class="language-typescript">${shownCode}</code></pre>`;
   else html += "\n📎 The exact code is attached below as a document.";
