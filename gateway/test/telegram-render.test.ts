@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeRequestAction, encodeRevoke, nonceMatches, parseCallbackData } from "../src/telegram/callback-data.ts";
-import { cleanText, fitMessage, MAX_MESSAGE, renderCard, renderDecisionFooter } from "../src/telegram/render.ts";
+import { LIMITS, sanitize } from "@oauth3/shared";
+import { cleanText, MAX_MESSAGE, renderCard, renderDecisionFooter, telegramLength } from "../src/telegram/render.ts";
 import type { ExecRequest } from "../src/store.ts";
 
 const NONCE = "AbCdEfGhIjKlMnOpQrStUv";
@@ -48,26 +49,96 @@ function request(overrides: Partial<ExecRequest> = {}): ExecRequest {
   };
 }
 
-test("cards stay within Telegram's limit whatever the agent sends", () => {
-  const huge = request({
-    skillId: "s".repeat(128),
-    description: "d".repeat(1024),
-    args: Array.from({ length: 32 }, (_, i) => ({ name: `arg${i}`, value: "<".repeat(8192) })),
-    secretNames: Array.from({ length: 32 }, (_, i) => `SECRET_${i}`),
-    network: Array.from({ length: 16 }, (_, i) => `host${i}.example.com:443`),
-    status: "completed", decidedAt: 1, decidedBy: "telegram:1", completedAt: 2,
-    result: { success: false, stdout: "&".repeat(5000), stderr: "", exitCode: 1, duration: 5, reason: "exited", truncated: false, redacted: false,
-      policy: { denoArgs: [], envNames: [], allowedHosts: [], timeoutSeconds: 30, denoVersion: "", isolation: "", egress: "", egressPrivateAllowed: [] } },
-  });
-  const card = renderCard(huge, "console.log(1)");
-  const full = fitMessage(card.html + renderDecisionFooter(huge));
-  assert.ok([...full].length <= MAX_MESSAGE, `${[...full].length} chars`);
-  assert.ok(!/&[a-z]*…/.test(full), "no entity cut in half");
+/** A small seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
+function prng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// What an agent or a skill may put in free and critical text: HTML, entities, bidi, separators,
+// tag characters, private use, emoji (two UTF-16 units), combining marks, ESC/CR.
+const NASTY = ["<", ">", "&", "\"", "'", "a", "Z", "ü", "東", "😀", "\u202e", "\u2066", "\u2028", "\u2029", "\u{e0041}",
+  "\u{f0000}", "\u0301", "\u001b", "\r", "\n", "\u200b", "&amp;", "<b>", "</code>", "\ufeff", " "];
+
+function nasty(rand: () => number, max: number, alphabet = NASTY): string {
+  const n = Math.floor(rand() * (max + 1));
+  let out = "";
+  for (let i = 0; i < n; i++) out += alphabet[Math.floor(rand() * alphabet.length)];
+  return [...out].slice(0, max).join("");
+}
+
+test("property: every card and every edit keeps each critical line unabridged within Telegram's 4096 units", () => {
+  const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789".split("");
+  const label = "abcdefghijklmnopqrstuvwxyz0123456789".split("");
+  for (let seed = 1; seed <= 400; seed++) {
+    const rand = prng(seed);
+    const worst = seed % 4 === 0; // every fourth case at every limit at once
+    const count = (max: number) => (worst ? max : Math.floor(rand() * (max + 1)));
+    const secretNames = Array.from({ length: count(LIMITS.maxSecrets) }, (_, i) =>
+      `S${i}${nasty(rand, worst ? 62 : 20, upper)}`.slice(0, 64));
+    const network = Array.from({ length: count(LIMITS.maxHosts) }, (_, i) => {
+      const host = `h${i}.${nasty(rand, 50, label) || "x"}.${nasty(rand, 30, label) || "y"}.example`;
+      return `${host.slice(0, LIMITS.maxHostLength - 7)}:${worst ? 65535 : 443}`;
+    });
+    const skillIdAlphabet = NASTY.filter((c) => !/[\p{Cc}\p{Cf}]/u.test(c)); // intake refuses Cc/Cf in skill_id
+    const r = request({
+      skillId: (worst ? "\u{f0000}".repeat(64) : nasty(rand, LIMITS.maxSkillIdLength, skillIdAlphabet)) || "s",
+      agent: "a".repeat(worst ? 64 : Math.floor(rand() * 65)) || undefined,
+      skillName: nasty(rand, LIMITS.maxSkillIdLength),
+      description: nasty(rand, worst ? 1024 : 300),
+      source: nasty(rand, worst ? 2048 : 200),
+      args: Array.from({ length: count(LIMITS.maxArgs) }, (_, i) => ({ name: `arg${i}`, value: nasty(rand, worst ? 8192 : 200) })),
+      secretNames,
+      network,
+      codeSize: 262144,
+      status: "completed", decidedAt: 1, decidedBy: "telegram:1234567890", completedAt: 2,
+      result: { success: false, stdout: nasty(rand, 5000), stderr: "", exitCode: 1, duration: 5, reason: "exited", truncated: true, redacted: true,
+        policy: { denoArgs: [], envNames: [], allowedHosts: [], timeoutSeconds: 30, denoVersion: "", isolation: "", egress: "", egressPrivateAllowed: [] } },
+    });
+    const code = nasty(rand, worst ? 3000 : 1200);
+    const sandbox = { isolation: "shared-uid", egress: "deno-only" };
+    for (const footer of ["", renderDecisionFooter(r)]) {
+      const card = renderCard(r, code, sandbox, footer);
+      const html = card.html + footer;
+      const where = `seed ${seed}${footer ? " (edit)" : ""}`;
+      assert.ok(telegramLength(html) <= MAX_MESSAGE, `${where}: ${telegramLength(html)} units`);
+      for (const line of [
+        `Skill: <b>${cleanText(r.skillId, Infinity).html}</b>`,
+        `Agent: ${r.agent ?? "unknown"}`,
+        ...r.secretNames.map((n) => `  • <code>${n}</code>`),
+        ...r.network.map((h) => `  • <code>${h}</code>`),
+        `Timeout: 30 s`,
+        `Code: 262144 bytes, sha256 <code>${"a".repeat(64)}</code>`,
+        `Request: <code>exec_0123456789abcdef</code>`,
+        "Expires: ",
+        "Weaker sandbox",
+      ]) assert.ok(html.includes(line), `${where}: lacks ${line.slice(0, 80)}`);
+      if (r.secretNames.length === 0) assert.ok(html.includes("Secrets: none"), where);
+      if (r.network.length === 0) assert.ok(html.includes("Network: none"), where);
+      // No raw invisible character survives anywhere on the card.
+      assert.doesNotMatch(html, /[\u202e\u2066\u2028\u2029\u200b\ufeff\u001b\r]|\u{e0041}|\u{f0000}/u, where);
+      if (/[\u202e\u2028\u{e0041}\u001b\u200b]/u.test(r.description + r.source + r.args.map((a) => a.value).join(""))) {
+        assert.match(html, /Hidden or direction-changing characters/, where);
+      }
+      // Whatever was shortened is marked, and the full text goes to the details document.
+      if (/\(cut: full text in the details document\)/.test(html)) assert.ok(card.details, where);
+      if (card.details) assert.ok(card.details.includes(sanitize(r.source).text), `${where}: details hold the full source`);
+    }
+  }
+});
+
+test("cards: small code inline, long code as a document", () => {
   const small = renderCard(request(), "console.log('<hi>')");
   assert.ok(!small.codeAsDocument);
   assert.ok(small.html.includes("console.log('&lt;hi&gt;')"));
+  assert.ok(!small.details);
   assert.ok(renderCard(request(), "x".repeat(5000)).codeAsDocument);
 });
+
 
 test("the card names the sandbox, and calls out a weaker one", () => {
   const strong = renderCard(request(), "1", { isolation: "per-run-uid", egress: "proxy+firewall" }).html;

@@ -2,6 +2,7 @@ import { domainToASCII } from "node:url";
 import { isIP } from "node:net";
 import { PolicyError } from "./policy-error.js";
 import { describe } from "./names.js";
+import { LIMITS } from "./limits.js";
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const HOST_AND_PORT = /^([^:]+)(?::(\d{1,5}))?$/;
@@ -39,7 +40,11 @@ export function normalizeHost(input: unknown): string {
   }
   const port = rawPort === undefined ? 443 : Number(rawPort);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(input, "port out of range");
-  return `${ascii}:${port}`;
+  const normalized = `${ascii}:${port}`;
+  if (normalized.length > LIMITS.maxHostLength) {
+    throw invalid(input, `is longer than ${LIMITS.maxHostLength} characters as host:port (punycode)`);
+  }
+  return normalized;
 }
 
 function invalid(input: unknown, why: string): PolicyError {

@@ -190,7 +190,7 @@ export class FakeTelegram {
       case "sendMessage":
       case "sendDocument": {
         const text = b.text as string | undefined;
-        if (method === "sendMessage" && (!text || [...text].length > 4096)) throw new Error("message text is empty or too long");
+        if (method === "sendMessage" && (!text || telegramTextLength(text, b.parse_mode) > 4096)) throw new Error("Bad Request: message is too long");
         const message: SentMessage = {
           message_id: this.nextMessageId++,
           chat_id: Number(b.chat_id),
@@ -212,7 +212,7 @@ export class FakeTelegram {
         if (!message || message.chat_id !== Number(b.chat_id)) throw new Error("message to edit not found");
         if (method === "editMessageText") {
           const text = String(b.text);
-          if ([...text].length > 4096) throw new Error("message is too long");
+          if (telegramTextLength(text, b.parse_mode) > 4096) throw new Error("Bad Request: message is too long");
           message.text = text;
           if (b.parse_mode !== undefined) message.parse_mode = String(b.parse_mode);
         }
@@ -268,4 +268,19 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
     if (typeof value === "string" && value.startsWith("attach://")) out[key] = out[value.slice("attach://".length)];
   }
   return out;
+}
+
+/**
+ * What the Bot API counts against the 4096 limit: the text after entity parsing (for HTML: tags
+ * removed, the entities Telegram supports decoded), in UTF-16 code units. Written apart from the
+ * gateway's own measure on purpose, from the Bot API's documentation.
+ */
+function telegramTextLength(text: string, parseMode: unknown): number {
+  if (parseMode !== "HTML") return text.length;
+  const named: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"' };
+  return text
+    .replace(/<\/?[a-zA-Z][^>]*>/g, "")
+    .replace(/&(#x[0-9a-fA-F]+|#\d+|[a-z]+);/g, (m, e: string) =>
+      e.startsWith("#x") ? String.fromCodePoint(parseInt(e.slice(2), 16)) : e.startsWith("#") ? String.fromCodePoint(Number(e.slice(1))) : named[e] ?? m)
+    .length;
 }

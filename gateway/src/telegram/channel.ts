@@ -16,6 +16,8 @@ export interface CardRecord {
   nonce: string;
   /** True for the report of a grant's auto-approval (no decision buttons). */
   auto?: boolean;
+  /** The sandbox the card showed, so that every edit shows the same line. */
+  sandbox?: SandboxInfo;
 }
 
 export interface TelegramChannelDeps {
@@ -51,7 +53,8 @@ export class TelegramChannel implements ApprovalChannel {
   async announce(request: ExecRequest): Promise<void> {
     const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
     const nonce = randomBytes(16).toString("base64url");
-    const { html, codeAsDocument } = renderCard(request, code, await this.deps.sandbox?.());
+    const sandbox = await this.deps.sandbox?.();
+    const { html, codeAsDocument, details } = renderCard(request, code, sandbox);
     const ttlMinutes = Math.round(this.deps.grantTtlMs / 60_000);
     const keyboard: InlineKeyboardMarkup = {
       inline_keyboard: [
@@ -66,17 +69,23 @@ export class TelegramChannel implements ApprovalChannel {
       ],
     };
     // The nonce is stored before the buttons exist, so no button can ever carry an unknown nonce.
-    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: 0, nonce });
-    const message = await this.api.sendMessage(this.deps.chatId, fitMessage(html), {
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: 0, nonce, ...(sandbox && { sandbox }) });
+    const message = await this.api.sendMessage(this.deps.chatId, html, {
       parse_mode: "HTML",
       link_preview_options: { is_disabled: true },
       reply_markup: keyboard,
     });
-    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce });
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce, ...(sandbox && { sandbox }) });
     await this.deps.store.flushed;
     if (codeAsDocument) {
       await this.api.sendDocument(this.deps.chatId, new InputFile(Buffer.from(code), `${request.id}.ts`), {
         caption: `Exact code of ${request.id}, sha256 ${request.codeSha256}`,
+        reply_parameters: { message_id: message.message_id },
+      });
+    }
+    if (details) {
+      await this.api.sendDocument(this.deps.chatId, new InputFile(Buffer.from(details), `${request.id}-details.txt`), {
+        caption: `Full text of ${request.id} (the card shortened it)`,
         reply_parameters: { message_id: message.message_id },
       });
     }
@@ -104,11 +113,14 @@ export class TelegramChannel implements ApprovalChannel {
       return;
     }
     const code = this.deps.store.getCode(id)?.toString("utf8") ?? "";
-    const html = card.auto
-      ? this.autoRunText(request)
-      : renderCard(request, code).html + renderDecisionFooter(request);
+    let html: string;
+    if (card.auto) html = fitMessage(this.autoRunText(request));
+    else {
+      const footer = renderDecisionFooter(request);
+      html = renderCard(request, code, card.sandbox, footer).html + footer; // fits, footer included
+    }
     try {
-      await this.api.editMessageText(card.chatId, card.messageId, fitMessage(html), {
+      await this.api.editMessageText(card.chatId, card.messageId, html, {
         parse_mode: "HTML",
         link_preview_options: { is_disabled: true },
         // A grant report keeps its Revoke button while the grant is active; a card loses its buttons.

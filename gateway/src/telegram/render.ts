@@ -3,7 +3,6 @@ import type { ExecRequest } from "../store.js";
 
 /** Telegram's limit on a message's text; we stay under it with room for the status footer. */
 export const MAX_MESSAGE = 4096;
-const MAX_CARD_BODY = 3300;
 const INLINE_CODE_LIMIT = 1500;
 const ARG_VALUE_LIMIT = 120;
 const EXCERPT_LIMIT = 400;
@@ -32,55 +31,147 @@ export function formatTime(ms: number): string {
 
 export interface RenderedCard {
   html: string;
-  /** The code is too long to read inline: send it as a document too. */
+  /** The code is not inline (too long, or no room left): send it as a document too. */
   codeAsDocument: boolean;
+  /** Free text (description, source, arg values) was shortened: `details` holds all of it. */
+  details?: string;
 }
 
+/** Length as Telegram counts it: UTF-16 code units of the text after entity parsing. */
+export function telegramLength(html: string): number {
+  return html
+    .replace(/<[^>]*>/g, "")
+    .replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&")
+    .length;
+}
+
+/** How far free text may be cut, tried in order until the card (and its footer) fits. */
+const FIT_LEVELS = [
+  { inlineCode: true, description: 300, source: 200, argValue: ARG_VALUE_LIMIT, args: Infinity },
+  { inlineCode: false, description: 300, source: 200, argValue: ARG_VALUE_LIMIT, args: Infinity },
+  { inlineCode: false, description: 120, source: 80, argValue: 40, args: Infinity },
+  { inlineCode: false, description: 60, source: 40, argValue: 16, args: 8 },
+  { inlineCode: false, description: 0, source: 0, argValue: 0, args: 0 },
+] as const;
+const CUT = " <i>(cut: full text in the details document)</i>";
+
 /**
- * The approval card: everything the approver needs to decide, nothing taken on trust. Every field
- * that came from the agent or the code is cleaned and escaped; hosts are already punycode with ports.
+ * The approval card: everything the approver needs to decide, nothing taken on trust. One rule:
+ * the security-relevant lines (skill id, agent, every secret, every host:port, timeout, code sha256
+ * and size, expiry, request id, sandbox, every warning) are never shortened; only free text
+ * (description, header name, source, arg values, the inline code) is, marked as cut, with the full
+ * text in a document. The card plus `footer` (the decision/outcome of later edits) fits Telegram's
+ * 4096 UTF-16 units; the intake limits (shared/limits.ts) make the critical lines alone fit with room.
  */
-export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo): RenderedCard {
+export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo, footer = ""): RenderedCard {
   const flaggedFields: string[] = [];
-  const clean = (field: string, text: string, max: number) => {
+  const clean = (field: string, text: string, max = Infinity) => {
     const c = cleanText(text, max);
-    if (c.flagged) flaggedFields.push(field);
+    if (c.flagged && !flaggedFields.includes(field)) flaggedFields.push(field);
     return c.html;
   };
-  const list = (items: string[]) => (items.length ? items.map((i) => `<code>${escapeHtml(i)}</code>`).join(", ") : "none");
-  const lines = [
-    "🔐 <b>Approval needed</b>",
-    `Skill: <b>${clean("skill id", r.skillId, 128)}</b>` +
-      (r.skillName && r.skillName !== r.skillId ? ` (header: ${clean("skill name", r.skillName, 128)})` : ""),
-  ];
-  if (r.description) lines.push(`About: ${clean("description", r.description, 300)}`);
-  lines.push(`Agent: ${r.agent ? clean("agent", r.agent, 64) : "unknown (no agent identity configured)"}`);
-  lines.push(`Secrets: ${list(r.secretNames)}`);
-  lines.push(`Network: ${list(r.network)}`);
-  lines.push(`Timeout: ${r.timeoutSeconds} s`);
-  if (r.args.length) {
-    lines.push("Args:");
-    for (const a of r.args) lines.push(`  <code>${escapeHtml(a.name)}</code> = ${clean(`arg ${a.name}`, JSON.stringify(a.value), ARG_VALUE_LIMIT)}`);
-  } else {
-    lines.push("Args: none");
+  // Every field is sanitised once up front, so the warnings are complete whatever is cut later.
+  const skill = clean("skill id", r.skillId);
+  const agent = r.agent ? clean("agent", r.agent) : "unknown (no agent identity configured)";
+  const headerName = r.skillName && r.skillName !== r.skillId ? r.skillName : undefined;
+  for (const [field, text] of [["skill name", headerName], ["description", r.description], ["source", r.source]] as const) {
+    if (text !== undefined) clean(field, text);
   }
-  lines.push(`Code: ${r.codeSize} bytes, sha256 <code>${r.codeSha256}</code>`);
-  lines.push(`Source: ${clean("source", r.source, 200)}`);
-  lines.push(`Expires: ${formatTime(r.expiresAt)}`);
-  lines.push(`Request: <code>${r.id}</code>`);
-  if (sandbox) lines.push(renderSandbox(sandbox));
-  if (flaggedFields.length) {
-    lines.push(`⚠️ <b>Hidden or direction-changing characters</b> were shown as \\u escapes in: ${flaggedFields.join(", ")}`);
-  }
+  for (const a of r.args) clean(`arg ${a.name}`, JSON.stringify(a.value));
   const safeCode = sanitize(code, { keepLayout: true });
-  if (safeCode.flagged) lines.push("⚠️ <b>The code contains hidden, control or direction-changing characters</b> (shown as \\u escapes).");
 
-  let html = lines.join("\n");
-  const shownCode = escapeHtml(safeCode.text);
-  const inline = code.length <= INLINE_CODE_LIMIT && html.length + shownCode.length + 40 <= MAX_CARD_BODY;
-  if (inline) html += `\n<pre><code class="language-typescript">${shownCode}</code></pre>`;
-  else html += "\n📎 The exact code is attached below as a document.";
-  return { html, codeAsDocument: !inline };
+  const critical = {
+    head: ["🔐 <b>Approval needed</b>", `Skill: <b>${skill}</b>`],
+    identity: [`Agent: ${agent}`],
+    grants: [
+      r.secretNames.length ? "Secrets:" : "Secrets: none",
+      ...r.secretNames.map((n) => `  • <code>${escapeHtml(n)}</code>`),
+      r.network.length ? "Network:" : "Network: none",
+      ...r.network.map((h) => `  • <code>${escapeHtml(h)}</code>`),
+      `Timeout: ${r.timeoutSeconds} s`,
+    ],
+    facts: [
+      `Code: ${r.codeSize} bytes, sha256 <code>${r.codeSha256}</code>`,
+      `Expires: ${formatTime(r.expiresAt)}`,
+      `Request: <code>${r.id}</code>`,
+      ...(sandbox ? [renderSandbox(sandbox)] : []),
+      ...(flaggedFields.length
+        ? [`⚠️ <b>Hidden or direction-changing characters</b> were shown as \\u escapes in: ${summarizeFields(flaggedFields)}`]
+        : []),
+      ...(safeCode.flagged ? ["⚠️ <b>The code contains hidden, control or direction-changing characters</b> (shown as \\u escapes)."] : []),
+    ],
+  };
+
+  let cut = false;
+  const compose = (level: (typeof FIT_LEVELS)[number]) => {
+    cut = false;
+    let lastCut = false;
+    const free = (field: string, text: string, max: number) => {
+      const chars = [...sanitize(text).text];
+      lastCut = chars.length > max;
+      if (!lastCut) return clean(field, text);
+      cut = true;
+      return max > 0 ? `${escapeHtml(chars.slice(0, max).join(""))}…` : "";
+    };
+    const lines = [...critical.head];
+    if (headerName) lines[1] += ` (header: ${free("skill name", headerName, Math.max(level.description, 0)) || "…"})`;
+    if (r.description) {
+      const d = free("description", r.description, level.description);
+      lines.push(`About: ${d}${lastCut ? CUT : ""}`);
+    }
+    lines.push(...critical.identity, ...critical.grants);
+    if (r.args.length) {
+      lines.push("Args:");
+      r.args.slice(0, level.args).forEach((a) => {
+        const v = free(`arg ${a.name}`, JSON.stringify(a.value), level.argValue);
+        lines.push(`  <code>${escapeHtml(a.name)}</code> = ${v || "…"}`);
+      });
+      if (r.args.length > level.args) {
+        cut = true;
+        lines.push(`  … ${r.args.length - level.args} more args${CUT}`);
+      }
+    } else {
+      lines.push("Args: none");
+    }
+    lines.push(...critical.facts);
+    const source = free("source", r.source, level.source);
+    lines.push(`Source: ${source || "…"}${lastCut ? CUT : ""}`);
+    let html = lines.join("\n");
+    const inline = level.inlineCode && code.length <= INLINE_CODE_LIMIT;
+    if (inline) html += `\n<pre><code class="language-typescript">${escapeHtml(safeCode.text)}</code></pre>`;
+    else html += "\n📎 The exact code is attached below as a document.";
+    return { html, inline };
+  };
+  for (const level of FIT_LEVELS) {
+    const { html, inline } = compose(level);
+    if (telegramLength(html + footer) <= MAX_MESSAGE) {
+      const card: RenderedCard = { html, codeAsDocument: !inline };
+      if (cut) card.details = renderDetails(r);
+      return card;
+    }
+  }
+  // Only reachable if the intake limits were raised past what a card can hold: refuse to show a
+  // card that hides a granted secret or host.
+  throw new Error(`approval card for ${r.id} does not fit Telegram's limit even without free text`);
+}
+
+/** Names of flagged fields; long lists of args are counted, not listed (the warning itself stays). */
+function summarizeFields(fields: string[]): string {
+  if (fields.length <= 6) return fields.join(", ");
+  return `${fields.slice(0, 5).join(", ")} and ${fields.length - 5} more`;
+}
+
+/** Every free-text field in full (sanitised), for the details document when the card had to cut. */
+export function renderDetails(r: ExecRequest): string {
+  const s = (t: string) => sanitize(t).text;
+  return [
+    `Request ${r.id}: free text in full (the card shows the critical fields unabridged)`,
+    `skill id: ${s(r.skillId)}`,
+    ...(r.skillName ? [`header name: ${s(r.skillName)}`] : []),
+    ...(r.description ? [`description: ${s(r.description)}`] : []),
+    `source: ${s(r.source)}`,
+    ...r.args.map((a) => `arg ${s(a.name)} = ${s(JSON.stringify(a.value))}`),
+  ].join("\n");
 }
 
 /** The runner's sandbox modes, as GetHealth reports them. */
@@ -129,9 +220,12 @@ export function renderOutcome(r: ExecRequest): string {
   return `${head}\n<pre>${c.html}</pre>`;
 }
 
-/** Cuts rendered HTML to Telegram's limit without breaking a tag (drops the inline code first). */
+/**
+ * For messages other than approval cards (grant reports): cuts rendered HTML to Telegram's limit
+ * without breaking a tag. Cards never go through this: renderCard fits them itself.
+ */
 export function fitMessage(html: string): string {
-  if ([...html].length <= MAX_MESSAGE) return html;
+  if (telegramLength(html) <= MAX_MESSAGE) return html;
   const withoutCode = html.replace(/\n<pre><code[^>]*>[\s\S]*?<\/code><\/pre>/, "\n📎 Code omitted here (see the document or `oauth3 show`).");
   if ([...withoutCode].length <= MAX_MESSAGE) return withoutCode;
   const cut = [...withoutCode.replace(/<[^>]+>/g, "")].slice(0, MAX_MESSAGE - 20).join("");
