@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   checkSecretName,
   isPublicAddress,
+  LIMITS,
   normalizeHost,
   parseSkillHeader,
   PolicyError,
@@ -109,4 +110,14 @@ test("addresses: only global unicast is public, including mapped forms", () => {
     "::ffff:169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::1", "not-an-ip"]) {
     assert.ok(!isPublicAddress(a), a);
   }
+});
+
+test("card-sized limits: at most 8 secrets, 8 hosts of at most 100 characters (both processes refuse beyond)", () => {
+  const label = "a".repeat(40);
+  assert.equal(normalizeHost(`${label}.${label.slice(0, 10)}.example.com`).length <= LIMITS.maxHostLength, true);
+  assert.throws(() => normalizeHost(`${label}.${label}.example.com`), (e: PolicyError) => e.code === "invalid_host" && /longer than 100/.test(e.message));
+  const many = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+  assert.throws(() => resolveRunSpec({ secrets: many(9, (i) => `S${i}`), args: [] }, {}, 30), (e: PolicyError) => e.code === "too_many_secrets");
+  assert.throws(() => resolveRunSpec({ secrets: [], network: many(9, (i) => `h${i}.example.com`), args: [] }, {}, 30), (e: PolicyError) => e.code === "too_many_hosts");
+  assert.equal(resolveRunSpec({ secrets: many(8, (i) => `S${i}`), network: many(8, (i) => `h${i}.example.com`), args: [] }, {}, 30).network.length, 8);
 });
