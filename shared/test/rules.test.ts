@@ -115,7 +115,7 @@ test("addresses: only global unicast is public, including mapped forms", () => {
 test("card-sized limits: at most 8 secrets, 8 hosts of at most 100 characters (both processes refuse beyond)", () => {
   const label = "a".repeat(40);
   assert.equal(normalizeHost(`${label}.${label.slice(0, 10)}.example.com`).length <= LIMITS.maxHostLength, true);
-  assert.throws(() => normalizeHost(`${label}.${label}.example.com`), (e: PolicyError) => e.code === "invalid_host" && /longer than 100/.test(e.message));
+  assert.throws(() => normalizeHost(`${label}.${label}.${label}.example.com`), (e: PolicyError) => e.code === "invalid_host" && /longer than 100/.test(e.message));
   const many = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
   assert.throws(() => resolveRunSpec({ secrets: many(9, (i) => `S${i}`), args: [] }, {}, 30), (e: PolicyError) => e.code === "too_many_secrets");
   assert.throws(() => resolveRunSpec({ secrets: [], network: many(9, (i) => `h${i}.example.com`), args: [] }, {}, 30), (e: PolicyError) => e.code === "too_many_hosts");
