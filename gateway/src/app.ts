@@ -54,7 +54,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     if (!limiter) submissions.set(key, (limiter = new RateLimiter(deps.limits.submissionsPerMinute)));
     return limiter;
   };
-  app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard()));
+  app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard(), (f) => deps.logger.warn(f, "refused a request from a web page")));
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
 

@@ -36,21 +36,28 @@ export function hostnameOf(host: string): string {
   return colon === -1 ? h : h.slice(0, colon);
 }
 
-export function browserGuard(options: BrowserGuardOptions): MiddlewareHandler {
+/** Told of each refusal (the operator's log: a page on this machine tried to use the gateway). */
+export type RefusalLog = (fields: { code: string; method: string; path: string; host: string; origin?: string }) => void;
+
+export function browserGuard(options: BrowserGuardOptions, log?: RefusalLog): MiddlewareHandler {
   return async (c, next) => {
     const host = c.req.header("host") ?? new URL(c.req.url).host;
+    const origin = c.req.header("origin");
+    const refuse = (code: string, message: string) => {
+      log?.({ code, method: c.req.method, path: c.req.path.slice(0, 100), host: host.slice(0, 100), ...(origin !== undefined && { origin: origin.slice(0, 100) }) });
+      return new ApiError(403, code, message);
+    };
     if (!options.hostnames.has(hostnameOf(host))) {
-      throw new ApiError(403, "forbidden_host",
+      throw refuse("forbidden_host",
         `Host ${JSON.stringify(host.slice(0, 100))} is not a name this gateway serves (add it to ALLOWED_HOSTS if agents use it)`);
     }
-    const origin = c.req.header("origin");
     if (origin !== undefined && !options.origins.has(origin)) {
-      throw new ApiError(403, "forbidden_origin",
+      throw refuse("forbidden_origin",
         "requests from web pages are refused (Origin header); agents and the CLI send none. Allow an origin with ALLOWED_ORIGINS");
     }
     const site = c.req.header("sec-fetch-site")?.toLowerCase();
     if (site === "cross-site" || site === "same-site") {
-      throw new ApiError(403, "forbidden_site", `requests from other sites are refused (Sec-Fetch-Site: ${site})`);
+      throw refuse("forbidden_site", `requests from other sites are refused (Sec-Fetch-Site: ${site})`);
     }
     await next();
   };

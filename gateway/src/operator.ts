@@ -140,7 +140,7 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
  */
 export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, logger: Logger, guard = defaultBrowserGuard()): Hono {
   const app = new Hono();
-  app.use("*", browserGuard(guard));
+  app.use("*", browserGuard(guard, (f) => logger.warn(f, "refused a request from a web page")));
   app.use("/operator/*", auditAuth(registry));
   app.route("/operator", readOnly);
   app.notFound(() => {
