@@ -212,6 +212,8 @@ while (true) {}`),
     assert.match(shown, /\\u001b\[2K\\u000dconsole\.log\('hidden'\)/, "the hidden statement is visible");
     assert.match(shown, /WARNING: the code contains control, invisible or direction-changing characters/);
     assert.match(shown, /note=.*\\u202eevil\\u2029/);
+    assert.match(shown, /WARNING: control, invisible or direction-changing characters \(shown as \\u escapes\) in: arg note/);
+    assert.match(stack.cli("pending").out, /WARNING: control, invisible or direction-changing characters \(shown as \\u escapes\) in: arg note/);
     // --json stays valid JSON with the very same strings.
     assert.equal(JSON.parse(stack.cli("show", id, "--json").out).code, code);
     // --raw: the exact bytes into a pipe (spawnSync's stdout is a pipe, not a terminal).

@@ -38,8 +38,16 @@ type Row = Record<string, unknown>;
  */
 const s = (v: unknown) => sanitize(String(v)).text;
 
+/** The fields of a request that held a control, invisible or direction-changing character. */
+function flaggedFields(r: Row): string[] {
+  const fields: Array<[string, unknown]> = [["skill id", r.skill_id], ["source", r.source], ["description", r.description], ["error", r.error]];
+  if (Array.isArray(r.args)) for (const a of r.args as Array<{ name: string; value: string }>) fields.push([`arg ${s(a.name)}`, `${a.name}${a.value}`]);
+  return fields.filter(([, v]) => typeof v === "string" && sanitize(v).flagged).map(([name]) => name);
+}
+
 function summary(r: Row): string {
   const expires = typeof r.expires_at === "number" ? new Date(r.expires_at).toISOString() : "?";
+  const flagged = flaggedFields(r);
   const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(s).join(", ") : "(none)");
   return [
     `${s(r.request_id)}  ${s(r.status)}  skill=${s(JSON.stringify(r.skill_id))}`,
@@ -47,6 +55,7 @@ function summary(r: Row): string {
     `  secrets: ${list(r.secrets)}   network: ${list(r.network)}   timeout: ${s(r.timeout_seconds)}s`,
     `  args: ${Array.isArray(r.args) && r.args.length > 0 ? r.args.map((a: { name: string; value: string }) => `${s(a.name)}=${s(JSON.stringify(a.value).slice(0, 80))}`).join(" ") : "(none)"}`,
     `  expires ${expires}${r.decided_by ? `   decided by ${s(r.decided_by)}` : ""}`,
+    ...(flagged.length ? [`  WARNING: control, invisible or direction-changing characters (shown as \\u escapes) in: ${flagged.join(", ")}`] : []),
   ].join("\n");
 }
 
