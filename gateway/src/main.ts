@@ -159,6 +159,7 @@ async function main(): Promise<void> {
     browserGuard: guard,
   });
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
+  keepAliveLongerThanClients(agentServer);
   await new Promise<void>((resolve, reject) => {
     agentServer.once("error", reject);
     agentServer.listen(config.port, config.host, () => resolve());
@@ -229,11 +230,23 @@ process.on("unhandledRejection", (reason: unknown) => {
 
 async function listen(app: { fetch: (req: Request) => Response | Promise<Response> }, port: number, host: string): Promise<Server> {
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  keepAliveLongerThanClients(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+/**
+ * Node closes an idle keep-alive connection after 5 s; a client that was busy for about that long
+ * (an agent between polls, a CLI-driven test) then reuses a socket the server is closing and gets
+ * "other side closed". 30 s (announced in the Keep-Alive header, which fetch/undici honour) leaves
+ * clients the decision; headersTimeout must stay above it.
+ */
+function keepAliveLongerThanClients(server: Server): void {
+  server.keepAliveTimeout = 30_000;
+  server.headersTimeout = 35_000;
 }
 
 main().catch((err: unknown) => {
