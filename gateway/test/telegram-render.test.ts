@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeRequestAction, encodeRevoke, nonceMatches, parseCallbackData } from "../src/telegram/callback-data.ts";
 import { LIMITS, sanitize } from "@oauth3/shared";
-import { cleanText, MAX_MESSAGE, renderCard, renderDecisionFooter, telegramLength } from "../src/telegram/render.ts";
+import { cleanText, MAX_FOOTER, MAX_MESSAGE, renderCard, renderDecisionFooter, telegramLength } from "../src/telegram/render.ts";
 import type { ExecRequest } from "../src/store.ts";
 
 const NONCE = "AbCdEfGhIjKlMnOpQrStUv";
@@ -101,6 +101,7 @@ test("property: every card and every edit keeps each critical line unabridged wi
     });
     const code = nasty(rand, worst ? 3000 : 1200);
     const sandbox = { isolation: "shared-uid", egress: "deno-only" };
+    assert.ok(telegramLength(renderDecisionFooter(r)) <= MAX_FOOTER, `seed ${seed}: footer ${telegramLength(renderDecisionFooter(r))}`);
     for (const footer of ["", renderDecisionFooter(r)]) {
       const card = renderCard(r, code, sandbox, footer);
       const html = card.html + footer;

@@ -7,7 +7,7 @@ import type { ApprovalChannel } from "../approvals.js";
 import type { GrantStore } from "../grants.js";
 import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store.js";
 import { encodeRequestAction, encodeRevoke } from "./callback-data.js";
-import { cleanText, escapeHtml, fitMessage, formatTime, renderCard, renderDecisionFooter, renderOutcome, type SandboxInfo } from "./render.js";
+import { cleanText, escapeHtml, fitMessage, formatTime, MAX_FOOTER, renderCard, renderDecisionFooter, renderOutcome, type SandboxInfo } from "./render.js";
 
 /** What we posted for a request: where, and the nonce its buttons carry. */
 export interface CardRecord {
@@ -54,7 +54,10 @@ export class TelegramChannel implements ApprovalChannel {
     const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
     const nonce = randomBytes(16).toString("base64url");
     const sandbox = await this.deps.sandbox?.();
-    const { html, codeAsDocument, details } = renderCard(request, code, sandbox);
+    const { html, codeAsDocument } = renderCard(request, code, sandbox);
+    // Later edits add the outcome footer and may cut more free text: the details document is sent
+    // whenever the card or any of its edits shortens something.
+    const { details } = renderCard(request, code, sandbox, " ".repeat(MAX_FOOTER));
     const ttlMinutes = Math.round(this.deps.grantTtlMs / 60_000);
     const keyboard: InlineKeyboardMarkup = {
       inline_keyboard: [

@@ -3,6 +3,8 @@ import type { ExecRequest } from "../store.js";
 
 /** Telegram's limit on a message's text; we stay under it with room for the status footer. */
 export const MAX_MESSAGE = 4096;
+/** An upper bound of renderDecisionFooter's length (its excerpt and error are cut; checked by a test). */
+export const MAX_FOOTER = 1000;
 const INLINE_CODE_LIMIT = 1500;
 const ARG_VALUE_LIMIT = 120;
 const EXCERPT_LIMIT = 400;
