@@ -6,6 +6,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, Stack } from "./helpers/stack.ts";
@@ -60,5 +61,38 @@ describe("no skill outlives its runner", () => {
     assert.match(String(final.error), /will not be run again/);
     assert.ok(!stack.log().includes(SECRET));
     await stack.stop();
+  });
+
+  test("a skill an earlier runner left (died before the death signal was armed) is killed at the next start; other processes are not", async () => {
+    const dir = tempDir("oauth3-orphan-left-");
+    const stack = new Stack({ dir, port: await freePort(), env: { RUNNER_SKILL_UID_BASE: "67220" } });
+    const idle = "setInterval(() => {}, 1000)";
+    const spawned: ChildProcess[] = [];
+    try {
+      await stack.start();
+      await stack.stop();
+      const lives = join(dir, "runner-state", "work-dirs.json");
+      const [earlier] = JSON.parse(readFileSync(lives, "utf8")) as string[];
+      assert.ok(earlier?.startsWith("/"), "the runner records its work directory");
+      // What the fork -> prctl window leaves: a process whose argv names a run directory of the dead
+      // runner's work directory, and no death signal. The control names a directory elsewhere.
+      const left = spawn(process.execPath, ["-e", idle, join(earlier!, "req-left-0", "skill.ts")], { detached: true, stdio: "ignore" });
+      const control = spawn(process.execPath, ["-e", idle, join(dir, "elsewhere", "skill.ts")], { detached: true, stdio: "ignore" });
+      spawned.push(left, control);
+      const gone = new Promise<void>((resolve) => left.once("exit", () => resolve()));
+      await stack.start();
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("the leftover was not killed")), 1000).unref());
+      await Promise.race([gone, timeout]);
+      assert.equal(left.signalCode, "SIGKILL");
+      assert.equal(control.exitCode, null, "a process outside the runner's earlier work directory is left alone");
+      assert.equal(control.signalCode, null);
+      assert.match(stack.log(), /killed skill processes left running by an earlier runner/);
+      const [now] = JSON.parse(readFileSync(lives, "utf8")) as string[];
+      assert.notEqual(now, earlier, "each life has its own work directory");
+      assert.throws(() => readdirSync(earlier!), /ENOENT/, "the earlier life's work directory is removed");
+    } finally {
+      await stack.stop();
+      for (const child of spawned) child.kill("SIGKILL");
+    }
   });
 });

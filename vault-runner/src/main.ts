@@ -10,7 +10,7 @@ import { chooseIsolation } from "./isolation.js";
 import { RunLedger } from "./ledger.js";
 import { RunQueue } from "./run-queue.js";
 import { loadSecrets } from "./secrets.js";
-import { pdeathsigWrapper } from "./orphan-guard.js";
+import { pdeathsigWrapper, reapLeftovers } from "./orphan-guard.js";
 import { processFacts } from "@oauth3/shared/process-report";
 import { SigningKey } from "@oauth3/shared/signing-key";
 import { fixedDenoFlags } from "./deno-invocation.js";
@@ -53,12 +53,12 @@ async function main(): Promise<void> {
     : SigningKey.loadOrCreate(`${config.stateDir}/receipt-signing-key.pem`);
   const queue = new RunQueue(config.maxConcurrent, config.maxQueue);
   // No skill outlives this runner: the kernel kills each one when the runner dies (orphan-guard.ts),
-  // and skills a dead predecessor left under the pool's uids are killed now.
+  // and whatever a dead predecessor left (its work directory's runs, the pool's uids) is killed now.
   const deathSignalWrapper = pdeathsigWrapper();
   if (!deathSignalWrapper) {
     logger.warn("setpriv (util-linux) with --pdeathsig not found: a skill would outlive a runner that dies mid-run; install util-linux");
   }
-  const reaped = isolation.uidPool?.reapAll() ?? 0;
+  const reaped = reapLeftovers(config.stateDir, isolation.workDir).length + (isolation.uidPool?.reapAll() ?? 0);
   if (reaped > 0) logger.warn({ processes: reaped }, "killed skill processes left running by an earlier runner");
   const executor = new DenoExecutor({
     deathSignalWrapper,
