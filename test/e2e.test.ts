@@ -210,10 +210,16 @@ while (true) {}`),
     }
     const shown = stack.cli("show", id).out;
     assert.match(shown, /\\u001b\[2K\\u000dconsole\.log\('hidden'\)/, "the hidden statement is visible");
-    assert.match(shown, /WARNING: the code contains control, invisible or direction-changing characters/);
-    assert.match(shown, /note=.*\\u202eevil\\u2029/);
-    assert.match(shown, /WARNING: control, invisible or direction-changing characters \(shown as \\u escapes\) in: arg note/);
-    assert.match(stack.cli("pending").out, /WARNING: control, invisible or direction-changing characters \(shown as \\u escapes\) in: arg note/);
+    assert.match(shown, /WARNING: The code contains hidden, control or direction-changing characters/);
+    assert.match(shown, /^ {2}note = .*\\u202eevil\\u2029/m);
+    assert.match(shown, /WARNING: Hidden or direction-changing characters were shown as \\u escapes in: .*arg note/);
+    assert.match(shown, new RegExp(`^request ${id}$`, "m"));
+    assert.match(shown, /^secrets: {2}none$/m);
+    assert.match(shown, /^code: {5}\d+ bytes, sha256 [0-9a-f]{64}$/m);
+    assert.match(stack.cli("pending").out, /WARNING: Hidden or direction-changing characters were shown as \\u escapes in: .*arg note/);
+    // The CLI renders the very statement the card was made of (the operator socket returns it).
+    const statement = JSON.parse(stack.cli("show", id, "--json").out).statement as { warnings: Array<{ title: string }> };
+    for (const w of statement.warnings) assert.ok(shown.includes(`WARNING: ${w.title}`), w.title);
     // --json stays valid JSON with the very same strings.
     assert.equal(JSON.parse(stack.cli("show", id, "--json").out).code, code);
     // --raw: the exact bytes into a pipe (spawnSync's stdout is a pipe, not a terminal).

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { sanitize, sanitizeJson } from "@oauth3/shared";
+import { renderStatementText, sanitize, sanitizeJson, type ApprovalStatement } from "@oauth3/shared";
 import { newAgentToken } from "./agents.js";
 import { auditorCommand } from "./cli-audit.js";
 import { call, type Reply } from "./cli-call.js";
@@ -38,24 +38,25 @@ type Row = Record<string, unknown>;
  */
 const s = (v: unknown) => sanitize(String(v)).text;
 
-/** The fields of a request that held a control, invisible or direction-changing character. */
-function flaggedFields(r: Row): string[] {
-  const fields: Array<[string, unknown]> = [["skill id", r.skill_id], ["source", r.source], ["description", r.description], ["error", r.error]];
-  if (Array.isArray(r.args)) for (const a of r.args as Array<{ name: string; value: string }>) fields.push([`arg ${s(a.name)}`, `${a.name}${a.value}`]);
-  return fields.filter(([, v]) => typeof v === "string" && sanitize(v).flagged).map(([name]) => name);
+/**
+ * A request as the operator decides on it: the one approval statement (shared/approval-statement.ts,
+ * the same the Telegram card is rendered from), every critical fact unabridged and every warning,
+ * then its status. `freeTextLimit` shortens only free text (description, source, arg values).
+ */
+function statement(r: Row, freeTextLimit?: number): string {
+  const st = r.statement as ApprovalStatement;
+  const status = `${s(r.status)}${r.decided_by ? `, decided by ${s(r.decided_by)}` : ""}`;
+  return `${renderStatementText(st, freeTextLimit === undefined ? {} : { freeTextLimit })}\nstatus:   ${status}`;
 }
 
+/** One compact entry of `list` (history, not a decision surface: `show` has the statement). */
 function summary(r: Row): string {
-  const expires = typeof r.expires_at === "number" ? new Date(r.expires_at).toISOString() : "?";
-  const flagged = flaggedFields(r);
   const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(s).join(", ") : "(none)");
+  const st = r.statement as ApprovalStatement | undefined;
   return [
     `${s(r.request_id)}  ${s(r.status)}  skill=${s(JSON.stringify(r.skill_id))}`,
-    `  code sha256 ${s(r.code_hash)} (${s(r.code_size)} bytes) from ${s(r.source)}`,
-    `  secrets: ${list(r.secrets)}   network: ${list(r.network)}   timeout: ${s(r.timeout_seconds)}s`,
-    `  args: ${Array.isArray(r.args) && r.args.length > 0 ? r.args.map((a: { name: string; value: string }) => `${s(a.name)}=${s(JSON.stringify(a.value).slice(0, 80))}`).join(" ") : "(none)"}`,
-    `  expires ${expires}${r.decided_by ? `   decided by ${s(r.decided_by)}` : ""}`,
-    ...(flagged.length ? [`  WARNING: control, invisible or direction-changing characters (shown as \\u escapes) in: ${flagged.join(", ")}`] : []),
+    `  code sha256 ${s(r.code_hash)} (${s(r.code_size)} bytes)   secrets: ${list(r.secrets)}   network: ${list(r.network)}`,
+    ...(st?.flagged_fields.length ? [`  WARNING: control, invisible or direction-changing characters (shown as \\u escapes) in: ${st.flagged_fields.map(s).join(", ")}`] : []),
   ].join("\n");
 }
 
@@ -114,7 +115,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(`oauth3: ${String(reply.body.error)} (${String(reply.body.code)})`);
   } else if (command === "pending" || command === "list") {
     const rows = reply.body.requests as Row[];
-    out(rows.length === 0 ? "no requests" : rows.map(summary).join("\n\n"));
+    const render = command === "pending" ? (r: Row) => statement(r, 200) : summary;
+    out(rows.length === 0 ? "no requests" : rows.map(render).join("\n\n"));
   } else if (command === "show") {
     const r = reply.body;
     if (raw) {
@@ -126,12 +128,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
       out(String(r.code));
       return 0;
     }
-    out(summary(r));
-    if (r.description) out(`  description: ${s(JSON.stringify(r.description))}`);
-    if (r.result) out(`  result: ${s(JSON.stringify(r.result, null, 2))}`);
-    if (r.error) out(`  error: ${s(r.error)}`);
+    out(statement(r));
+    if (r.result) out(`result:   ${s(JSON.stringify(r.result, null, 2))}`);
+    if (r.error) out(`error:    ${s(r.error)}`);
     const code = sanitize(String(r.code), { keepLayout: true });
-    if (code.flagged) out("  WARNING: the code contains control, invisible or direction-changing characters, shown as \\u escapes below");
     out(`----- code (${s(r.code_size)} bytes, sha256 ${s(r.code_hash)}) -----\n${code.text}\n----- end of code -----`);
   } else {
     out(`${String(reply.body.outcome)}: ${arg}`);

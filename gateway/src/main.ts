@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     ? await listen(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger, guard), config.auditPort, config.host)
     : undefined;
   const operatorServer = await startOperatorServer(
-    createOperatorApp({ ...readOnly, approvals, logger, metrics: createMetrics(store, () => fullRunnerHealth()) }),
+    createOperatorApp({ ...readOnly, approvals, logger, sandbox: runnerHealth, metrics: createMetrics(store, () => fullRunnerHealth()) }),
     config.operatorSocket,
   );
   poller?.start();

@@ -8,6 +8,7 @@ import type { Registry } from "prom-client";
 import { errorResponse } from "./app.js";
 import type { ApprovalService } from "./approvals.js";
 import { auditAuth, type AgentRegistry } from "./agents.js";
+import { approvalStatement } from "@oauth3/shared";
 import { ApiError } from "./errors.js";
 import { browserGuard, defaultBrowserGuard } from "./browser-guard.js";
 import { statusView } from "./intake.js";
@@ -24,6 +25,8 @@ export interface OperatorAppDeps {
   gatewayKey?: SigningKey;
   attestation?: (nonce: string | undefined) => Promise<Record<string, unknown>>;
   selfAudit?: () => Promise<ReturnType<typeof selfAudit>>;
+  /** The runner's sandbox modes, shown in each request's approval statement. */
+  sandbox?: () => Promise<{ isolation: string; egress: string } | undefined>;
 }
 
 /**
@@ -38,20 +41,28 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     if (!request) throw new ApiError(404, "not_found", "Request not found");
     return request;
   };
-  const detail = (r: ExecRequest) => ({
+  const sandbox = async () => {
+    const s = await deps.sandbox?.();
+    return s && { isolation: s.isolation, egress: s.egress };
+  };
+  // Each request carries the approval statement every human-facing surface renders (the same one
+  // the Telegram card is made of), with the runner's sandbox as it reports it now.
+  const detail = (r: ExecRequest, box: { isolation: string; egress: string } | undefined) => ({
     ...statusView(r),
     skill_name: r.skillName,
     description: r.description,
     source: r.source,
     args: r.args,
     decision_channel: r.decisionChannel,
+    statement: approvalStatement(r, deps.store.getCode(r.id)?.toString("utf8") ?? "", box),
   });
 
-  app.get("/requests", (c) => {
+  app.get("/requests", async (c) => {
     const status = c.req.query("status");
     const rows = deps.store.list((r) => !status || r.status === status);
     rows.sort((a, b) => a.createdAt - b.createdAt);
-    return c.json({ requests: rows.map(detail) });
+    const box = await sandbox();
+    return c.json({ requests: rows.map((r) => detail(r, box)) });
   });
   app.get("/metrics", async (c) => {
     if (!deps.metrics) throw new ApiError(404, "no_route", "metrics are not enabled");
@@ -60,10 +71,10 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
 
   app.route("/", createReadOnlyOperatorApp(deps));
 
-  app.get("/requests/:id", (c) => {
+  app.get("/requests/:id", async (c) => {
     const request = find(c.req.param("id"));
     const code = deps.store.getCode(request.id);
-    return c.json({ ...detail(request), code: code?.toString("utf8") ?? null });
+    return c.json({ ...detail(request, await sandbox()), code: code?.toString("utf8") ?? null });
   });
   for (const [verb, approve] of [["approve", true], ["deny", false]] as const) {
     app.post(`/requests/:id/${verb}`, async (c) => {
@@ -74,7 +85,7 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
         decidedBy: "operator:local",
       });
       if (result.outcome === "approved" || result.outcome === "denied") {
-        return c.json({ outcome: result.outcome, request: detail(result.request) });
+        return c.json({ outcome: result.outcome, request: detail(result.request, await sandbox()) });
       }
       if (result.outcome === "not_found") throw new ApiError(404, "not_found", "Request not found");
       throw new ApiError(

@@ -65,10 +65,11 @@ test("oauth3 token prints a new token once and the hashed entry for AGENT_TOKENS
 
 test("the approver's card names the agent; --help answers for each command", async () => {
   const { renderCard } = await import("../src/telegram/render.ts");
-  const card = renderCard({
-    id: "exec_0123456789abcdef", status: "pending", skillId: "s", agent: "alice<script>", source: "data:", codeSha256: "a".repeat(64),
-    codeSize: 1, secretNames: [], network: [], args: [], timeoutSeconds: 30, createdAt: 0, expiresAt: 1,
-  }, "1").html;
+  const { approvalStatement } = await import("@oauth3/shared");
+  const card = renderCard(approvalStatement({
+    id: "exec_0123456789abcdef", skillId: "s", agent: "alice<script>", source: "data:", codeSha256: "a".repeat(64),
+    codeSize: 1, secretNames: [], network: [], args: [], timeoutSeconds: 30, expiresAt: 1,
+  }, "1"), "1").html;
   assert.match(card, /Agent: alice&lt;script&gt;/);
   for (const argv of [["--help"], ["run", "--help"], ["status", "-h"], ["approve", "--help"]]) {
     const lines: string[] = [];

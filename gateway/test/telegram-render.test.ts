@@ -1,11 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeRequestAction, encodeRevoke, nonceMatches, parseCallbackData } from "../src/telegram/callback-data.ts";
-import { LIMITS, sanitize } from "@oauth3/shared";
-import { cleanText, MAX_FOOTER, MAX_MESSAGE, renderCard, renderDecisionFooter, telegramLength } from "../src/telegram/render.ts";
+import { approvalStatement, LIMITS, renderStatementText, sanitize } from "@oauth3/shared";
+import { cleanText, MAX_FOOTER, MAX_MESSAGE, renderCard, renderDecisionFooter, renderGrantReport, renderOutcome, telegramLength, type SandboxInfo } from "../src/telegram/render.ts";
 import type { ExecRequest } from "../src/store.ts";
 
 const NONCE = "AbCdEfGhIjKlMnOpQrStUv";
+
+/** The card as the channel renders it: from the request's approval statement. */
+function cardOf(r: ExecRequest, code: string, sandbox?: SandboxInfo, footer = "") {
+  return renderCard(approvalStatement(r, code, sandbox), code, footer);
+}
 
 test("callback data: round trip within 64 bytes; anything else is refused", () => {
   for (const kind of ["approve", "deny", "grant"] as const) {
@@ -103,7 +108,7 @@ test("property: every card and every edit keeps each critical line unabridged wi
     const sandbox = { isolation: "shared-uid", egress: "deno-only" };
     assert.ok(telegramLength(renderDecisionFooter(r)) <= MAX_FOOTER, `seed ${seed}: footer ${telegramLength(renderDecisionFooter(r))}`);
     for (const footer of ["", renderDecisionFooter(r)]) {
-      const card = renderCard(r, code, sandbox, footer);
+      const card = cardOf(r, code, sandbox, footer);
       const html = card.html + footer;
       const where = `seed ${seed}${footer ? " (edit)" : ""}`;
       assert.ok(telegramLength(html) <= MAX_MESSAGE, `${where}: ${telegramLength(html)} units`);
@@ -129,22 +134,39 @@ test("property: every card and every edit keeps each critical line unabridged wi
       if (/\(cut: full text in the details document\)/.test(html)) assert.ok(card.details, where);
       if (card.details) assert.ok(card.details.includes(sanitize(r.source).text), `${where}: details hold the full source`);
     }
+    // The same statement, on the other surfaces: the grant report (Telegram) and the operator CLI.
+    const st = approvalStatement(r, code, sandbox);
+    const report = renderGrantReport(st, "0123456789ab", 1, renderOutcome(r));
+    assert.ok(telegramLength(report) <= MAX_MESSAGE, `seed ${seed}: grant report ${telegramLength(report)} units`);
+    for (const line of [
+      `Skill: <b>${cleanText(r.skillId, Infinity).html}</b>`, `Agent: ${r.agent ?? "unknown"}`,
+      ...r.secretNames.map((n) => `  • <code>${n}</code>`), ...r.network.map((h) => `  • <code>${h}</code>`),
+      `Code: 262144 bytes, sha256 <code>${"a".repeat(64)}</code>`, `Request: <code>exec_0123456789abcdef</code>`, "Weaker sandbox",
+    ]) assert.ok(report.includes(line), `seed ${seed}: the grant report lacks ${line.slice(0, 80)}`);
+    const text = renderStatementText(st, { freeTextLimit: 200 });
+    assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2066\u2028\u2029\u200b\ufeff]|\u{e0041}|\u{f0000}/u, `seed ${seed}: CLI`);
+    for (const fact of [
+      `secrets:  ${r.secretNames.join(", ") || "none"}`, `network:  ${r.network.join(", ") || "none"}`, "timeout:  30 s",
+      `code:     262144 bytes, sha256 ${"a".repeat(64)}`, "request exec_0123456789abcdef", `skill:    ${sanitize(JSON.stringify(r.skillId)).text}`,
+      "WARNING: Weaker sandbox",
+    ]) assert.ok(text.includes(fact), `seed ${seed}: the CLI statement lacks ${fact.slice(0, 80)}`);
+    if (st.flagged_fields.length) assert.match(text, /WARNING: Hidden or direction-changing characters/, `seed ${seed}: CLI`);
   }
 });
 
 test("cards: small code inline, long code as a document", () => {
-  const small = renderCard(request(), "console.log('<hi>')");
+  const small = cardOf(request(), "console.log('<hi>')");
   assert.ok(!small.codeAsDocument);
   assert.ok(small.html.includes("console.log('&lt;hi&gt;')"));
   assert.ok(!small.details);
-  assert.ok(renderCard(request(), "x".repeat(5000)).codeAsDocument);
+  assert.ok(cardOf(request(), "x".repeat(5000)).codeAsDocument);
 });
 
 
 test("the card names the sandbox, and calls out a weaker one", () => {
-  const strong = renderCard(request(), "1", { isolation: "per-run-uid", egress: "proxy+firewall" }).html;
+  const strong = cardOf(request(), "1", { isolation: "per-run-uid", egress: "proxy+firewall" }).html;
   assert.match(strong, /Sandbox: own uid, egress only via the checking proxy/);
   assert.doesNotMatch(strong, /Weaker/);
-  const weak = renderCard(request(), "1", { isolation: "shared-uid", egress: "deno-only" }).html;
+  const weak = cardOf(request(), "1", { isolation: "shared-uid", egress: "deno-only" }).html;
   assert.match(weak, /⚠️ <b>Weaker sandbox<\/b>: isolation shared-uid, egress deno-only/);
 });

@@ -12,3 +12,6 @@ export {
   ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, replayRtmr3, reportDataFor, tdxReportData, type AttestationStatement,
 } from "./attestation.js";
 export { escapeCodePoint, sanitize, sanitizeJson, type Sanitized } from "./sanitize.js";
+export {
+  approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
+} from "./approval-statement.js";

@@ -7,7 +7,8 @@ import type { ApprovalChannel } from "../approvals.js";
 import type { GrantStore } from "../grants.js";
 import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store.js";
 import { encodeRequestAction, encodeRevoke } from "./callback-data.js";
-import { cleanText, escapeHtml, fitMessage, formatTime, MAX_FOOTER, renderCard, renderDecisionFooter, renderOutcome, type SandboxInfo } from "./render.js";
+import { approvalStatement, type ApprovalStatement } from "@oauth3/shared";
+import { MAX_FOOTER, renderCard, renderDecisionFooter, renderGrantReport, renderOutcome, type SandboxInfo } from "./render.js";
 
 /** What we posted for a request: where, and the nonce its buttons carry. */
 export interface CardRecord {
@@ -54,10 +55,11 @@ export class TelegramChannel implements ApprovalChannel {
     const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
     const nonce = randomBytes(16).toString("base64url");
     const sandbox = await this.deps.sandbox?.();
-    const { html, codeAsDocument } = renderCard(request, code, sandbox);
+    const statement = approvalStatement(request, code, sandbox);
+    const { html, codeAsDocument } = renderCard(statement, code);
     // Later edits add the outcome footer and may cut more free text: the details document is sent
     // whenever the card or any of its edits shortens something.
-    const { details } = renderCard(request, code, sandbox, " ".repeat(MAX_FOOTER));
+    const { details } = renderCard(statement, code, " ".repeat(MAX_FOOTER));
     const ttlMinutes = Math.round(this.deps.grantTtlMs / 60_000);
     const keyboard: InlineKeyboardMarkup = {
       inline_keyboard: [
@@ -116,11 +118,12 @@ export class TelegramChannel implements ApprovalChannel {
       return;
     }
     const code = this.deps.store.getCode(id)?.toString("utf8") ?? "";
+    const statement = approvalStatement(request, code, card.sandbox);
     let html: string;
-    if (card.auto) html = fitMessage(this.autoRunText(request));
+    if (card.auto) html = this.grantReport(request, statement);
     else {
       const footer = renderDecisionFooter(request);
-      html = renderCard(request, code, card.sandbox, footer).html + footer; // fits, footer included
+      html = renderCard(statement, code, footer).html + footer; // fits, footer included
     }
     try {
       await this.api.editMessageText(card.chatId, card.messageId, html, {
@@ -136,24 +139,19 @@ export class TelegramChannel implements ApprovalChannel {
 
   /** A grant approved this request: say so in the chat, with a button to revoke the grant. */
   private async reportAutoRun(request: ExecRequest): Promise<void> {
-    const message = await this.api.sendMessage(this.deps.chatId, fitMessage(this.autoRunText(request)), {
+    const sandbox = await this.deps.sandbox?.();
+    const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
+    const message = await this.api.sendMessage(this.deps.chatId, this.grantReport(request, approvalStatement(request, code, sandbox)), {
       parse_mode: "HTML",
       link_preview_options: { is_disabled: true },
       reply_markup: this.revokeKeyboard(request),
     });
-    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce: "", auto: true });
+    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce: "", auto: true, ...(sandbox && { sandbox }) });
   }
 
-  private autoRunText(r: ExecRequest): string {
+  private grantReport(r: ExecRequest, statement: ApprovalStatement): string {
     const grantId = r.decidedBy?.replace(/^grant:/, "") ?? "?";
-    const lines = [
-      `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code>`,
-      `Skill: <b>${cleanText(r.skillId, 128).html}</b>, code sha256 <code>${r.codeSha256}</code>`,
-      `Secrets: ${r.secretNames.join(", ") || "none"}; network: ${r.network.join(", ") || "none"}`,
-      `Request: <code>${r.id}</code> at ${formatTime(r.decidedAt ?? r.createdAt)}`,
-    ];
-    if (FINAL_STATUSES.has(r.status)) lines.push(renderOutcome(r));
-    return lines.join("\n");
+    return renderGrantReport(statement, grantId, r.decidedAt ?? r.createdAt, FINAL_STATUSES.has(r.status) ? renderOutcome(r) : undefined);
   }
 
   private revokeKeyboard(r: ExecRequest): InlineKeyboardMarkup {

@@ -1,4 +1,4 @@
-import { sanitize } from "@oauth3/shared";
+import { formatUtc, renderStatementText, sanitize, STRONG_SANDBOX_LINE, type ApprovalStatement } from "@oauth3/shared";
 import type { ExecRequest } from "../store.js";
 
 /** Telegram's limit on a message's text; we stay under it with room for the status footer. */
@@ -27,9 +27,7 @@ export function cleanText(text: string, max: number): { html: string; flagged: b
   return { html: escapeHtml(out), flagged };
 }
 
-export function formatTime(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;
-}
+export const formatTime = formatUtc;
 
 export interface RenderedCard {
   html: string;
@@ -58,49 +56,33 @@ const FIT_LEVELS = [
 const CUT = " <i>(cut: full text in the details document)</i>";
 
 /**
- * The approval card: everything the approver needs to decide, nothing taken on trust. One rule:
- * the security-relevant lines (skill id, agent, every secret, every host:port, timeout, code sha256
- * and size, expiry, request id, sandbox, every warning) are never shortened; only free text
- * (description, header name, source, arg values, the inline code) is, marked as cut, with the full
- * text in a document. The card plus `footer` (the decision/outcome of later edits) fits Telegram's
- * 4096 UTF-16 units; the intake limits (shared/limits.ts) make the critical lines alone fit with room.
+ * The approval card, rendered from the one approval statement (shared/approval-statement.ts) that
+ * every surface renders. One rule: the security-relevant lines (skill id, agent, every secret, every
+ * host:port, timeout, code sha256 and size, expiry, request id, sandbox, every warning) are never
+ * shortened; only free text (description, header name, source, arg values, the inline code) is,
+ * marked as cut, with the full text in a document. The card plus `footer` (the decision/outcome of
+ * later edits) fits Telegram's 4096 UTF-16 units; the intake limits (shared/limits.ts) make the
+ * critical lines alone fit with room.
  */
-export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo, footer = ""): RenderedCard {
-  const flaggedFields: string[] = [];
-  const clean = (field: string, text: string, max = Infinity) => {
-    const c = cleanText(text, max);
-    if (c.flagged && !flaggedFields.includes(field)) flaggedFields.push(field);
-    return c.html;
-  };
-  // Every field is sanitised once up front, so the warnings are complete whatever is cut later.
-  const skill = clean("skill id", r.skillId);
-  const agent = r.agent ? clean("agent", r.agent) : "unknown (no agent identity configured)";
-  const headerName = r.skillName && r.skillName !== r.skillId ? r.skillName : undefined;
-  for (const [field, text] of [["skill name", headerName], ["description", r.description], ["source", r.source]] as const) {
-    if (text !== undefined) clean(field, text);
-  }
-  for (const a of r.args) clean(`arg ${a.name}`, JSON.stringify(a.value));
+export function renderCard(st: ApprovalStatement, code: string, footer = ""): RenderedCard {
+  const skill = escapeHtml(sanitize(st.skill_id).text);
+  const agent = st.agent !== null ? escapeHtml(sanitize(st.agent).text) : "unknown (no agent identity configured)";
   const safeCode = sanitize(code, { keepLayout: true });
-
   const critical = {
     head: ["🔐 <b>Approval needed</b>", `Skill: <b>${skill}</b>`],
     identity: [`Agent: ${agent}`],
     grants: [
-      r.secretNames.length ? "Secrets:" : "Secrets: none",
-      ...r.secretNames.map((n) => `  • <code>${escapeHtml(n)}</code>`),
-      r.network.length ? "Network:" : "Network: none",
-      ...r.network.map((h) => `  • <code>${escapeHtml(h)}</code>`),
-      `Timeout: ${r.timeoutSeconds} s`,
+      ...secretLines(st),
+      st.network.length ? "Network:" : "Network: none",
+      ...st.network.map((h) => `  • <code>${escapeHtml(sanitize(h).text)}</code>`),
+      `Timeout: ${st.timeout_seconds} s`,
     ],
     facts: [
-      `Code: ${r.codeSize} bytes, sha256 <code>${r.codeSha256}</code>`,
-      `Expires: ${formatTime(r.expiresAt)}`,
-      `Request: <code>${r.id}</code>`,
-      ...(sandbox ? [renderSandbox(sandbox)] : []),
-      ...(flaggedFields.length
-        ? [`⚠️ <b>Hidden or direction-changing characters</b> were shown as \\u escapes in: ${summarizeFields(flaggedFields)}`]
-        : []),
-      ...(safeCode.flagged ? ["⚠️ <b>The code contains hidden, control or direction-changing characters</b> (shown as \\u escapes)."] : []),
+      `Code: ${st.code.size} bytes, sha256 <code>${escapeHtml(st.code.sha256)}</code>`,
+      `Expires: ${formatTime(st.expires_at)}`,
+      `Request: <code>${escapeHtml(st.request_id)}</code>`,
+      ...(st.sandbox?.strong ? [STRONG_SANDBOX_LINE] : []),
+      ...warningLines(st),
     ],
   };
 
@@ -108,35 +90,35 @@ export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo, 
   const compose = (level: (typeof FIT_LEVELS)[number]) => {
     cut = false;
     let lastCut = false;
-    const free = (field: string, text: string, max: number) => {
+    const free = (text: string, max: number) => {
       const chars = [...sanitize(text).text];
       lastCut = chars.length > max;
-      if (!lastCut) return clean(field, text);
+      if (!lastCut) return escapeHtml(chars.join(""));
       cut = true;
       return max > 0 ? `${escapeHtml(chars.slice(0, max).join(""))}…` : "";
     };
     const lines = [...critical.head];
-    if (headerName) lines[1] += ` (header: ${free("skill name", headerName, Math.max(level.description, 0)) || "…"})`;
-    if (r.description) {
-      const d = free("description", r.description, level.description);
+    if (st.skill_name !== undefined) lines[1] += ` (header: ${free(st.skill_name, Math.max(level.description, 0)) || "…"})`;
+    if (st.description) {
+      const d = free(st.description, level.description);
       lines.push(`About: ${d}${lastCut ? CUT : ""}`);
     }
     lines.push(...critical.identity, ...critical.grants);
-    if (r.args.length) {
+    if (st.args.length) {
       lines.push("Args:");
-      r.args.slice(0, level.args).forEach((a) => {
-        const v = free(`arg ${a.name}`, JSON.stringify(a.value), level.argValue);
-        lines.push(`  <code>${escapeHtml(a.name)}</code> = ${v || "…"}`);
+      st.args.slice(0, level.args).forEach((a) => {
+        const v = free(JSON.stringify(a.value), level.argValue);
+        lines.push(`  <code>${escapeHtml(sanitize(a.name).text)}</code> = ${v || "…"}`);
       });
-      if (r.args.length > level.args) {
+      if (st.args.length > level.args) {
         cut = true;
-        lines.push(`  … ${r.args.length - level.args} more args${CUT}`);
+        lines.push(`  … ${st.args.length - level.args} more args${CUT}`);
       }
     } else {
       lines.push("Args: none");
     }
     lines.push(...critical.facts);
-    const source = free("source", r.source, level.source);
+    const source = free(st.source, level.source);
     lines.push(`Source: ${source || "…"}${lastCut ? CUT : ""}`);
     let html = lines.join("\n");
     const inline = level.inlineCode && code.length <= INLINE_CODE_LIMIT;
@@ -148,46 +130,42 @@ export function renderCard(r: ExecRequest, code: string, sandbox?: SandboxInfo, 
     const { html, inline } = compose(level);
     if (telegramLength(html + footer) <= MAX_MESSAGE) {
       const card: RenderedCard = { html, codeAsDocument: !inline };
-      if (cut) card.details = renderDetails(r);
+      if (cut) card.details = renderDetails(st);
       return card;
     }
   }
   // Only reachable if the intake limits were raised past what a card can hold: refuse to show a
   // card that hides a granted secret or host.
-  throw new Error(`approval card for ${r.id} does not fit Telegram's limit even without free text`);
+  throw new Error(`approval card for ${st.request_id} does not fit Telegram's limit even without free text`);
 }
 
-/** Names of flagged fields; long lists of args are counted, not listed (the warning itself stays). */
-function summarizeFields(fields: string[]): string {
-  if (fields.length <= 6) return fields.join(", ");
-  return `${fields.slice(0, 5).join(", ")} and ${fields.length - 5} more`;
+/** One line per secret, with the runner's binding (hosts, placeholder or env) when it reports one. */
+function secretLines(st: ApprovalStatement): string[] {
+  if (st.secrets.length === 0) return ["Secrets: none"];
+  return [
+    "Secrets:",
+    ...st.secrets.map((x) => {
+      const hosts = x.hosts ? ` -> ${x.hosts.map((h) => escapeHtml(sanitize(h).text)).join(", ")}` : "";
+      const mode = x.mode ? ` (${escapeHtml(sanitize(x.mode).text)})` : "";
+      return `  • <code>${escapeHtml(sanitize(x.name).text)}</code>${hosts}${mode}`;
+    }),
+  ];
+}
+
+/** Every warning of the statement, each on its own line, never cut. */
+export function warningLines(st: ApprovalStatement): string[] {
+  return st.warnings.map((w) => `⚠️ <b>${escapeHtml(w.title)}</b>${escapeHtml(w.detail)}`);
 }
 
 /** Every free-text field in full (sanitised), for the details document when the card had to cut. */
-export function renderDetails(r: ExecRequest): string {
-  const s = (t: string) => sanitize(t).text;
-  return [
-    `Request ${r.id}: free text in full (the card shows the critical fields unabridged)`,
-    `skill id: ${s(r.skillId)}`,
-    ...(r.skillName ? [`header name: ${s(r.skillName)}`] : []),
-    ...(r.description ? [`description: ${s(r.description)}`] : []),
-    `source: ${s(r.source)}`,
-    ...r.args.map((a) => `arg ${s(a.name)} = ${s(JSON.stringify(a.value))}`),
-  ].join("\n");
+export function renderDetails(st: ApprovalStatement): string {
+  return `Request ${sanitize(st.request_id).text}: the full statement (the card shortened free text; every other line is as on the card)\n${renderStatementText(st)}`;
 }
 
 /** The runner's sandbox modes, as GetHealth reports them. */
 export interface SandboxInfo {
   isolation: string;
   egress: string;
-}
-
-/** The approver sees the sandbox before deciding; a weaker one is called out. */
-export function renderSandbox(s: SandboxInfo): string {
-  const strong = s.isolation === "per-run-uid" && s.egress === "proxy+firewall";
-  return strong
-    ? `Sandbox: own uid, egress only via the checking proxy`
-    : `⚠️ <b>Weaker sandbox</b>: isolation ${escapeHtml(s.isolation)}, egress ${escapeHtml(s.egress)} (the skill may read the runner's files or reach internal addresses; see the README)`;
 }
 
 export function renderDecisionFooter(r: ExecRequest): string {
@@ -223,13 +201,24 @@ export function renderOutcome(r: ExecRequest): string {
 }
 
 /**
- * For messages other than approval cards (grant reports): cuts rendered HTML to Telegram's limit
- * without breaking a tag. Cards never go through this: renderCard fits them itself.
+ * The report of a run a grant approved, from the same statement and under the same rule as the
+ * card: every critical line unabridged; only the outcome's excerpt (already bounded) is free text.
  */
-export function fitMessage(html: string): string {
-  if (telegramLength(html) <= MAX_MESSAGE) return html;
-  const withoutCode = html.replace(/\n<pre><code[^>]*>[\s\S]*?<\/code><\/pre>/, "\n📎 Code omitted here (see the document or `oauth3 show`).");
-  if ([...withoutCode].length <= MAX_MESSAGE) return withoutCode;
-  const cut = [...withoutCode.replace(/<[^>]+>/g, "")].slice(0, MAX_MESSAGE - 20).join("");
-  return `${cut.replace(/&[a-z#0-9]*$/, "")}… (cut)`;
+export function renderGrantReport(st: ApprovalStatement, grantId: string, at: number, outcome?: string): string {
+  const lines = [
+    `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code> at ${formatTime(at)}`,
+    `Skill: <b>${escapeHtml(sanitize(st.skill_id).text)}</b>`,
+    `Agent: ${st.agent !== null ? escapeHtml(sanitize(st.agent).text) : "unknown (no agent identity configured)"}`,
+    ...secretLines(st),
+    st.network.length ? "Network:" : "Network: none",
+    ...st.network.map((h) => `  • <code>${escapeHtml(sanitize(h).text)}</code>`),
+    `Timeout: ${st.timeout_seconds} s`,
+    `Code: ${st.code.size} bytes, sha256 <code>${escapeHtml(st.code.sha256)}</code>`,
+    `Request: <code>${escapeHtml(st.request_id)}</code>`,
+    ...(st.sandbox?.strong ? [STRONG_SANDBOX_LINE] : []),
+    ...warningLines(st),
+  ];
+  const html = [...lines, ...(outcome ? [outcome] : [])].join("\n");
+  if (telegramLength(html) > MAX_MESSAGE) throw new Error(`grant report for ${st.request_id} does not fit Telegram's limit`);
+  return html;
 }
