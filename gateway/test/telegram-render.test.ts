@@ -170,3 +170,17 @@ test("the card names the sandbox, and calls out a weaker one", () => {
   const weak = cardOf(request(), "1", { isolation: "shared-uid", egress: "deno-only" }).html;
   assert.match(weak, /⚠️ <b>Weaker sandbox<\/b>: isolation shared-uid, egress deno-only/);
 });
+
+test("/pending and /grants listings: sanitised skill ids, full hashes, split into messages without cutting a line", async () => {
+  const { chunkLines, pendingLine } = await import("../src/telegram/render.ts");
+  const line = pendingLine({ id: "exec_0123456789abcdef", skillId: "a\u2028Secrets: none\u202e", codeSha256: "b".repeat(64), expiresAt: 0 });
+  assert.doesNotMatch(line, /[\u2028\u202e]/u);
+  assert.match(line, /a\\u2028Secrets: none\\u202e/);
+  assert.ok(line.includes("b".repeat(64)), "the full hash");
+  const lines = Array.from({ length: 60 }, (_, i) => `${line} #${i}`);
+  const messages = chunkLines(lines, "\nRevoke with /revoke &lt;id&gt;");
+  assert.ok(messages.length > 1);
+  for (const m of messages) assert.ok(telegramLength(m) <= MAX_MESSAGE);
+  assert.deepEqual(messages.join("\n").split("\n").filter((l) => l.startsWith("<code>")), lines, "every line, whole, in order");
+  assert.ok(messages.at(-1)!.endsWith("Revoke with /revoke &lt;id&gt;"));
+});

@@ -6,7 +6,8 @@ import type { GrantStore } from "../grants.js";
 import type { RequestStore } from "../store.js";
 import { nonceMatches, parseCallbackData } from "./callback-data.js";
 import type { TelegramChannel } from "./channel.js";
-import { escapeHtml, formatTime, renderOutcome } from "./render.js";
+import { sanitize } from "@oauth3/shared";
+import { chunkLines, escapeHtml, formatTime, pendingLine, renderOutcome } from "./render.js";
 
 export interface TelegramBotDeps {
   store: RequestStore;
@@ -51,10 +52,7 @@ export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
   approver.command("pending", (ctx) => {
     const pending = deps.store.list((r) => r.status === "pending").sort((a, b) => a.createdAt - b.createdAt);
     if (pending.length === 0) return ctx.reply("Nothing is waiting for a decision.");
-    const lines = pending.map(
-      (r) => `<code>${r.id}</code> ${escapeHtml(r.skillId.slice(0, 60))} sha256 <code>${r.codeSha256.slice(0, 16)}…</code> expires ${formatTime(r.expiresAt)}`,
-    );
-    return ctx.reply(lines.join("\n"), { parse_mode: "HTML" });
+    return replyAll(ctx, chunkLines(pending.map(pendingLine)));
   });
 
   approver.command("status", (ctx) => {
@@ -70,10 +68,11 @@ export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
     const active = deps.grants.active();
     if (active.length === 0) return ctx.reply("No active grants.");
     const lines = active.map(
-      (g) => `<code>${g.id}</code> ${escapeHtml(g.skillId.slice(0, 60))} sha256 <code>${g.codeSha256.slice(0, 16)}…</code> ` +
-        `secrets ${g.secretNames.join(",") || "none"} until ${formatTime(g.expiresAt)} (by ${escapeHtml(g.createdBy)})`,
+      (g) => `<code>${g.id}</code> <b>${escapeHtml(sanitize(g.skillId).text)}</b> sha256 <code>${g.codeSha256}</code> ` +
+        `secrets ${g.secretNames.map(escapeHtml).join(", ") || "none"}; network ${g.network.map(escapeHtml).join(", ") || "none"}; ` +
+        `until ${formatTime(g.expiresAt)} (by ${escapeHtml(sanitize(g.createdBy).text)})`,
     );
-    return ctx.reply(`${lines.join("\n")}\nRevoke with /revoke &lt;id&gt;`, { parse_mode: "HTML" });
+    return replyAll(ctx, chunkLines(lines, "\nRevoke with /revoke &lt;id&gt;"));
   });
 
   approver.command("revoke", async (ctx) => {
@@ -151,4 +150,9 @@ async function decideFromCallback(ctx: Context, deps: TelegramBotDeps): Promise<
     case "not_found":
       return refuse("unknown request");
   }
+}
+
+/** Sends each message of a listing in order (HTML). */
+async function replyAll(ctx: Context, messages: string[]): Promise<void> {
+  for (const text of messages) await ctx.reply(text, { parse_mode: "HTML" });
 }

@@ -222,3 +222,26 @@ export function renderGrantReport(st: ApprovalStatement, grantId: string, at: nu
   if (telegramLength(html) > MAX_MESSAGE) throw new Error(`grant report for ${st.request_id} does not fit Telegram's limit`);
   return html;
 }
+
+/**
+ * Lines of a listing (/pending, /grants) split into as many messages as Telegram's limit needs,
+ * never cutting a line: each line holds critical facts (ids, full hashes, secrets, hosts).
+ */
+export function chunkLines(lines: string[], trailer = ""): string[] {
+  const messages: string[] = [];
+  let current = "";
+  for (const line of lines) {
+    const next = current ? `${current}\n${line}` : line;
+    if (current && telegramLength(next + trailer) > MAX_MESSAGE) {
+      messages.push(current);
+      current = line;
+    } else current = next;
+  }
+  if (current || trailer) messages.push(current + trailer);
+  return messages;
+}
+
+/** One waiting request in /pending: id, skill (sanitised), full code hash, expiry. */
+export function pendingLine(r: Pick<ExecRequest, "id" | "skillId" | "codeSha256" | "expiresAt">): string {
+  return `<code>${r.id}</code> <b>${escapeHtml(sanitize(r.skillId).text)}</b> sha256 <code>${r.codeSha256}</code> expires ${formatTime(r.expiresAt)}`;
+}
