@@ -60,12 +60,21 @@ function summary(r: Row): string {
   ].join("\n");
 }
 
+/** Output through the one sanitiser: JSON stays valid JSON with the same strings; text keeps its lines. */
+function terminalSafe(out: (s: string) => void, json: boolean): (s: string) => void {
+  return (line) => out(json ? sanitizeJson(line) : sanitize(line, { keepLayout: true }).text);
+}
+
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     out(argv[0] === "run" || argv[0] === "status" ? `usage: oauth3\n${AGENT_USAGE}` : USAGE);
     return 0;
   }
-  if (argv[0] === "run" || argv[0] === "status") return agentCommand(argv[0], argv.slice(1), env, out);
+  // The agent commands print a skill's output: exact into a pipe (what an agent reads), through the
+  // sanitiser on a terminal (what a person reads).
+  if (argv[0] === "run" || argv[0] === "status") {
+    return agentCommand(argv[0], argv.slice(1), env, process.stdout.isTTY ? terminalSafe(out, argv.includes("--json")) : out);
+  }
   const json = argv.includes("--json");
   const raw = argv.includes("--raw");
   const [command, arg] = argv.filter((a) => a !== "--json" && a !== "--raw");
@@ -84,7 +93,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;
   }
-  if (command === "audit" || command === "verify" || command === "self-audit") return auditorCommand(command, argv, env, socketPath, json, out);
+  // What a (possibly compromised, possibly remote) gateway answers is shown through the sanitiser too.
+  if (command === "audit" || command === "verify" || command === "self-audit") {
+    return auditorCommand(command, argv, env, socketPath, json, terminalSafe(out, json));
+  }
   let reply: Reply;
   try {
     switch (command) {

@@ -147,3 +147,28 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   assert.match(r3.out, /the approval the runner was given \(test:1 via test\) differs from the recorded decision/);
   assert.doesNotMatch(r3.out, /content does not match|does not link/, "the rewrite itself was consistent");
 });
+
+test("the auditor's CLI shows what a (compromised) gateway answers through the sanitiser: no raw control reaches the terminal", async () => {
+  const { createServer } = await import("node:http");
+  const evil = "x\u001b[2K\r\u202eOK\u2028chain OK\u{e0041}";
+  const events = [{ seq: 1, at: 0, type: `request_received${evil}`, requestId: "exec_0123456789abcdef", prev: "0".repeat(64), hash: "1".repeat(64),
+    data: { skillId: evil, codeSha256: "a".repeat(64), secretNames: [evil] } }];
+  const server = createServer((req, res) => {
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify(req.url!.startsWith("/operator/audit") ? { events, next: null, head: { seq: 1, hash: "1".repeat(64) } } : { error: evil, code: evil }));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    for (const argv of [["audit", "--url", url], ["audit", "--url", url, "--json"], ["verify", "--url", url], ["self-audit", "--url", url]]) {
+      const lines: string[] = [];
+      await runCli(argv, { OAUTH3_AUDIT_TOKEN: "t" }, (s) => lines.push(s));
+      const output = lines.join("\n");
+      assert.ok(output.length > 0, argv.join(" "));
+      assert.doesNotMatch(output, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2028]|\u{e0041}/u, `${argv.join(" ")}: ${output}`);
+      if (argv[0] === "audit") assert.ok(output.includes("\\u202e"), "shown visibly, not dropped");
+    }
+  } finally {
+    server.close();
+  }
+});
