@@ -96,17 +96,25 @@ export class EgressProxy {
     const headers = { ...req.headers };
     delete headers["proxy-authorization"];
     delete headers["proxy-connection"];
+    // The grant covers the authority the proxy checked, so that is the Host the upstream sees: a
+    // skill's own Host header (Deno allows it) could reach another virtual host on the same address.
+    headers.host = url.host;
     const upstream = http.request(
-      { host: verdict.address, port: verdict.port, method: req.method, path: `${url.pathname}${url.search}`, headers },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
+      // agent: false: no upstream socket is pooled, so no connection is ever shared between runs.
+      { host: verdict.address, port: verdict.port, method: req.method, path: `${url.pathname}${url.search}`, headers, agent: false },
+      (up) => relayResponse(up, res),
     );
     upstream.on("error", () => {
       if (!res.headersSent) res.writeHead(502);
       res.end();
     });
+    // A 101 answer would hand the skill a raw socket the proxy no longer sees: refused.
+    upstream.on("upgrade", (_up, socket: Socket) => {
+      socket.destroy();
+      if (!res.headersSent) res.writeHead(502, { connection: "close" });
+      res.end();
+    });
+    req.on("error", () => upstream.destroy());
     req.pipe(upstream);
   }
 
@@ -144,4 +152,30 @@ export class EgressProxy {
     const [, token] = Buffer.from(match[1]!, "base64").toString("utf8").split(":");
     return token ? this.leases.get(token) : undefined;
   }
+}
+
+/**
+ * The one path an upstream's answer takes back to the skill. Whatever the upstream sends (a status
+ * Node's writeHead refuses, such as 099, an informational status as a final one, a header it will
+ * not write) ends as a 502 for this request only: nothing an upstream sends can throw in the
+ * runner's event loop.
+ */
+function relayResponse(up: http.IncomingMessage, res: http.ServerResponse): void {
+  const status = up.statusCode ?? 0;
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    up.destroy();
+    if (!res.headersSent) res.writeHead(502, { connection: "close" });
+    res.end();
+    return;
+  }
+  try {
+    res.writeHead(status, up.headers);
+  } catch {
+    up.destroy();
+    if (!res.headersSent) res.writeHead(502, { connection: "close" });
+    res.end();
+    return;
+  }
+  up.on("error", () => res.destroy());
+  up.pipe(res);
 }

@@ -75,6 +75,24 @@ export class DenoExecutor implements SkillExecutor {
   }
 
   private readonly cleanups = new Set<Promise<void>>();
+  /** Process groups of the skills running now (each Deno leads its own group). */
+  private readonly groups = new Set<number>();
+
+  /**
+   * Kills every running skill's process group at once, synchronously: called before the runner
+   * exits for any reason it can see (a crash included), so no skill outlives it even without the
+   * kernel's death signal.
+   */
+  killAll(): number {
+    for (const pgid of this.groups) {
+      try {
+        process.kill(-pgid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    return this.groups.size;
+  }
 
   async run(job: SkillJob): Promise<ExecutionResult> {
     const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
@@ -82,12 +100,16 @@ export class DenoExecutor implements SkillExecutor {
     const lease = this.options.egress?.lease(job.requestId, job.spec.network);
     const cleanup = async () => {
       lease?.release();
-      // The uid stays busy until its stragglers are gone, so no other run can get it earlier.
-      if (uid !== undefined) this.options.uidPool!.release(uid);
-      // What the skill's uid created is taken back first: a runner with CAP_CHOWN but without
-      // CAP_DAC_OVERRIDE (the container) could not empty a directory the skill owns.
-      if (uid !== undefined) await reclaim(join(runDir, "deno-dir"));
-      await rm(runDir, { recursive: true, force: true });
+      try {
+        // What the skill's uid created is taken back first: a runner with CAP_CHOWN but without
+        // CAP_DAC_OVERRIDE (the container) could not empty a directory the skill owns.
+        if (uid !== undefined) await reclaim(join(runDir, "deno-dir"));
+        await rm(runDir, { recursive: true, force: true });
+      } finally {
+        // The uid is freed last: it stays busy until its stragglers are killed and what it wrote is
+        // gone, so the next run under it can neither meet its processes nor its files.
+        if (uid !== undefined) this.options.uidPool!.release(uid);
+      }
     };
     let result: ExecutionResult;
     try {
@@ -162,6 +184,7 @@ export class DenoExecutor implements SkillExecutor {
         ...(uid !== undefined && { uid, gid: uid }),
         stdio: ["ignore", "pipe", "pipe"],
       });
+      if (child.pid !== undefined) this.groups.add(child.pid);
       let killedFor: Termination | undefined;
       const killGroup = (reason: Termination) => {
         killedFor ??= reason;
@@ -200,6 +223,7 @@ export class DenoExecutor implements SkillExecutor {
           } catch {
             // group is empty
           }
+          this.groups.delete(child.pid);
         }
         const termination: Termination = spawnError
           ? "spawn_failed"

@@ -116,6 +116,17 @@ async function main(): Promise<void> {
     "vault-runner listening",
   );
 
+  // A bug anywhere (or something a skill or an upstream sends that still reaches one) must not
+  // leave skills running without their watchdogs: every skill group is killed, then the runner
+  // exits. Only the error's name and stack frames are logged: a message may quote data.
+  const crash = (kind: string) => (err: unknown) => {
+    const killed = executor.killAll(); // the firewall rules stay: skill uids remain shut in
+    logger.fatal({ kind, error: errorSummary(err), skillsKilled: killed }, "vault-runner crashed: every skill was killed; exiting");
+    process.exit(70);
+  };
+  process.on("uncaughtException", crash("uncaught exception"));
+  process.on("unhandledRejection", crash("unhandled rejection"));
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -170,6 +181,13 @@ async function startEgress(
   const port = await proxy.start();
   const firewall = installSkillFirewall(isolation.uidPool.base, isolation.uidPool.size, port);
   return { proxy, firewall, port };
+}
+
+/** An error's class and stack frames, never its message (which may quote a value). */
+function errorSummary(err: unknown): string {
+  if (!(err instanceof Error)) return typeof err;
+  const frames = (err.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 8).map((l) => l.trim());
+  return [err.name, ...frames].join(" | ");
 }
 
 main().catch((err: unknown) => {
