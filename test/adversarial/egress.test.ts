@@ -7,6 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createServer, type Server } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { serveLocal } from "../helpers/local-server.ts";
@@ -21,6 +22,8 @@ const dir = tempDir("oauth3-egress-");
 writeFileSync(join(dir, "secrets.env"), `API_KEY=${KEY}\n`, { mode: 0o600 });
 const hits: Array<{ path: string; key: string | undefined }> = [];
 let apiPort = 0;
+let weirdPort = 0;
+let weird: Server | undefined;
 let stack: Stack;
 
 before(async () => {
@@ -33,20 +36,28 @@ before(async () => {
     }
     res.end(JSON.stringify({ ok: true, path: req.url }));
   }));
+  // An upstream that answers what no HTTP server should: a status Node's writeHead throws on.
+  weird = createServer((socket) => {
+    socket.on("error", () => undefined);
+    socket.once("data", () => socket.end("HTTP/1.1 099 Weird\r\ncontent-length: 0\r\n\r\n"));
+  });
+  await new Promise<void>((r) => weird!.listen(0, "127.0.0.1", r));
+  weirdPort = (weird.address() as { port: number }).port;
   stack = new Stack({
     dir,
     port: await freePort(),
     env: {
       SECRETS_FILE: join(dir, "secrets.env"),
       RUNNER_SKILL_UID_BASE: String(UID_BASE),
-      RUNNER_EGRESS_HOSTS: "api.test.example=127.0.0.1,internal.test.example=127.0.0.1,v6.test.example=::1,mapped.test.example=::ffff:127.0.0.1,meta.test.example=169.254.169.254",
-      RUNNER_EGRESS_ALLOW_PRIVATE: `api.test.example:${apiPort}`,
+      RUNNER_EGRESS_HOSTS: "api.test.example=127.0.0.1,weird.test.example=127.0.0.1,internal.test.example=127.0.0.1,v6.test.example=::1,mapped.test.example=::ffff:127.0.0.1,meta.test.example=169.254.169.254",
+      RUNNER_EGRESS_ALLOW_PRIVATE: `api.test.example:${apiPort},weird.test.example:${weirdPort}`,
     },
   });
   await stack.start();
 });
 after(async () => {
   await stack?.stop();
+  weird?.close();
 });
 
 const data = (code: string) => `data:text/typescript,${encodeURIComponent(code)}`;
@@ -69,10 +80,23 @@ console.log(r.status, await r.text());`, ["API_KEY"]);
     assert.equal(final.result.stdout, `200 {"ok":true,"path":"/v1/data"}\n`);
     assert.deepEqual(hits.at(-1), { path: "/v1/data", key: KEY });
     assert.equal(final.result.policy.egress, "proxy+firewall");
-    assert.deepEqual(final.result.policy.egress_private_allowed, [`api.test.example:${apiPort}`]);
+    assert.deepEqual(final.result.policy.egress_private_allowed, [`api.test.example:${apiPort}`, `weird.test.example:${weirdPort}`]);
     const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
     assert.equal(health.egress, "proxy+firewall");
     assertHealthMode(health);
+  });
+
+  test("an upstream answering HTTP/1.1 099 gets the skill a 502; the runner lives on and serves the next run", async () => {
+    const [runnerBefore] = stack.childPids();
+    const final = await run(`// @network weird.test.example:${weirdPort} api.test.example:${apiPort}
+const weird = await fetch("http://weird.test.example:${weirdPort}/").then((r) => r.status, (e) => String(e));
+const fine = await fetch("http://api.test.example:${apiPort}/after").then((r) => r.status);
+console.log(weird, fine);`);
+    assert.equal(final.status, "completed", JSON.stringify(final));
+    assert.equal(final.result.stdout, "502 200\n");
+    assert.equal(stack.childPids()[0], runnerBefore, "the same runner process");
+    const next = await run("console.log('still here')");
+    assert.equal(next.result.stdout, "still here\n");
   });
 
   test("declared names that resolve to internal addresses are refused by the proxy", async () => {
