@@ -60,7 +60,7 @@ export interface StatementSource {
   args: Array<{ name: string; value: string }>;
 }
 
-export const STRONG_SANDBOX = { isolation: "per-run-uid", egress: "proxy+firewall" } as const;
+const STRONG_SANDBOX = { isolation: "per-run-uid", egress: "proxy+firewall" } as const;
 
 export function approvalStatement(r: StatementSource, code: string, sandbox?: { isolation: string; egress: string }): ApprovalStatement {
   const skillName = r.skillName && r.skillName !== r.skillId ? r.skillName : undefined;

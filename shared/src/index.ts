@@ -13,5 +13,5 @@ export {
 } from "./attestation.js";
 export { escapeCodePoint, sanitize, sanitizeJson, type Sanitized } from "./sanitize.js";
 export {
-  approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
+  approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
 } from "./approval-statement.js";

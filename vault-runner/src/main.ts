@@ -58,8 +58,9 @@ async function main(): Promise<void> {
   if (!deathSignalWrapper) {
     logger.warn("setpriv (util-linux) with --pdeathsig not found: a skill would outlive a runner that dies mid-run; install util-linux");
   }
-  const reaped = reapLeftovers(config.stateDir, isolation.workDir).length + (isolation.uidPool?.reapAll() ?? 0);
-  if (reaped > 0) logger.warn({ processes: reaped }, "killed skill processes left running by an earlier runner");
+  // Counted separately: a process the first finds may still show (as a zombie) to the second.
+  const reaped = { byWorkDir: reapLeftovers(config.stateDir, isolation.workDir).length, byPoolUid: isolation.uidPool?.reapAll() ?? 0 };
+  if (reaped.byWorkDir + reaped.byPoolUid > 0) logger.warn(reaped, "killed skill processes left running by an earlier runner");
   const executor = new DenoExecutor({
     deathSignalWrapper,
     denoPath,

@@ -6,8 +6,7 @@ import type { GrantStore } from "../grants.js";
 import type { RequestStore } from "../store.js";
 import { nonceMatches, parseCallbackData } from "./callback-data.js";
 import type { TelegramChannel } from "./channel.js";
-import { sanitize } from "@oauth3/shared";
-import { chunkLines, escapeHtml, formatTime, pendingLine, renderOutcome } from "./render.js";
+import { chunkLines, escapeHtml, formatTime, pendingLine, renderOutcome, shown } from "./render.js";
 
 export interface TelegramBotDeps {
   store: RequestStore;
@@ -68,9 +67,9 @@ export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
     const active = deps.grants.active();
     if (active.length === 0) return ctx.reply("No active grants.");
     const lines = active.map(
-      (g) => `<code>${g.id}</code> <b>${escapeHtml(sanitize(g.skillId).text)}</b> sha256 <code>${g.codeSha256}</code> ` +
+      (g) => `<code>${g.id}</code> <b>${shown(g.skillId)}</b> sha256 <code>${g.codeSha256}</code> ` +
         `secrets ${g.secretNames.map(escapeHtml).join(", ") || "none"}; network ${g.network.map(escapeHtml).join(", ") || "none"}; ` +
-        `until ${formatTime(g.expiresAt)} (by ${escapeHtml(sanitize(g.createdBy).text)})`,
+        `until ${formatTime(g.expiresAt)} (by ${shown(g.createdBy)})`,
     );
     return replyAll(ctx, chunkLines(lines, "\nRevoke with /revoke &lt;id&gt;"));
   });

@@ -65,25 +65,13 @@ const CUT = " <i>(cut: full text in the details document)</i>";
  * critical lines alone fit with room.
  */
 export function renderCard(st: ApprovalStatement, code: string, footer = ""): RenderedCard {
-  const skill = escapeHtml(sanitize(st.skill_id).text);
-  const agent = st.agent !== null ? escapeHtml(sanitize(st.agent).text) : "unknown (no agent identity configured)";
   const safeCode = sanitize(code, { keepLayout: true });
+  const c = criticalLines(st);
   const critical = {
-    head: ["🔐 <b>Approval needed</b>", `Skill: <b>${skill}</b>`],
-    identity: [`Agent: ${agent}`],
-    grants: [
-      ...secretLines(st),
-      st.network.length ? "Network:" : "Network: none",
-      ...st.network.map((h) => `  • <code>${escapeHtml(sanitize(h).text)}</code>`),
-      `Timeout: ${st.timeout_seconds} s`,
-    ],
-    facts: [
-      `Code: ${st.code.size} bytes, sha256 <code>${escapeHtml(st.code.sha256)}</code>`,
-      `Expires: ${formatTime(st.expires_at)}`,
-      `Request: <code>${escapeHtml(st.request_id)}</code>`,
-      ...(st.sandbox?.strong ? [STRONG_SANDBOX_LINE] : []),
-      ...warningLines(st),
-    ],
+    head: ["🔐 <b>Approval needed</b>", c.skill],
+    identity: [c.agent],
+    grants: c.grants,
+    facts: [c.code, `Expires: ${formatTime(st.expires_at)}`, c.request, ...c.checks],
   };
 
   let cut = false;
@@ -108,7 +96,7 @@ export function renderCard(st: ApprovalStatement, code: string, footer = ""): Re
       lines.push("Args:");
       st.args.slice(0, level.args).forEach((a) => {
         const v = free(JSON.stringify(a.value), level.argValue);
-        lines.push(`  <code>${escapeHtml(sanitize(a.name).text)}</code> = ${v || "…"}`);
+        lines.push(`  <code>${shown(a.name)}</code> = ${v || "…"}`);
       });
       if (st.args.length > level.args) {
         cut = true;
@@ -139,15 +127,35 @@ export function renderCard(st: ApprovalStatement, code: string, footer = ""): Re
   throw new Error(`approval card for ${st.request_id} does not fit Telegram's limit even without free text`);
 }
 
+/** Untrusted text through the one sanitiser, then HTML-escaped. */
+export const shown = (text: string) => escapeHtml(sanitize(text).text);
+
+/** The critical lines of a statement, as every Telegram message about a request shows them. */
+function criticalLines(st: ApprovalStatement) {
+  return {
+    skill: `Skill: <b>${shown(st.skill_id)}</b>`,
+    agent: `Agent: ${st.agent !== null ? shown(st.agent) : "unknown (no agent identity configured)"}`,
+    grants: [
+      ...secretLines(st),
+      st.network.length ? "Network:" : "Network: none",
+      ...st.network.map((h) => `  • <code>${shown(h)}</code>`),
+      `Timeout: ${st.timeout_seconds} s`,
+    ],
+    code: `Code: ${st.code.size} bytes, sha256 <code>${shown(st.code.sha256)}</code>`,
+    request: `Request: <code>${shown(st.request_id)}</code>`,
+    checks: [...(st.sandbox?.strong ? [STRONG_SANDBOX_LINE] : []), ...warningLines(st)],
+  };
+}
+
 /** One line per secret, with the runner's binding (hosts, placeholder or env) when it reports one. */
 function secretLines(st: ApprovalStatement): string[] {
   if (st.secrets.length === 0) return ["Secrets: none"];
   return [
     "Secrets:",
     ...st.secrets.map((x) => {
-      const hosts = x.hosts ? ` -> ${x.hosts.map((h) => escapeHtml(sanitize(h).text)).join(", ")}` : "";
-      const mode = x.mode ? ` (${escapeHtml(sanitize(x.mode).text)})` : "";
-      return `  • <code>${escapeHtml(sanitize(x.name).text)}</code>${hosts}${mode}`;
+      const hosts = x.hosts ? ` -> ${x.hosts.map(shown).join(", ")}` : "";
+      const mode = x.mode ? ` (${shown(x.mode)})` : "";
+      return `  • <code>${shown(x.name)}</code>${hosts}${mode}`;
     }),
   ];
 }
@@ -205,18 +213,10 @@ export function renderOutcome(r: ExecRequest): string {
  * card: every critical line unabridged; only the outcome's excerpt (already bounded) is free text.
  */
 export function renderGrantReport(st: ApprovalStatement, grantId: string, at: number, outcome?: string): string {
+  const c = criticalLines(st);
   const lines = [
     `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code> at ${formatTime(at)}`,
-    `Skill: <b>${escapeHtml(sanitize(st.skill_id).text)}</b>`,
-    `Agent: ${st.agent !== null ? escapeHtml(sanitize(st.agent).text) : "unknown (no agent identity configured)"}`,
-    ...secretLines(st),
-    st.network.length ? "Network:" : "Network: none",
-    ...st.network.map((h) => `  • <code>${escapeHtml(sanitize(h).text)}</code>`),
-    `Timeout: ${st.timeout_seconds} s`,
-    `Code: ${st.code.size} bytes, sha256 <code>${escapeHtml(st.code.sha256)}</code>`,
-    `Request: <code>${escapeHtml(st.request_id)}</code>`,
-    ...(st.sandbox?.strong ? [STRONG_SANDBOX_LINE] : []),
-    ...warningLines(st),
+    c.skill, c.agent, ...c.grants, c.code, c.request, ...c.checks,
   ];
   const html = [...lines, ...(outcome ? [outcome] : [])].join("\n");
   if (telegramLength(html) > MAX_MESSAGE) throw new Error(`grant report for ${st.request_id} does not fit Telegram's limit`);
@@ -243,5 +243,5 @@ export function chunkLines(lines: string[], trailer = ""): string[] {
 
 /** One waiting request in /pending: id, skill (sanitised), full code hash, expiry. */
 export function pendingLine(r: Pick<ExecRequest, "id" | "skillId" | "codeSha256" | "expiresAt">): string {
-  return `<code>${r.id}</code> <b>${escapeHtml(sanitize(r.skillId).text)}</b> sha256 <code>${r.codeSha256}</code> expires ${formatTime(r.expiresAt)}`;
+  return `<code>${r.id}</code> <b>${shown(r.skillId)}</b> sha256 <code>${r.codeSha256}</code> expires ${formatTime(r.expiresAt)}`;
 }
