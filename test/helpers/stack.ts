@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomInt } from "node:crypto";
 import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -7,12 +8,34 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
+/**
+ * A port for a server a test starts later. Chosen below the kernel's ephemeral range
+ * (ip_local_port_range, 32768-60999 by default), so that no outgoing connection of any process can
+ * take it between this check and the server's listen (a port from listen(0) can be handed to the
+ * next connect() of a parallel test file: EADDRINUSE). Random within the range, and checked free.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
+  let low = 32768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: the default range
+  }
+  const from = 10_000;
+  const to = Math.max(from + 1000, Math.min(low, 32768));
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = from + randomInt(to - from);
+    const server = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((r) => server.close(r));
+      return port;
+    }
+  }
+  throw new Error("no free port below the ephemeral range");
 }
 
 export interface StackOptions {
