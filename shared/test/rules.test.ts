@@ -107,7 +107,9 @@ test("addresses: only global unicast is public, including mapped forms", () => {
   for (const a of ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8"]) assert.ok(isPublicAddress(a), a);
   for (const a of ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
     "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1",
-    "::ffff:169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::1", "not-an-ip"]) {
+    "::ffff:169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::1", "not-an-ip",
+    // IPv4-compatible (::/96): loopback, metadata, private and even public v4 inside it
+    "::7f00:1", "::127.0.0.1", "::a9fe:a9fe", "::a00:1", "::808:808", "::8.8.8.8", "0:0:0:0:0:0:7f00:1"]) {
     assert.ok(!isPublicAddress(a), a);
   }
 });
