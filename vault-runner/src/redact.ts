@@ -14,41 +14,85 @@ export interface Redactor {
 /** Shifted base64 forms shorter than this would match ordinary text too often. */
 const MIN_SHIFTED_LENGTH = 8;
 
+/**
+ * Literal multi-needle matching: every encoded form is searched with indexOf (V8's Boyer-Moore
+ * family, linear in the text), never compiled into one RegExp. A RegExp of every form stops
+ * compiling from a 16 KiB secret ("Regular expression too large", with the pattern, that is the
+ * value, in its message); this has no such limit, so the only bound is the documented maximum
+ * secret size the loader enforces (MAX_SECRET_BYTES in secrets.ts). Occurrences of different
+ * forms that overlap are removed as one span, so no fragment of either survives.
+ */
 export function createRedactor(secrets: ReadonlyMap<string, string>): Redactor {
-  const patterns: Array<{ needle: string; name: string }> = [];
+  const needles: Array<{ needle: string; name: string; failure?: Int32Array }> = [];
   for (const [name, value] of secrets) {
-    for (const form of encodedForms(value)) patterns.push({ needle: form, name });
+    for (const form of encodedForms(value)) needles.push({ needle: form, name });
   }
-  // Longest first, so that a form containing another is replaced whole.
-  patterns.sort((a, b) => b.needle.length - a.needle.length);
-  if (patterns.length === 0) return { redact: (text) => ({ text, redacted: false }) };
-
-  const byNeedle = new Map(patterns.map((p) => [p.needle, p.name] as const));
-  const regex = new RegExp(patterns.map((p) => escapeRegExp(p.needle)).join("|"), "g");
+  // Longest first: at one start the longest form names the span.
+  needles.sort((a, b) => b.needle.length - a.needle.length);
+  if (needles.length === 0) return { redact: (text) => ({ text, redacted: false }) };
 
   return {
     redact(text, truncated) {
-      let redacted = false;
-      let out = text.replace(regex, (match) => {
-        redacted = true;
-        return `[REDACTED:${byNeedle.get(match)}]`;
-      });
+      const spans: Array<{ start: number; end: number; name: string }> = [];
+      for (const { needle, name } of needles) {
+        for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
+          spans.push({ start: at, end: at + needle.length, name });
+        }
+      }
+      let redacted = spans.length > 0;
+      let out = text;
+      if (redacted) {
+        spans.sort((a, b) => a.start - b.start || b.end - a.end);
+        const parts: string[] = [];
+        let pos = 0;
+        for (let i = 0; i < spans.length; ) {
+          const { start, name } = spans[i]!;
+          let end = spans[i]!.end;
+          for (i++; i < spans.length && spans[i]!.start < end; i++) end = Math.max(end, spans[i]!.end);
+          parts.push(text.slice(pos, start), `[REDACTED:${name}]`);
+          pos = end;
+        }
+        parts.push(text.slice(pos));
+        out = parts.join("");
+      }
       if (truncated) {
-        // Output was cut at the cap: a secret may have been cut in half. Drop any tail that is the
-        // beginning of a secret form; losing a few innocent characters of cut output is harmless.
-        for (const { needle } of patterns) {
-          for (let len = Math.min(needle.length - 1, out.length); len > 0; len--) {
-            if (out.endsWith(needle.slice(0, len))) {
-              out = `${out.slice(0, out.length - len)}[REDACTED:cut]`;
-              redacted = true;
-              break;
-            }
-          }
+        // Output was cut at the cap: a secret may have been cut in half. Drop the longest tail that
+        // is the beginning of a secret form; losing a few innocent characters of cut output is
+        // harmless. Found with each form's prefix function, linear in the form's length.
+        let cut = 0;
+        for (const entry of needles) {
+          entry.failure ??= prefixFunction(entry.needle);
+          cut = Math.max(cut, suffixPrefixOverlap(out, entry.needle, entry.failure));
+        }
+        if (cut > 0) {
+          out = `${out.slice(0, out.length - cut)}[REDACTED:cut]`;
+          redacted = true;
         }
       }
       return { text: out, redacted };
     },
   };
+}
+
+/** KMP prefix function: failure[i] = length of the longest proper border of needle[0..i]. */
+function prefixFunction(needle: string): Int32Array {
+  const failure = new Int32Array(needle.length);
+  for (let i = 1, k = 0; i < needle.length; i++) {
+    while (k > 0 && needle[i] !== needle[k]) k = failure[k - 1]!;
+    if (needle[i] === needle[k]) k++;
+    failure[i] = k;
+  }
+  return failure;
+}
+
+/** Length of the longest suffix of text that is a proper prefix of needle. */
+function suffixPrefixOverlap(text: string, needle: string, failure: Int32Array): number {
+  let k = 0;
+  for (let i = Math.max(0, text.length - needle.length + 1); i < text.length; i++) {
+    while (k > 0 && (k === needle.length || text[i] !== needle[k])) k = failure[k - 1]!;
+    if (text[i] === needle[k]) k++;
+  }
+  return k < needle.length ? k : 0;
 }
 
 function encodedForms(value: string): Set<string> {
@@ -80,8 +124,4 @@ function encodedForms(value: string): Set<string> {
 
 function toUrlSafe(b64: string): string {
   return b64.replace(/\+/g, "-").replace(/\//g, "_");
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -38,6 +38,14 @@ export class SecretStore {
   }
 }
 
+/**
+ * The largest secret value, in UTF-8 bytes. A secret reaches a skill as one environment string,
+ * and Linux refuses any single one over 128 KiB (MAX_ARG_STRLEN) at exec; 64 KiB leaves room for
+ * the name and holds every credential a skill plausibly needs (API tokens, PEM keys, service-account
+ * JSON, kubeconfigs). Redaction is tested up to this size (test/redact.test.ts).
+ */
+export const MAX_SECRET_BYTES = 64 * 1024;
+
 export interface SecretSources {
   secretsFile?: string | undefined;
   secretsDir?: string | undefined;
@@ -66,6 +74,10 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
     }
     if (value.length === 0) throw new Error(`secret ${name} in ${origin} is empty`);
     if (value.includes("\0")) throw new Error(`secret ${name} in ${origin} contains a NUL byte`);
+    const bytes = Buffer.byteLength(value, "utf8");
+    if (bytes > MAX_SECRET_BYTES) {
+      throw new Error(`secret ${name} in ${origin} is ${bytes} bytes; the most a secret may hold is ${MAX_SECRET_BYTES} bytes (64 KiB)`);
+    }
     if (values.has(name)) throw new Error(`secret ${name} is defined more than once (${origin})`);
     values.set(name, value);
   };
@@ -79,8 +91,9 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
   };
   if (sources.secretsFile) {
     checkShared(sources.secretsFile);
-    const parsed = parse(readFileSync(sources.secretsFile));
-    for (const [name, value] of Object.entries(parsed)) add(name, value, sources.secretsFile);
+    for (const [name, value] of parseSecretsFile(readFileSync(sources.secretsFile, "utf8"), sources.secretsFile)) {
+      add(name, value, sources.secretsFile);
+    }
   }
   if (sources.secretsDir) {
     for (const entry of readdirSync(sources.secretsDir, { withFileTypes: true })) {
@@ -95,6 +108,63 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
     for (const [name, value] of parseSecretsJson(sources.secretsJson)) add(name, value, "SECRETS_JSON");
   }
   return { store: new SecretStore(values), warnings };
+}
+
+/**
+ * SECRETS_FILE: dotenv syntax, read strictly. dotenv.parse alone keeps the last of a repeated name,
+ * cuts an unquoted value at its first `#`, and skips any line it does not understand, so each
+ * entry is delimited here and only its value text is handed to dotenv (quotes, escapes, multi-line).
+ * Refused, naming the line and the secret, never the value: a line that is neither blank, a
+ * `#` comment nor `NAME=value`; an unquoted value holding `#` (quote it); a quote never closed;
+ * anything but a comment after a closing quote. A repeated name is refused by the caller.
+ */
+export function parseSecretsFile(text: string, origin: string): Array<[string, string]> {
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  const out: Array<[string, string]> = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const line = lines[i]!;
+    if (/^\s*(#.*)?$/.test(line)) continue;
+    const m = /^\s*(?:export\s+)?([A-Za-z0-9_.-]+)\s*=(.*)$/s.exec(line);
+    if (!m) throw new Error(`${origin} line ${lineNo}: not NAME=value (the line is not shown: it may hold a secret)`);
+    const name = m[1]!;
+    if (seen.has(name)) throw new Error(`secret ${name} is defined more than once in ${origin} (line ${lineNo})`);
+    seen.add(name);
+    let rest = m[2]!.replace(/^\s+/, "");
+    const quote = rest[0];
+    if (quote === '"' || quote === "'" || quote === "`") {
+      // Find the closing quote, on this line or a later one.
+      let body = rest.slice(1);
+      let close = closingQuote(body, quote);
+      while (close === -1 && i + 1 < lines.length) {
+        body += `\n${lines[++i]}`;
+        close = closingQuote(body, quote);
+      }
+      if (close === -1) throw new Error(`secret ${name} in ${origin} (line ${lineNo}): the quote is never closed`);
+      const after = body.slice(close + 1);
+      if (!/^\s*(#.*)?$/.test(after)) {
+        throw new Error(`secret ${name} in ${origin} (line ${lineNo}): text after the closing quote (only a # comment may follow)`);
+      }
+      rest = `${quote}${body.slice(0, close + 1)}`;
+    } else if (rest.includes("#")) {
+      throw new Error(`secret ${name} in ${origin} (line ${lineNo}): an unquoted value holds "#", which dotenv reads as a comment; quote the value`);
+    }
+    const parsed = parse(`V=${rest}`);
+    out.push([name, parsed.V ?? ""]);
+  }
+  return out;
+}
+
+function closingQuote(body: string, quote: string): number {
+  for (let j = 0; j < body.length; j++) {
+    if (body[j] === "\\" && body[j + 1] === quote) {
+      j++;
+      continue;
+    }
+    if (body[j] === quote) return j;
+  }
+  return -1;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveRunSpec, sha256Hex } from "@oauth3/shared";
 import { IS_ROOT, realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
 import { processesOf } from "../src/uid-pool.ts";
+import { MAX_SECRET_BYTES } from "../src/secrets.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-exec-");
@@ -125,4 +127,20 @@ test("memory: a heap bomb dies at the V8 cap without taking the runner down", as
   assert.notEqual(r.termination, "exited");
   assert.equal(r.exitCode, -1);
   assert.ok(["memory", "signaled"].includes(r.termination), r.termination);
+});
+
+test("a 64 KiB secret (the most the loader takes) printed raw and base64 is redacted, and the run is reported as it ran", async () => {
+  // Before literal matching, from 16 KiB the redactor's RegExp did not compile: the run was
+  // reported failed after its side effects and the error (holding the value) reached the log.
+  const big = randomBytes(48 * 1024).toString("base64").slice(0, MAX_SECRET_BYTES);
+  const code = Buffer.from(`// @secrets FOO\nconst v = Deno.env.get("FOO"); console.log(v); console.log(btoa(v)); console.error(v.length);`);
+  const spec = resolveRunSpec({ secrets: ["FOO"], args: [], timeoutSeconds: 10 }, {}, 60);
+  const roomy = realDenoExecutor(tempDir("oauth3-exec-big-"), 62_008, 1024 * 1024, 256);
+  const r = await roomy.run({ requestId: "exec_bigsecret00000001", code, codeSha256: sha256Hex(code), spec, secrets: new Map([["FOO", big]]) });
+  assert.equal(r.termination, "exited");
+  assert.equal(r.exitCode, 0, r.stderr.slice(0, 500));
+  assert.equal(r.stdout, "[REDACTED:FOO]\n[REDACTED:FOO]\n");
+  assert.equal(r.stderr.trim(), String(MAX_SECRET_BYTES));
+  assert.ok(r.redacted);
+  assert.ok(!JSON.stringify(r).includes(big.slice(100, 140)));
 });

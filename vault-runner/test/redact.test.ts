@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { createRedactor } from "../src/redact.ts";
+import { MAX_SECRET_BYTES } from "../src/secrets.ts";
 
 const SECRET = "sk-live-Zm9vYmFy+/q=12345";
 
@@ -41,4 +43,26 @@ test("a secret cut in half by the output cap is removed too", () => {
 
 test("no secrets: output passes unchanged", () => {
   assert.deepEqual(createRedactor(new Map()).redact("abc", true), { text: "abc", redacted: false });
+});
+
+test("the largest secret the loader accepts (64 KiB) redacts in every form; one regex of them all would not compile", () => {
+  const random = randomBytes(MAX_SECRET_BYTES).toString("base64").slice(0, MAX_SECRET_BYTES);
+  const r = createRedactor(new Map([["BIG", random], ["SMALL", SECRET]]));
+  const forms = [random, Buffer.from(random).toString("hex"), Buffer.from(random).toString("base64"),
+    Buffer.from(`xy${random}`).toString("base64"), encodeURIComponent(random)];
+  for (const form of forms) {
+    const { text, redacted } = r.redact(`a ${form} b ${SECRET} c`, false);
+    assert.ok(redacted);
+    assert.equal(text.length < 200, true, `${form.slice(0, 20)}…: ${text.slice(0, 200)}`);
+    assert.match(text, /^a .*\[REDACTED:BIG\].* b \[REDACTED:SMALL\] c$/);
+  }
+  // Cut by the output cap anywhere inside: the whole tail goes.
+  const { text } = r.redact(`out: ${random.slice(0, 40_000)}`, true);
+  assert.equal(text, "out: [REDACTED:cut]");
+});
+
+test("overlapping forms of two secrets go as one span; nothing of either survives", () => {
+  const r = createRedactor(new Map([["A", "abcdef-secret-A"], ["B", "secret-A-and-B-tail"]]));
+  const { text } = r.redact("x abcdef-secret-A-and-B-tail y", false);
+  assert.equal(text, "x [REDACTED:A] y");
 });

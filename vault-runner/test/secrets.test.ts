@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadSecrets } from "../src/secrets.ts";
+import { parse } from "dotenv";
+import { loadSecrets, MAX_SECRET_BYTES } from "../src/secrets.ts";
 import { loadRunnerConfig } from "../src/config.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
@@ -45,6 +46,50 @@ test("bad secrets stop start-up with a message that names the secret, never its 
     assert.ok(!err.message.includes("secret-value"));
     return true;
   });
+});
+
+test("the secrets file is read strictly: a repeated name, an unquoted #, a line dotenv would skip and an open quote are refused", () => {
+  const dir = tempDir();
+  const cases: Array<[string, RegExp]> = [
+    // dotenv alone: keeps the last value silently
+    ["DUP=value-one-1\nDUP=value-two-2", /secret DUP is defined more than once .* \(line 2\)/],
+    // dotenv alone: the secret silently becomes "value-one-1"
+    ["CUT=value-one-1 #value-two-2", /secret CUT .*line 1.* unquoted value holds "#".*quote the value/],
+    ["CUT=value-one-1#value-two-2", /unquoted value holds "#"/],
+    // dotenv alone: the line is skipped and the secret missing, with no word
+    ["GOOD=x\nTYPO value-one-1", /line 2: not NAME=value/],
+    ["OPEN=\"value-one-1\nNEXT=value-two-2", /secret OPEN .* the quote is never closed/],
+    ["AFTER=\"value-one-1\" value-two-2", /text after the closing quote/],
+  ];
+  for (const [text, message] of cases) {
+    const file = join(dir, `s${Math.random()}.env`);
+    writeFileSync(file, `${text}\n`, { mode: 0o600 });
+    assert.throws(() => loadSecrets({ secretsFile: file }), (err: Error) => {
+      assert.match(err.message, message);
+      assert.ok(!/value-(one|two)/.test(err.message), err.message);
+      return true;
+    }, text);
+  }
+  // What stays accepted, exactly as dotenv reads it.
+  const file = join(dir, "ok.env");
+  const text = "A=1\nB=\"two words\" # note\nexport C='x # y'\nD=\"multi\nline\"\nE=\"nl\\n\"\nF=  spaced  \n";
+  writeFileSync(file, text, { mode: 0o600 });
+  const { store } = loadSecrets({ secretsFile: file });
+  assert.deepEqual(Object.fromEntries(store.valuesFor(store.names())), parse(text));
+});
+
+test("a secret over 64 KiB is refused at load, naming it and the limit; 64 KiB loads", () => {
+  const dir = tempDir();
+  const big = "k".repeat(MAX_SECRET_BYTES);
+  writeFileSync(join(dir, "ok.env"), `BIG=${big}\n`, { mode: 0o600 });
+  assert.equal(loadSecrets({ secretsFile: join(dir, "ok.env") }).store.valuesFor(["BIG"]).get("BIG"), big);
+  writeFileSync(join(dir, "big.env"), `BIG=${big}é\n`, { mode: 0o600 });
+  assert.throws(() => loadSecrets({ secretsFile: join(dir, "big.env") }), (err: Error) => {
+    assert.match(err.message, /secret BIG .* is 65538 bytes; the most a secret may hold is 65536 bytes/);
+    assert.ok(!err.message.includes("kkkk"));
+    return true;
+  });
+  assert.throws(() => loadSecrets({ secretsJson: JSON.stringify({ BIG: `${big}x` }) }), /BIG in SECRETS_JSON is 65537 bytes/);
 });
 
 test("a world-readable secrets file is reported", () => {
