@@ -48,7 +48,11 @@ test("bad input gets a clear 4xx JSON error and leaves no request behind", async
     [{ skill_id: "x", skill_url: ok, secrets: ["HTTP_PROXY"] }, 400, "reserved_name"],
     [{ skill_id: "x", skill_url: ok, secrets: ["lower"] }, 400, "invalid_secret_name"],
     [{ skill_id: "x", skill_url: ok, args: { HTTPS_PROXY: "http://evil" } }, 400, "reserved_name"],
-    [{ skill_id: "x", skill_url: ok, secrets: ["FOO"], args: { FOO: "shadow" } }, 400, "arg_shadows_name"],
+    [{ skill_id: "x", skill_url: ok, secrets: ["FOO"], args: { foo: "shadow" } }, 400, "arg_shadows_name"],
+    // glibc's resolver reads these: the granted name's lookup would go to the agent's zone
+    [{ skill_id: "x", skill_url: ok, args: { LOCALDOMAIN: "attacker.example" } }, 400, "reserved_name"],
+    [{ skill_id: "x", skill_url: ok, args: { RES_OPTIONS: "ndots:15" } }, 400, "reserved_name"],
+    [{ skill_id: "x", skill_url: ok, args: { HOSTALIASES: "/tmp/h" } }, 400, "reserved_name"],
     [{ skill_id: "x", skill_url: ok, network: ["169.254.169.254"] }, 400, "invalid_host"],
     [{ skill_id: "x", skill_url: dataUrl("// @secrets FOO\nx"), secrets: ["BAR"] }, 400, "header_mismatch"],
     [{ skill_id: "x", skill_url: dataUrl("// @timeout 9999\nx") }, 400, "invalid_timeout"],

@@ -26,7 +26,9 @@ test("secret names: upper-case identifiers only, runtime names refused", () => {
     assert.equal(code(() => checkSecretName(bad)), "invalid_secret_name", String(bad));
   }
   for (const reserved of ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "OTEL_DENO", "DENO_DIR",
-    "LD_PRELOAD", "NODE_OPTIONS", "SSLKEYLOGFILE", "PATH", "HOME", "DENO_V8_FLAGS", "LC_ALL"]) {
+    "LD_PRELOAD", "NODE_OPTIONS", "SSLKEYLOGFILE", "PATH", "HOME", "DENO_V8_FLAGS", "LC_ALL",
+    "LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES", "LOCPATH", "NLSPATH", "GCONV_PATH", "TZDIR", "RESOLV_MULTI",
+    "FTP_PROXY"]) {
     assert.equal(code(() => checkSecretName(reserved)), "reserved_name", reserved);
   }
 });
@@ -82,10 +84,16 @@ test("run spec: request must equal the header where the header speaks", () => {
 });
 
 test("args: upstream lower-case names work; shadowing and runtime names refused", () => {
-  const spec = resolveRunSpec({ secrets: ["FOO"], args: [{ name: "prompt", value: "hi" }] }, {}, 300);
-  assert.deepEqual(spec.args, [{ name: "prompt", value: "hi" }]);
+  const spec = resolveRunSpec({ secrets: ["FOO"], args: [{ name: "prompt", value: "hi" }, { name: "City", value: "Z" }, { name: "max_N2", value: "1" }] }, {}, 300);
+  assert.deepEqual(spec.args.map((a) => a.name).sort(), ["City", "max_N2", "prompt"]);
   for (const [name, expected] of [
-    ["FOO", "arg_shadows_name"], ["foo", "arg_shadows_name"], ["http_proxy", "reserved_name"],
+    ["foo", "arg_shadows_name"], ["Foo", "arg_shadows_name"], ["http_proxy", "reserved_name"],
+    // glibc reads these (the resolver: a granted name's first lookup went to the attacker's zone),
+    // and the rule refuses every all-capital name, known today or not.
+    ["LOCALDOMAIN", "reserved_name"], ["RES_OPTIONS", "reserved_name"], ["HOSTALIASES", "reserved_name"],
+    ["LOCPATH", "reserved_name"], ["NLSPATH", "reserved_name"], ["GCONV_PATH", "reserved_name"],
+    ["TZDIR", "reserved_name"], ["RESOLV_MULTI", "reserved_name"], ["SOME_FUTURE_LIBC_VAR", "reserved_name"],
+    ["FOO", "reserved_name"], ["X", "reserved_name"], ["socks_proxy", "reserved_name"], ["Ftp_Proxy", "reserved_name"],
     ["HTTPS_PROXY", "reserved_name"], ["deno_dir", "reserved_name"], ["ld_preload", "reserved_name"],
     ["otel_exporter_otlp_endpoint", "reserved_name"], ["bad-name", "invalid_arg_name"], ["", "invalid_arg_name"],
   ] as const) {
@@ -98,7 +106,7 @@ test("args: upstream lower-case names work; shadowing and runtime names refused"
   assert.equal(code(() => resolveRunSpec({ secrets: [], args: [{ name: "a", value: "x\0y" }] }, {}, 300)), "invalid_arg_value");
   assert.equal(code(() => resolveRunSpec({ secrets: [], args: [{ name: "a", value: "x".repeat(9000) }] }, {}, 300)), "arg_too_large");
   assert.equal(
-    code(() => resolveRunSpec({ secrets: [], args: [{ name: "a", value: "1" }, { name: "A", value: "2" }] }, {}, 300)),
+    code(() => resolveRunSpec({ secrets: [], args: [{ name: "ab", value: "1" }, { name: "aB", value: "2" }] }, {}, 300)),
     "arg_shadows_name",
   );
 });

@@ -206,7 +206,9 @@ console.error(JSON.stringify({ v }));`, { secrets: ["FOO"] });
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets });
       assert.equal(r.status, 400, JSON.stringify(secrets));
     }
-    for (const args of [{ http_proxy: "http://evil" }, { DENO_DIR: "/" }, { LD_PRELOAD: "/x.so" }, { FOO: "shadow" }]) {
+    for (const args of [{ http_proxy: "http://evil" }, { DENO_DIR: "/" }, { LD_PRELOAD: "/x.so" }, { foo: "shadow" },
+      { LOCALDOMAIN: "attacker.example" }, { RES_OPTIONS: "ndots:15 attempts:1" }, { HOSTALIASES: "/tmp/aliases" },
+      { GCONV_PATH: "/tmp" }, { TZDIR: "/tmp" }, { NLSPATH: "/tmp/%N" }]) {
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets: ["FOO"], args });
       assert.equal(r.status, 400, JSON.stringify(args));
     }
