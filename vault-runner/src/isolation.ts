@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { UidPool } from "./uid-pool.js";
@@ -42,6 +42,7 @@ export function chooseIsolation(options: {
           : "RUNNER_ISOLATION=shared-uid: skills run under the runner's own uid and can read its files",
     };
   }
+  assertPoolIdsUnassigned(options.uidBase, options.poolSize);
   const probe = spawnSync(options.denoPath, ["--version"], {
     uid: options.uidBase,
     gid: options.uidBase,
@@ -87,4 +88,45 @@ function requireTraversable(dir: string): void {
     }
     if (d === dirname(d)) return;
   }
+}
+
+/**
+ * The pool's uids and gids must belong to no account or group on this host: a skill running as a
+ * real user's uid could touch that user's files, one with a real group's gid gets that group's
+ * access, and the pool's reaper kills every process of its uids, a real user's too. Checked through
+ * NSS (`getent`, i.e. getpwuid/getgrgid: /etc/passwd, LDAP, systemd-userdb, ...), falling back to
+ * /etc/passwd and /etc/group where getent is missing. Throws naming the first clash.
+ */
+export function assertPoolIdsUnassigned(base: number, size: number): void {
+  const ids = Array.from({ length: size }, (_, i) => base + i);
+  for (const [db, what] of [["passwd", "user"], ["group", "group"]] as const) {
+    const clash = assignedIds(db, ids);
+    if (clash) {
+      throw new Error(
+        `RUNNER_SKILL_UID_BASE=${base}: ${what === "user" ? "uid" : "gid"} ${clash.id} is ${what} "${clash.name}" on this host; ` +
+          `skill ${what === "user" ? "uids" : "gids"} ${base}..${base + size - 1} must belong to no account (choose another base)`,
+      );
+    }
+  }
+}
+
+function assignedIds(db: "passwd" | "group", ids: number[]): { id: number; name: string } | undefined {
+  const wanted = new Set(ids);
+  let text: string;
+  const r = spawnSync("getent", [db, ...ids.map(String)], { encoding: "utf8", timeout: 10_000 });
+  if (!r.error && (r.status === 0 || r.status === 2)) {
+    text = r.stdout; // exit 2: some keys were not found
+  } else {
+    try {
+      text = readFileSync(`/etc/${db}`, "utf8");
+    } catch {
+      return undefined; // no account database at all: nothing to clash with
+    }
+  }
+  for (const line of text.split("\n")) {
+    const fields = line.split(":");
+    const id = Number(fields[2]);
+    if (fields.length >= 3 && wanted.has(id)) return { id, name: fields[0]! };
+  }
+  return undefined;
 }

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs";
  * Hands each running skill its own uid (and gid of the same number), different from the runner's,
  * the gateway's and every other running skill's. A uid is reused only when no process of that uid
  * remains: stragglers are killed and the uid is checked again before it is handed out.
- * These uids need no /etc/passwd entry.
+ * These uids need no /etc/passwd entry, and must have none (checked at start: isolation.ts).
  */
 export class UidPool {
   private readonly busy = new Set<number>();

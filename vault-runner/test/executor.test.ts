@@ -1,12 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveRunSpec, sha256Hex } from "@oauth3/shared";
 import { IS_ROOT, realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
 import { processesOf } from "../src/uid-pool.ts";
 import { MAX_SECRET_BYTES } from "../src/secrets.ts";
+import { assertPoolIdsUnassigned, chooseIsolation } from "../src/isolation.ts";
+import { resolveDenoBinary } from "../src/deno-binary.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-exec-");
@@ -143,4 +146,25 @@ test("a 64 KiB secret (the most the loader takes) printed raw and base64 is reda
   assert.equal(r.stderr.trim(), String(MAX_SECRET_BYTES));
   assert.ok(r.redacted);
   assert.ok(!JSON.stringify(r).includes(big.slice(100, 140)));
+});
+
+test("the uid pool refuses a range holding a real account or group (a skill would act as that user; the reaper would kill its processes)", () => {
+  const nobody = spawnSync("getent", ["passwd", "nobody"], { encoding: "utf8" }).stdout.split(":");
+  const uid = Number(nobody[2]);
+  assert.ok(Number.isInteger(uid) && uid > 0, "this host has a nobody account");
+  assert.throws(() => assertPoolIdsUnassigned(uid - 3, 8), new RegExp(`uid ${uid} is user "nobody" on this host`));
+  // A group alone clashes too (a skill with that gid has the group's access): a gid no user has.
+  const uids = new Set(readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")[2]));
+  const onlyGroup = readFileSync("/etc/group", "utf8").split("\n").map((l) => l.split(":")).find((f) => f.length > 2 && !uids.has(f[2]));
+  assert.ok(onlyGroup, "this host has a group whose gid is no user's uid");
+  assert.throws(() => assertPoolIdsUnassigned(Number(onlyGroup[2]), 1), new RegExp(`gid ${onlyGroup[2]} is group "${onlyGroup[0]}" on this host`));
+  // The default range, and this file's, hold no account here.
+  assertPoolIdsUnassigned(61_000, 12);
+  assertPoolIdsUnassigned(62_000, 16);
+  if (IS_ROOT) {
+    assert.throws(
+      () => chooseIsolation({ requested: "uid", denoPath: resolveDenoBinary(), uidBase: uid - 3, poolSize: 8, workDir: join(dir, "clash") }),
+      /RUNNER_SKILL_UID_BASE=\d+: uid \d+ is user "nobody"/,
+    );
+  }
 });
