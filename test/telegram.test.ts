@@ -187,7 +187,7 @@ describe("telegram approvals", () => {
     assert.ok(report.text!.includes(`grant <code>${grantId}</code>`));
 
     tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/grants" });
-    const listed = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith(`<code>${grantId}</code> <b>granted</b>`)));
+    const listed = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith(`<code>${grantId}</code> agent (unidentified) skill <b>granted</b>`)));
     assert.ok(listed.text!.includes(`sha256 <code>${String(second.code_hash)}</code>`), "the grant listing shows the full hash");
 
     // The report's Revoke button: forged nonce refused, a non-approver's /revoke ignored, then revoked.

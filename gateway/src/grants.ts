@@ -3,14 +3,18 @@ import type { Database } from "lmdb";
 import type { ExecRequest, RequestStore } from "./store.js";
 
 /**
- * A time-boxed grant: "this exact code, with these secrets and hosts and this timeout, may run
- * without asking again until <expiry>". Args are not part of the key (an LLM skill's prompt changes
- * every time); the card says so. Each auto-approved run is still reported to the approvers, and a
- * grant can be revoked at any moment.
+ * A time-boxed grant: "this agent may run this exact code under this skill id, with these secrets
+ * and hosts and this timeout, without asking again until <expiry>". The agent and skill id are part
+ * of the key: a grant pressed on alice's card never approves bob's identical code, nor the same
+ * code under another name. Args are not (an LLM skill's prompt changes every time); the card says
+ * so. Each auto-approved run is still reported to the approvers, and a grant can be revoked at any
+ * moment. Grants made before the key held the agent (v1 keys) match nothing: they fail closed.
  */
 export interface Grant {
   id: string;
   key: string;
+  /** The agent it was granted to; null when agents are not identified (AGENT_TOKENS unset). */
+  agent: string | null;
   skillId: string;
   codeSha256: string;
   secretNames: string[];
@@ -26,9 +30,9 @@ export interface Grant {
   nonce: string;
 }
 
-export function grantKey(r: Pick<ExecRequest, "codeSha256" | "secretNames" | "network" | "timeoutSeconds">): string {
+export function grantKey(r: Pick<ExecRequest, "agent" | "skillId" | "codeSha256" | "secretNames" | "network" | "timeoutSeconds">): string {
   return createHash("sha256")
-    .update(JSON.stringify([r.codeSha256, [...r.secretNames].sort(), [...r.network].sort(), r.timeoutSeconds]))
+    .update(JSON.stringify(["v2", r.agent ?? null, r.skillId, r.codeSha256, [...r.secretNames].sort(), [...r.network].sort(), r.timeoutSeconds]))
     .digest("hex");
 }
 
@@ -43,6 +47,7 @@ export class GrantStore {
     const grant: Grant = {
       id: randomBytes(6).toString("hex"),
       key: grantKey(request),
+      agent: request.agent ?? null,
       skillId: request.skillId,
       codeSha256: request.codeSha256,
       secretNames: request.secretNames,
@@ -54,8 +59,17 @@ export class GrantStore {
       sourceRequestId: request.id,
       nonce: randomBytes(16).toString("base64url"),
     };
-    await this.grants.put(grant.id, grant);
-    await this.store.flushed;
+    await this.store.writeAudited((audit) => {
+      audit(request.id, {
+        type: "grant_created",
+        data: {
+          grantId: grant.id, agent: grant.agent, skillId: grant.skillId, codeSha256: grant.codeSha256,
+          secretNames: grant.secretNames, network: grant.network, timeoutSeconds: grant.timeoutSeconds,
+          by: createdBy, expiresAt: grant.expiresAt,
+        },
+      });
+      void this.grants.put(grant.id, grant);
+    });
     return grant;
   }
 
@@ -79,13 +93,12 @@ export class GrantStore {
 
   /** True if this call revoked it (false: unknown, expired, or revoked before). */
   async revoke(id: string, by: string, now = Date.now()): Promise<boolean> {
-    const revoked = await this.grants.transaction(() => {
+    return this.store.writeAudited((audit) => {
       const g = this.grants.get(id);
       if (!g || g.revokedAt !== undefined || g.expiresAt <= now) return false;
+      audit(g.sourceRequestId, { type: "grant_revoked", data: { grantId: id, by } });
       void this.grants.put(id, { ...g, revokedAt: now, revokedBy: by });
       return true;
     });
-    await this.store.flushed;
-    return revoked;
   }
 }

@@ -147,6 +147,17 @@ export class RequestStore {
     await this.root.flushed;
   }
 
+  /**
+   * One durable write transaction for state other parts own (grants) together with its audit
+   * entries: `write` puts into its sub-database and calls `audit` for each entry; both happen or
+   * neither. Returns what `write` returned.
+   */
+  async writeAudited<T>(write: (audit: (requestId: string | undefined, note: AuditNote) => void) => T): Promise<T> {
+    const result = await this.audited(() => this.requests.transaction(() => write((id, note) => this.appendAudit(id, note))));
+    await this.root.flushed;
+    return result;
+  }
+
   /** A named sub-database in the same environment, for state other parts own (grants, Telegram). */
   subDb<V>(name: string): Database<V, string> {
     return this.root.openDB<V, string>({ name });

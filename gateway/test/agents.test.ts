@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAgentRegistry, hashToken, newAgentToken } from "../src/agents.ts";
 import { runCli } from "../src/cli.ts";
-import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+import { verifyAuditChain } from "@oauth3/shared";
+import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 const alice = newAgentToken("alice");
 const bob = newAgentToken("bob");
@@ -76,4 +77,45 @@ test("the approver's card names the agent; --help answers for each command", asy
     assert.equal(await runCli(argv, {}, (s) => lines.push(s)), 0, argv.join(" "));
     assert.match(lines.join("\n"), /usage: oauth3/);
   }
+});
+
+test("a grant pressed on alice's card auto-approves alice's skill only: not bob's identical code, not another skill id", async () => {
+  const fx = gatewayFixture({ agents: registry(), grants: true });
+  const code = dataUrl("// @secrets FOO\nconsole.log(Deno.env.get('FOO'))");
+  const submit = async (token: string, skillId: string, n: number) => {
+    const res = await fx.post({ skill_id: skillId, skill_url: code, secrets: ["FOO"], args: { n: String(n) } }, token);
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { request_id: string }).request_id;
+  };
+  const first = await submit(alice.token, "weather", 1);
+  // What the Telegram "Run + allow" button does: grant from the request, then approve it.
+  const grant = await fx.grants!.create(fx.store.get(first)!, "telegram:7001", 60_000);
+  assert.equal(grant.agent, "alice");
+  await fx.approvals.decide(first, { approve: true, channel: "telegram", decidedBy: "telegram:7001" });
+  await eventually(() => (fx.store.get(first)!.status === "completed" ? true : undefined));
+
+  const bobs = await submit(bob.token, "weather", 2);
+  const renamed = await submit(alice.token, "weather-v2", 3);
+  const alices = await submit(alice.token, "weather", 4);
+  await eventually(() => (fx.store.get(alices)!.status === "completed" ? true : undefined));
+  assert.equal(fx.store.get(alices)!.decidedBy, `grant:${grant.id}`, "the granted agent and skill id run without asking");
+  for (const id of [bobs, renamed]) {
+    const r = fx.store.get(id)!;
+    assert.equal(r.status, "pending", `${r.agent}/${r.skillId} must ask the approver`);
+    assert.equal(r.decidedBy, undefined);
+  }
+  // Bob's output is never produced: only alice's two requests ran.
+  assert.deepEqual(fx.executor.jobs.map((j) => j.requestId).sort(), [first, alices].sort());
+  assert.deepEqual(fx.channel.announced.map((r) => r.id).filter((id) => id === bobs || id === renamed).sort(), [bobs, renamed].sort());
+
+  // Creation and revocation are in the audit chain, with who and what.
+  assert.equal(await fx.grants!.revoke(grant.id, "telegram:7001"), true);
+  const entries = fx.store.auditPage(0, 1000).filter((e) => e.type.startsWith("grant_"));
+  assert.deepEqual(entries.map((e) => e.type), ["grant_created", "grant_revoked"]);
+  assert.deepEqual(
+    { ...entries[0]!.data, expiresAt: 0 },
+    { grantId: grant.id, agent: "alice", skillId: "weather", codeSha256: grant.codeSha256, secretNames: ["FOO"], network: [], timeoutSeconds: grant.timeoutSeconds, by: "telegram:7001", expiresAt: 0 },
+  );
+  assert.deepEqual(entries[1]!.data, { grantId: grant.id, by: "telegram:7001" });
+  assert.equal(verifyAuditChain(fx.store.auditPage(0, 1000)).ok, true);
 });

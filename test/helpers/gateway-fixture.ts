@@ -7,6 +7,7 @@ import type { AgentRegistry } from "../../gateway/src/agents.ts";
 import { createAgentApp } from "../../gateway/src/app.ts";
 import { ApprovalService, type ApprovalChannel } from "../../gateway/src/approvals.ts";
 import { Dispatcher } from "../../gateway/src/dispatcher.ts";
+import { GrantStore } from "../../gateway/src/grants.ts";
 import { createOperatorApp } from "../../gateway/src/operator.ts";
 import type { RunnerClient } from "../../gateway/src/runner-client.ts";
 import { RequestStore, type ExecRequest } from "../../gateway/src/store.ts";
@@ -32,6 +33,8 @@ export interface GatewayFixtureOptions {
   agents?: AgentRegistry;
   /** More approval channels besides the recording one (e.g. the agent notifier). */
   extraChannels?: ApprovalChannel[];
+  /** Active grants auto-approve (as with Telegram configured). */
+  grants?: boolean;
 }
 
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
@@ -50,8 +53,10 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     store, runner, logger, retryDelaysMs: [],
     onFinished: (r): Promise<void> => approvals.notify(r, "update"),
   });
+  const grants = options.grants ? new GrantStore(store) : undefined;
   const approvals: ApprovalService = new ApprovalService({
     store, dispatcher, channels: [channel, ...(options.extraChannels ?? [])], logger, ...(options.now && { now: options.now }),
+    ...(grants && { grants }),
   });
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
@@ -76,7 +81,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
       headers: { "content-type": "application/json", ...(token && { authorization: `Bearer ${token}` }) },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
-  return { store, executor, runner, dispatcher, approvals, app, operator, channel, post, dbPath };
+  return { store, executor, runner, dispatcher, approvals, app, operator, channel, post, dbPath, grants };
 }
 
 export function dataUrl(code: string): string {

@@ -68,7 +68,7 @@ export class TelegramChannel implements ApprovalChannel {
           { text: "✖️ Deny", callback_data: encodeRequestAction("deny", request.id, nonce) },
         ],
         [{
-          text: `⏱ Run + allow this code, secrets & hosts for ${ttlMinutes} min (args may differ)`,
+          text: `⏱ Run + allow for ${ttlMinutes} min: this agent, skill id, code, secrets & hosts (args may differ)`,
           callback_data: encodeRequestAction("grant", request.id, nonce),
         }],
       ],

@@ -215,7 +215,8 @@ export function renderOutcome(r: ExecRequest): string {
 export function renderGrantReport(st: ApprovalStatement, grantId: string, at: number, outcome?: string): string {
   const c = criticalLines(st);
   const lines = [
-    `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code> at ${formatTime(at)}`,
+    `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code> at ${formatTime(at)}, ` +
+      `given to this agent for this skill id, code, secrets, hosts and timeout (args may differ)`,
     c.skill, c.agent, ...c.grants, c.code, c.request, ...c.checks,
   ];
   const html = [...lines, ...(outcome ? [outcome] : [])].join("\n");
