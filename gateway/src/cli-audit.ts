@@ -67,12 +67,21 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
   if (json) {
     out(JSON.stringify({ verdict, runnerKeys: receipts.keys, events }, null, 2));
   } else {
+    const signed = new Map(receipts.summaries.map((s) => [s.seq, s] as const));
     for (const e of events) {
       const d = e.data as Record<string, unknown>;
       const what = e.type === "request_received"
-        ? `skill=${JSON.stringify(d.skillId)} code=${String(d.codeSha256).slice(0, 16)}… secrets=${(d.secretNames as string[]).join(",") || "-"}`
-        : Object.entries(d).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+        ? `skill=${JSON.stringify(d.skillId)} agent=${JSON.stringify(d.agent ?? null)} code=${String(d.codeSha256)} ` +
+          `secrets=${(d.secretNames as string[]).join(",") || "-"} hosts=${((d.network as string[] | undefined) ?? []).join(",") || "-"} timeout=${String(d.timeoutSeconds)}`
+        : Object.entries(d).filter(([k]) => k !== "receipt").map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
       out(`${String(e.seq).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.type.padEnd(16)} ${e.requestId ?? ""}  ${what}`);
+      const s = signed.get(e.seq);
+      if (s) {
+        // What the runner itself signed about this run, beside what the gateway recorded.
+        out(`${" ".repeat(8)}runner receipt: secrets=${s.secretNames.join(",") || "-"} hosts=${s.network.join(",") || "-"} ` +
+          `uid=${s.uid ?? "runner's own"} termination=${s.termination} exit=${s.exitCode}` +
+          (s.approval ? ` approved-by=${s.approval.decidedBy} via=${s.approval.channel}` : ""));
+      }
     }
     out(verdict.ok
       ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ${receipts.keys[0] ?? "(none yet)"}`

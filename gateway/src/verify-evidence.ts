@@ -60,7 +60,7 @@ export function verifyEvidence(
   const at = st.auditHead.seq === 0 ? GENESIS : events.find((e) => e.seq === st.auditHead.seq)?.hash;
   add("attested audit head is in the chain", at === st.auditHead.hash, `entry ${st.auditHead.seq} ${st.auditHead.hash.slice(0, 16)}…`);
   const receipts = verifyRunReceipts(events, st.runnerPublicKey);
-  add("every run carries a receipt signed by the attested runner key", receipts.ok,
+  add("every run carries a receipt signed by the attested runner key, matching its request, outcome and decision", receipts.ok,
     receipts.ok ? `${receipts.receipts} receipts, key ${st.runnerPublicKey.slice(0, 16)}… (${st.runnerKeySource})` : receipts.problems.join("; "));
   // The checkpoint must name the head the chain ends at, signed by the attested gateway key.
   const signedHead = checkpoint ? (JSON.parse(checkpoint.payload_json) as { seq?: number; hash?: string }) : undefined;

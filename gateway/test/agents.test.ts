@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAgentRegistry, hashToken, newAgentToken } from "../src/agents.ts";
 import { runCli } from "../src/cli.ts";
-import { verifyAuditChain } from "@oauth3/shared";
+import { verifyAuditChain, verifyRunReceipts } from "@oauth3/shared";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 const alice = newAgentToken("alice");
@@ -118,4 +118,7 @@ test("a grant pressed on alice's card auto-approves alice's skill only: not bob'
   );
   assert.deepEqual(entries[1]!.data, { grantId: grant.id, by: "telegram:7001" });
   assert.equal(verifyAuditChain(fx.store.auditPage(0, 1000)).ok, true);
+  // The grant-approved run verifies against its grant_created entry (agent, skill, code, ...).
+  const receipts = verifyRunReceipts(fx.store.auditPage(0, 1000));
+  assert.deepEqual([receipts.ok, receipts.receipts, receipts.problems], [true, 2, []]);
 });

@@ -135,7 +135,7 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   // 3. Rewrite who approved the run that happened (chain re-hashed, receipt untouched).
   const original = fx.store.auditPage(0, 100).filter((e) => e.seq <= events.length).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e));
   const payload = JSON.parse(receipt.payloadJson) as { v: number; uid: unknown; approval: { decidedBy: string; channel: string } };
-  assert.equal(payload.v, 2);
+  assert.equal(payload.v, 3);
   assert.deepEqual([payload.approval.decidedBy, payload.approval.channel], ["test:1", "test"], "the receipt carries the approval the runner was given");
   assert.ok("uid" in payload, "and the uid the skill ran as (null: the runner's own)");
   const decisionEntry = original.find((e) => e.requestId === ran && e.type === "decision")!;
@@ -171,4 +171,50 @@ test("the auditor's CLI shows what a (compromised) gateway answers through the s
   } finally {
     server.close();
   }
+});
+
+test("receipts are compared with the request and the decision: a consistent rewrite of secrets, hosts, uid, termination or a grant is caught", async () => {
+  const fx = gatewayFixture();
+  const socketPath = join(tempDir(), "op", "operator.sock");
+  const server = await startOperatorServer(fx.operator, socketPath);
+  after(() => server.close());
+  const cli = async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await runCli(argv, { OPERATOR_SOCKET: socketPath }, (s) => lines.push(s));
+    return { code, out: lines.join("\n") };
+  };
+  const res = await fx.post({ skill_id: "held", skill_url: dataUrl("// @secrets FOO\n// @network api.example.com\nconsole.log(1)"), secrets: ["FOO"] });
+  const id = ((await res.json()) as { request_id: string }).request_id;
+  await fx.approvals.decide(id, decide(true));
+  await eventually(() => (fx.store.get(id)?.status === "completed" ? true : undefined));
+  const honest = fx.store.auditPage(0, 100);
+  const ok = await cli("audit");
+  assert.equal(ok.code, 0, ok.out);
+  // The receipt's own values are printed beside the entry they vouch for.
+  assert.match(ok.out, /runner receipt: secrets=FOO hosts=api\.example\.com:443 uid=runner's own termination=exited exit=0 approved-by=test:1 via=test/);
+
+  const attacks: Array<[string, (e: AuditEvent) => AuditEvent, RegExp]> = [
+    // What the issue reproduced: the approver was shown no secret and no host; the runner was sent both.
+    ["secrets: none", (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, secretNames: [], network: [] } } : e),
+      /receipt does not match the recorded run: secrets \(receipt FOO, request none\); hosts \(receipt api\.example\.com:443, request none\)/],
+    ["another timeout", (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, timeoutSeconds: 1 } } : e),
+      /timeout \(receipt \d+ s, request 1 s\)/],
+    ["per-run uid claimed", (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, isolation: "per-run-uid" } } : e),
+      /uid \(receipt the runner's own, recorded isolation per-run-uid\)/],
+    ["timeout recorded as a clean exit's opposite", (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, reason: "timeout" } } : e),
+      /termination \(receipt exited, recorded timeout\)/],
+    ["a grant that never was", (e) => (e.type === "decision" ? { ...e, data: { ...e.data, by: "grant:0123456789ab", channel: "grant" } } : e),
+      /approved by grant:0123456789ab, but no grant_created entry precedes it/],
+  ];
+  for (const [name, change, problem] of attacks) {
+    await rewrite(fx.store.auditDb, honest.map(change));
+    await fx.store.flushed;
+    const r = await cli("audit");
+    assert.equal(r.code, 5, `${name}: ${r.out}`);
+    assert.match(r.out, problem, name);
+    assert.doesNotMatch(r.out, /content does not match|does not link/, `${name}: the rewrite itself was consistent`);
+  }
+  await rewrite(fx.store.auditDb, honest);
+  await fx.store.flushed;
+  assert.equal((await cli("audit")).code, 0, "the honest chain verifies again");
 });

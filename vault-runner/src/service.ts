@@ -132,7 +132,8 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           signal: ctx.signal,
         });
         const payload: ReceiptPayload = {
-          v: 2, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
+          v: 3, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
+          timeoutSeconds: spec.timeoutSeconds,
           termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
           outputSha256: createHash("sha256").update(result.stdout).update("\0").update(result.stderr).digest("hex"),
           acceptedAt: started, finishedAt: Date.now(),

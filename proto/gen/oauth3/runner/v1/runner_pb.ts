@@ -246,10 +246,10 @@ export const RunSkillResponseSchema: GenMessage<RunSkillResponse> = /*@__PURE__*
  */
 export type RunReceipt = Message<"oauth3.runner.v1.RunReceipt"> & {
   /**
-   * Canonical JSON (sorted keys): {v: 2, requestId, codeSha256, secretNames, network, termination,
-   * exitCode, durationMs, outputSha256 (of redacted stdout + NUL + stderr), acceptedAt, finishedAt,
-   * uid (the skill's uid; null: the runner's own), approval {decidedBy, channel, decidedAtMs} (as
-   * the gateway sent it, so a later rewrite of the decision no longer matches)}.
+   * Canonical JSON (sorted keys): {v: 3, requestId, codeSha256, secretNames, network, timeoutSeconds,
+   * termination, exitCode, durationMs, outputSha256 (of redacted stdout + NUL + stderr), acceptedAt,
+   * finishedAt, uid (the skill's uid; null: the runner's own), approval {decidedBy, channel,
+   * decidedAtMs} (as the gateway sent it, so a later rewrite of the decision no longer matches)}.
    *
    * @generated from field: string payload_json = 1;
    */
