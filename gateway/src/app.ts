@@ -9,7 +9,7 @@ import { ApiError } from "./errors.js";
 import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
-import { findIdenticalPending, RateLimiter } from "./intake-limits.js";
+import { admission, RateLimiter } from "./intake-limits.js";
 import { IdempotencyKeys } from "./idempotency.js";
 import { openApiDocument } from "./openapi.js";
 import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
@@ -102,12 +102,12 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
       const submitOnce = async () => {
         const prepared = await prepareRequest(body, deps.intake);
         const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
-        const twin = findIdenticalPending(deps.store, request);
-        if (twin) return { requestId: twin.id, response: accepted(c, twin, true) };
-        if (deps.store.list((r) => r.status === "pending" && r.agent === agent).length >= deps.limits.maxPending) {
+        // Merge and cap are judged in the same transaction as the write (durable before we answer).
+        const outcome = await deps.store.admit(request, prepared.code, admission(request, deps.limits.maxPending));
+        if (outcome === "full") {
           throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
         }
-        await deps.store.create(request, prepared.code); // durable before we answer
+        if (outcome !== "created") return { requestId: outcome.twin.id, response: accepted(c, outcome.twin, true) };
         deps.logger.info(
           { requestId: request.id, skillId: request.skillId, agent, codeSha256: request.codeSha256 },
           "request received",

@@ -49,6 +49,9 @@ export interface RunResult {
   receipt?: { payloadJson: string; signature: string; publicKey: string };
 }
 
+/** Judges a new request against every pending one: its pending twin, "full", or undefined (admit). */
+export type Admission = (pending: readonly ExecRequest[]) => { twin: ExecRequest } | "full" | undefined;
+
 /** One agent request. Never holds a secret value: only names, hashes and redacted output. */
 export interface ExecRequest {
   id: string;
@@ -129,8 +132,23 @@ export class RequestStore {
   }
 
   async create(request: ExecRequest, code: Buffer): Promise<void> {
-    const created = await this.audited(() => this.requests.transaction(() => {
-      if (this.requests.get(request.id) !== undefined) return false;
+    const outcome = await this.admit(request, code, () => undefined);
+    if (outcome !== "created") throw new Error(`request ${request.id} was not created`);
+  }
+
+  /**
+   * Creates a request if `admission`, shown every pending request inside the same write
+   * transaction, lets it: check and write are one atomic step, so a cap or an identical-request
+   * merge cannot be raced by concurrent submissions. Returns "created", the pending twin to answer
+   * with instead, or "full".
+   */
+  async admit(request: ExecRequest, code: Buffer, admission: Admission): Promise<"created" | "full" | { twin: ExecRequest }> {
+    const outcome = await this.audited(() => this.requests.transaction(() => {
+      if (this.requests.get(request.id) !== undefined) return "exists" as const;
+      const pending: ExecRequest[] = [];
+      for (const { value } of this.requests.getRange()) if (value.status === "pending") pending.push(value);
+      const verdict = admission(pending);
+      if (verdict !== undefined) return verdict;
       this.appendAudit(request.id, {
         type: "request_received",
         data: {
@@ -141,10 +159,11 @@ export class RequestStore {
       });
       void this.code.put(request.id, code);
       void this.requests.put(request.id, request);
-      return true;
+      return "created" as const;
     }));
-    if (!created) throw new Error(`request ${request.id} already exists`);
-    await this.root.flushed;
+    if (outcome === "exists") throw new Error(`request ${request.id} already exists`);
+    if (outcome === "created") await this.root.flushed;
+    return outcome;
   }
 
   /**

@@ -162,3 +162,26 @@ test("spam bounds: identical pending requests merge onto one card; pending cap; 
   assert.equal(((await third.json()) as { code: string }).code, "rate_limited");
   assert.equal(limited.store.list(() => true).length, 2);
 });
+
+test("the pending cap and the identical-request merge hold under concurrent submissions (one transaction each)", async () => {
+  // Before: 30 concurrent POSTs with MAX_PENDING_REQUESTS=3 were all accepted, with 30 cards.
+  const fx = gatewayFixture({ maxPending: 3 });
+  const distinct = await Promise.all(Array.from({ length: 30 }, (_, n) =>
+    fx.post({ skill_id: "race", skill_url: dataUrl("console.log('race')"), args: { n: String(n) } })));
+  const statuses = distinct.map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 200).length, 3, JSON.stringify(statuses));
+  assert.equal(statuses.filter((s) => s === 429).length, 27);
+  assert.equal(fx.store.list((r) => r.status === "pending").length, 3);
+  await eventually(() => (fx.channel.announced.length >= 3 ? true : undefined));
+  assert.equal(fx.channel.announced.length, 3, "three cards");
+
+  const merged = gatewayFixture({ maxPending: 100 });
+  const same = { skill_id: "twin", skill_url: dataUrl("console.log('twin')"), args: { a: "1" } };
+  const answers = await Promise.all(Array.from({ length: 20 }, () => merged.post(same).then((r) => r.json() as Promise<Record<string, unknown>>)));
+  assert.equal(new Set(answers.map((a) => a.request_id)).size, 1, "one request for twenty identical submissions");
+  assert.equal(answers.filter((a) => a.merged === true).length, 19);
+  assert.equal(merged.store.list(() => true).length, 1);
+  await eventually(() => (merged.channel.announced.length >= 1 ? true : undefined));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(merged.channel.announced.length, 1, "one card");
+});
