@@ -72,3 +72,66 @@ describe("gateway on a full disk", { skip: !ROOT_USER && "needs root to mount a 
     assert.doesNotMatch(stack.log(), /unhandled rejection/);
   });
 });
+
+describe("gateway background writes on a full disk", { skip: !ROOT_USER && "needs root to mount a small tmpfs" }, () => {
+  const small = join(dir, "small-expiry");
+  let stack: Stack;
+
+  before(async () => {
+    mkdirSync(small);
+    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small], { encoding: "utf8" });
+    assert.equal(m.status, 0, m.stderr);
+    stack = new Stack({
+      dir: join(dir, "expiry"),
+      port: await freePort(),
+      env: { DB_PATH: join(small, "gateway-db"), RUNNER_SKILL_UID_BASE: "66820", APPROVAL_TTL_SECONDS: "10" },
+    });
+    mkdirSync(join(dir, "expiry"));
+    await stack.start();
+  });
+  after(async () => {
+    await stack?.stop();
+    spawnSync("umount", [small]);
+  });
+
+  test("expiries that cannot be written neither stop the gateway nor its restart; they land once there is room", async () => {
+    // Fill the disk down to the last page: big submissions, then ever smaller ones, until even a
+    // one-line skill is refused.
+    const accepted: string[] = [];
+    for (const lines of [8000, 1000, 100, 1]) {
+      for (let n = 0; n < 200; n++) {
+        const code = `// ${lines}-${n}\n${"console.log('filler');\n".repeat(lines)}`;
+        const r = await stack.post({ skill_id: `fill-${lines}-${n}`, skill_url: `data:text/typescript,${encodeURIComponent(code)}` });
+        if (r.status !== 200) break;
+        accepted.push(String(r.json.request_id));
+      }
+    }
+    assert.ok(accepted.length > 0);
+    // Every accepted request expires now; the 5 s sweep cannot record it. Before: the rejection
+    // killed the gateway within a sweep.
+    await new Promise((r) => setTimeout(r, 16_000));
+    assert.equal((await fetch(`${stack.baseUrl}/health`)).status, 200, "still serving after failed sweeps");
+    assert.match(stack.log(), /expiry sweep could not record every expiry/);
+    // Expired in time means never approvable, recorded or not.
+    const late = await stack.cliAsync("approve", accepted[0]!);
+    assert.notEqual(late.code, 0, late.out);
+    assert.equal(spawnSync("pgrep", ["-f", `deno.*${accepted[0]}`]).status, 1, "nothing ran");
+
+    // A restart with the disk still full: start-up's own sweep fails, and the gateway comes up.
+    assert.equal(await stack.stop(), 0);
+    await stack.start();
+    assert.equal((await fetch(`${stack.baseUrl}/health`)).status, 200, "starts on a full disk");
+
+    // Room again: the next sweep records every expiry, and the chain is whole.
+    assert.equal(spawnSync("mount", ["-o", "remount,size=8m", small]).status, 0);
+    const deadline = Date.now() + 20_000;
+    while ((await stack.status(accepted.at(-1)!)).status !== "expired") {
+      assert.ok(Date.now() < deadline, "the expiries were recorded once the disk had room");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    for (const id of accepted) assert.equal((await stack.status(id)).status, "expired", id);
+    const audit = await stack.cliAsync("audit", "--json");
+    assert.equal(audit.code, 0, audit.out.slice(-500));
+    assert.doesNotMatch(stack.log(), /unhandled rejection/);
+  });
+});

@@ -96,12 +96,28 @@ export class ApprovalService {
     };
   }
 
-  /** Fails closed: pending requests past their expiry become `expired` and can never run. */
+  /**
+   * Fails closed: pending requests past their expiry become `expired` and can never run. Never
+   * rejects: a write that fails (a full disk) is logged and retried at the next sweep; the request
+   * cannot be approved meanwhile (`decide` checks the expiry itself).
+   */
   async expireDue(): Promise<number> {
     const at = this.now();
     const due = this.deps.store.list((r) => r.status === "pending" && r.expiresAt <= at);
     let count = 0;
-    for (const request of due) if (await this.expire(request)) count++;
+    let failed = 0;
+    let firstError: unknown;
+    for (const request of due) {
+      try {
+        if (await this.expire(request)) count++;
+      } catch (err) {
+        failed++;
+        firstError ??= err;
+      }
+    }
+    if (failed > 0) {
+      this.deps.logger.error({ failed, err: String(firstError) }, "expiry sweep could not record every expiry (retried next sweep; expired requests cannot be approved meanwhile)");
+    }
     return count;
   }
 

@@ -12,6 +12,8 @@ export interface DispatcherDeps {
   onFinished?: (request: ExecRequest) => Promise<void>;
   /** Waits between attempts when the runner is unreachable. */
   retryDelaysMs?: number[];
+  /** Delays between attempts to record a finished run's outcome (a full disk may clear). */
+  finishRetryMs?: number[];
 }
 
 const REASONS: Record<Termination, string> = {
@@ -31,10 +33,14 @@ const REASONS: Record<Termination, string> = {
  */
 export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
+  /** Runs found `executing` at start whose `interrupted` is not yet on disk. */
+  private readonly leftOver = new Set<string>();
   private readonly retryDelaysMs: number[];
+  private readonly finishRetryMs: number[];
 
   constructor(private readonly deps: DispatcherDeps) {
     this.retryDelaysMs = deps.retryDelaysMs ?? [250, 1000, 3000, 10_000];
+    this.finishRetryMs = deps.finishRetryMs ?? [1000, 5000, 15_000, 30_000, 60_000, 120_000, 300_000];
   }
 
   dispatch(id: string): void {
@@ -47,15 +53,30 @@ export class Dispatcher {
 
   /** After a restart: runs that were in flight are `interrupted` (never re-run); approved ones go. */
   async recover(): Promise<void> {
-    for (const r of this.deps.store.list((x) => x.status === "executing")) {
-      const done = await this.deps.store.transition(r.id, ["executing"], {
-        status: "interrupted",
-        completedAt: Date.now(),
-        error: "the gateway stopped while this run was in flight; it will not be run again",
-      });
-      if (done) await this.deps.onFinished?.(done);
-    }
+    for (const r of this.deps.store.list((x) => x.status === "executing")) this.leftOver.add(r.id);
+    await this.markLeftOver();
     for (const r of this.deps.store.list((x) => x.status === "approved")) this.dispatch(r.id);
+  }
+
+  /**
+   * Records runs an earlier gateway left `executing` as interrupted (never re-run). Never rejects:
+   * one that cannot be written (a full disk) stays in the set and is tried again at the next call
+   * (the expiry sweep calls this), so start-up goes on whatever the disk says.
+   */
+  async markLeftOver(): Promise<void> {
+    for (const id of [...this.leftOver]) {
+      try {
+        const done = await this.deps.store.transition(id, ["executing"], {
+          status: "interrupted",
+          completedAt: Date.now(),
+          error: "the gateway stopped while this run was in flight; it will not be run again",
+        });
+        this.leftOver.delete(id);
+        if (done) await this.deps.onFinished?.(done);
+      } catch (err) {
+        this.deps.logger.error({ requestId: id, err: String(err) }, "could not record an interrupted run; retrying later");
+      }
+    }
   }
 
   /** Waits for in-flight runs, at most `ms`. Runs still going stay `executing` (then interrupted). */
@@ -145,11 +166,23 @@ export class Dispatcher {
     request: ExecRequest,
     patch: { status: "completed" | "failed" | "interrupted"; result?: RunResult; error?: string },
   ): Promise<void> {
-    const done = await this.deps.store.transition(request.id, ["executing"], {
-      ...patch,
-      completedAt: Date.now(),
-    });
-    if (done) await this.deps.onFinished?.(done);
+    // The outcome exists only in memory until this write lands: on a failure (a full disk) it is
+    // retried, so that an operator who frees space keeps the result and its receipt.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const done = await this.deps.store.transition(request.id, ["executing"], {
+          ...patch,
+          completedAt: Date.now(),
+        });
+        if (done) await this.deps.onFinished?.(done);
+        return;
+      } catch (err) {
+        const delay = this.finishRetryMs[attempt];
+        if (delay === undefined) throw err;
+        this.deps.logger.error({ requestId: request.id, attempt, delay, err: String(err) }, "could not record the run's outcome; retrying");
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 }
 

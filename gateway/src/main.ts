@@ -175,9 +175,13 @@ async function main(): Promise<void> {
   const webhookServer = tg?.webhook
     ? await startWebhook({ bot: bot!, ...tg.webhook, host: config.host, logger })
     : undefined;
+  // Start-up writes nothing it must have: on a full disk these log, and the sweep retries them.
   await dispatcher.recover();
   await approvals.expireDue();
-  const sweeper = setInterval(() => void approvals.expireDue(), 5000);
+  const sweeper = setInterval(() => {
+    void dispatcher.markLeftOver();
+    void approvals.expireDue();
+  }, 5000);
   const purge = () =>
     purgeExpiredOutput(store, Date.now(), config.outputRetentionMs).catch((err: unknown) =>
       logger.error({ err: String(err) }, "output retention sweep failed"),

@@ -177,7 +177,7 @@ test("the pending cap and the identical-request merge hold under concurrent subm
 
   const merged = gatewayFixture({ maxPending: 100 });
   const same = { skill_id: "twin", skill_url: dataUrl("console.log('twin')"), args: { a: "1" } };
-  const answers = await Promise.all(Array.from({ length: 20 }, () => merged.post(same).then((r) => r.json() as Promise<Record<string, unknown>>)));
+  const answers = await Promise.all(Array.from({ length: 20 }, async () => (await (await merged.post(same)).json()) as Record<string, unknown>));
   assert.equal(new Set(answers.map((a) => a.request_id)).size, 1, "one request for twenty identical submissions");
   assert.equal(answers.filter((a) => a.merged === true).length, 19);
   assert.equal(merged.store.list(() => true).length, 1);

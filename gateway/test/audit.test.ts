@@ -218,3 +218,19 @@ test("receipts are compared with the request and the decision: a consistent rewr
   await fx.store.flushed;
   assert.equal((await cli("audit")).code, 0, "the honest chain verifies again");
 });
+
+test("a run's outcome that cannot be recorded at first (full disk) is retried, not lost", async () => {
+  const fx = gatewayFixture();
+  const id = ((await (await fx.post({ skill_id: "x", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string }).request_id;
+  let refusals = 0;
+  fx.store.beforeAuditWrite = (e) => {
+    if (e.type === "status" && e.data.to === "completed" && refusals++ === 0) throw new Error("MDB_MAP_FULL (simulated)");
+  };
+  await fx.approvals.decide(id, decide(true));
+  const done = await eventually(() => (fx.store.get(id)?.status === "completed" ? fx.store.get(id) : undefined), 5000);
+  assert.equal(refusals, 2, "refused once, recorded on the retry");
+  assert.equal(done!.result?.exitCode, 0);
+  assert.ok(done!.result?.receipt, "with the runner's receipt");
+  fx.store.beforeAuditWrite = undefined;
+  assert.ok(verifyAuditChain(fx.store.auditPage(0, 100)).ok);
+});

@@ -62,7 +62,13 @@ export class TelegramPoller {
           this.logger.error({ updateId: update.update_id, err: String(err) }, "telegram update failed");
         }
         offset = update.update_id + 1;
-        await this.db.put("offset", offset);
+        try {
+          await this.db.put("offset", offset);
+        } catch (err) {
+          // A full disk: polling goes on from the offset in memory; after a restart Telegram may
+          // deliver these updates again, and every press is a compare-and-set anyway.
+          this.logger.error({ err: String(err) }, "telegram: could not store the update offset");
+        }
       }
     }
   }
