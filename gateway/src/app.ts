@@ -9,7 +9,7 @@ import { ApiError } from "./errors.js";
 import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
 import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
-import { admission, RateLimiter } from "./intake-limits.js";
+import { admission, RateLimiter, WaiterLimits } from "./intake-limits.js";
 import { IdempotencyKeys } from "./idempotency.js";
 import { openApiDocument } from "./openapi.js";
 import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
@@ -29,6 +29,8 @@ export interface AgentAppDeps {
   /** Telegram polling state, when a bot is configured. */
   telegramState?: () => string;
   limits: { maxPending: number; submissionsPerMinute: number };
+  /** Open long-polls and event streams, in total and per agent (default 256 and 32). */
+  waiters?: { total: number; perAgent: number };
   agents?: AgentRegistry;
   /** Who may call: host names served, web origins allowed (browser-guard.ts). Default: the built-in names. */
   browserGuard?: BrowserGuardOptions;
@@ -141,18 +143,32 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     return request;
   };
 
+  const waiters = new WaiterLimits(deps.waiters ?? { total: 256, perAgent: 32 });
+  const enterWaiter = (agent: string | undefined) => {
+    const release = waiters.enter(agent);
+    if (!release) throw new ApiError(429, "too_many_waiters", "too many open waits and event streams; close some or poll without ?wait");
+    return release;
+  };
+
   app.get("/execute/:id/status", async (c) => {
     let request = visible(c);
     const id = request.id;
     const wait = c.req.query("wait");
-    if (wait !== undefined) {
-      if (!/^\d{1,3}(\.\d+)?$/.test(wait)) {
-        throw new ApiError(400, "invalid_wait", "wait must be a number of seconds (0..60)");
-      }
+    if (wait !== undefined && !/^\d{1,3}(\.\d+)?$/.test(wait)) {
+      throw new ApiError(400, "invalid_wait", "wait must be a number of seconds (0..60)");
+    }
+    if (wait !== undefined && !FINAL_STATUSES.has(request.status)) {
       const deadline = Date.now() + Math.min(Number(wait), MAX_WAIT_SECONDS) * 1000;
-      while (!FINAL_STATUSES.has(request.status) && Date.now() < deadline) {
-        await deps.store.waitForChange(id, deadline - Date.now());
-        request = deps.store.get(id)!;
+      // The wait ends when the client goes away: a dropped long-poll holds nothing.
+      const signal = c.req.raw.signal;
+      const release = enterWaiter(c.get("agent"));
+      try {
+        while (!FINAL_STATUSES.has(request.status) && Date.now() < deadline && !signal.aborted) {
+          await deps.store.waitForChange(id, deadline - Date.now(), signal);
+          request = deps.store.get(id)!;
+        }
+      } finally {
+        release();
       }
     }
     return c.json(statusView(request));
@@ -162,6 +178,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
   // a final status; a comment every 15 s keeps proxies from closing the stream.
   app.get("/execute/:id/events", (c) => {
     const first = visible(c);
+    const release = enterWaiter(c.get("agent"));
     return streamSSE(c, async (stream) => {
       const queue: ExecRequest[] = [];
       let wake: (() => void) | undefined;
@@ -191,6 +208,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
         }
       } finally {
         deps.store.changes.off("change", onChange);
+        release();
       }
     });
   });

@@ -15,6 +15,7 @@ export const GATEWAY_ENV_KEYS = [
   "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
   "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "AUDIT_TOKENS", "AUDIT_PORT",
   "ALLOWED_HOSTS", "ALLOWED_ORIGINS", "LOG_LEVEL",
+  "MAX_CONNECTIONS", "MAX_WAITERS", "MAX_WAITERS_PER_AGENT",
 ] as const;
 
 const tokenList = z
@@ -80,6 +81,11 @@ const schema = z.object({
     .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
       "must be origins like https://app.example, comma-separated"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  // The agent port's open sockets, and its open long-polls (?wait) plus event streams, in total and
+  // per agent: what an agent can hold open is bounded, whatever it sends.
+  MAX_CONNECTIONS: int(16, 100_000, 512),
+  MAX_WAITERS: int(1, 100_000, 256),
+  MAX_WAITERS_PER_AGENT: int(1, 100_000, 32),
 });
 
 /** Variables that belong to the runner. The gateway must never be able to read skill secrets. */
@@ -125,6 +131,8 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
   return {
     port: c.PORT,
     host: c.HOST,
+    maxConnections: c.MAX_CONNECTIONS,
+    waiters: { total: c.MAX_WAITERS, perAgent: Math.min(c.MAX_WAITERS_PER_AGENT, c.MAX_WAITERS) },
     dbPath: resolve(c.DB_PATH),
     runnerSocket: resolve(c.RUNNER_SOCKET),
     operatorSocket: resolve(c.OPERATOR_SOCKET),

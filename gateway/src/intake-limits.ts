@@ -18,6 +18,39 @@ export class RateLimiter {
 }
 
 /**
+ * Open long-polls and event streams: at most `total`, and at most `perAgent` for one agent (all
+ * unidentified agents share one allowance). `enter` returns the release function, or undefined
+ * when a bound is reached.
+ */
+export class WaiterLimits {
+  private open = 0;
+  private readonly byAgent = new Map<string, number>();
+
+  constructor(private readonly bounds: { total: number; perAgent: number }) {}
+
+  get openCount(): number {
+    return this.open;
+  }
+
+  enter(agent: string | undefined): (() => void) | undefined {
+    const key = agent ?? "";
+    const mine = this.byAgent.get(key) ?? 0;
+    if (this.open >= this.bounds.total || mine >= this.bounds.perAgent) return undefined;
+    this.open++;
+    this.byAgent.set(key, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.open--;
+      const left = (this.byAgent.get(key) ?? 1) - 1;
+      if (left === 0) this.byAgent.delete(key);
+      else this.byAgent.set(key, left);
+    };
+  }
+}
+
+/**
  * The admission rule for a new request, judged inside the store's write transaction (so that of
  * concurrent submissions, none sees a count or a twin another has already changed): a pending,
  * unexpired request asking for exactly the same run (agent, code, secrets, hosts, args, timeout,

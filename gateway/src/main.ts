@@ -152,6 +152,7 @@ async function main(): Promise<void> {
       secretNames,
     },
     limits: { maxPending: config.maxPending, submissionsPerMinute: config.submissionsPerMinute },
+    waiters: config.waiters,
     agents: createAgentRegistry(config.agentTokens),
     ...(tg && { telegramState: () => (tg.webhook ? "webhook" : poller!.state) }),
     runnerHealth,
@@ -160,6 +161,8 @@ async function main(): Promise<void> {
   });
   const agentServer = createAdaptorServer({ fetch: agentApp.fetch }) as Server;
   keepAliveLongerThanClients(agentServer);
+  // Beyond this many open sockets, new ones are closed at once (what one client can hold open).
+  agentServer.maxConnections = config.maxConnections;
   await new Promise<void>((resolve, reject) => {
     agentServer.once("error", reject);
     agentServer.listen(config.port, config.host, () => resolve());

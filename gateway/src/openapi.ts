@@ -45,14 +45,20 @@ export function openApiDocument() {
         get: {
           summary: "Status and result; ?wait=<s> long-polls until a final status",
           parameters: [id, { name: "wait", in: "query", required: false, schema: { type: "number", minimum: 0, maximum: 60 } }],
-          responses: { "200": { description: "The request", content: json("Status") }, "404": error("No such request (or not this agent's)") },
+          responses: {
+            "200": { description: "The request", content: json("Status") }, "400": error("wait is not a number of seconds"),
+            "404": error("No such request (or not this agent's)"), "429": error("Too many open waits and event streams (too_many_waiters)"),
+          },
         },
       },
       "/execute/{id}/events": {
         get: {
           summary: "Server-sent events: `status` with the Status document now and at each transition",
           parameters: [id],
-          responses: { "200": { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } }, "404": error("No such request") },
+          responses: {
+            "200": { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } },
+            "404": error("No such request"), "429": error("Too many open waits and event streams (too_many_waiters)"),
+          },
         },
       },
       "/health": {

@@ -225,9 +225,13 @@ export class RequestStore {
     return updated;
   }
 
-  /** Resolves when `id` changes state or after `ms`, whichever comes first. */
-  waitForChange(id: string, ms: number): Promise<void> {
+  /**
+   * Resolves when `id` changes state, after `ms`, or when `signal` aborts (the client went away),
+   * whichever comes first; nothing of the wait is left registered afterwards.
+   */
+  waitForChange(id: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
       const onChange = (changed: string) => {
         if (changed === id) done();
       };
@@ -235,9 +239,11 @@ export class RequestStore {
       const done = () => {
         clearTimeout(timer);
         this.changes.off("change", onChange);
+        signal?.removeEventListener("abort", done);
         resolve();
       };
       this.changes.on("change", onChange);
+      signal?.addEventListener("abort", done, { once: true });
     });
   }
 

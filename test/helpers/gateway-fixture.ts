@@ -33,6 +33,8 @@ export interface GatewayFixtureOptions {
   agents?: AgentRegistry;
   /** More approval channels besides the recording one (e.g. the agent notifier). */
   extraChannels?: ApprovalChannel[];
+  /** Open long-polls and event streams allowed (app default otherwise). */
+  waiters?: { total: number; perAgent: number };
   /** Active grants auto-approve (as with Telegram configured). */
   grants?: boolean;
 }
@@ -66,6 +68,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     },
     limits: { maxPending: options.maxPending ?? 1000, submissionsPerMinute: options.submissionsPerMinute ?? 10_000 },
     ...(options.agents && { agents: options.agents }),
+    ...(options.waiters && { waiters: options.waiters }),
     intake: {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
       maxTimeoutSeconds: 60,
