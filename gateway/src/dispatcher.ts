@@ -142,6 +142,7 @@ export class Dispatcher {
             network: request.network,
             args: request.args,
             timeoutSeconds: request.timeoutSeconds,
+            agent: request.agent ?? "",
             approval: {
               decidedBy: request.decidedBy ?? "",
               channel: request.decisionChannel ?? "",

@@ -92,7 +92,8 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
     async runSkill(req, ctx) {
       const started = Date.now();
       const { spec, codeSha256 } = checkRunRequest(req, deps);
-      const acquire = deps.queue.admit();
+      // Queued fairly per agent (round-robin): the agent only decides a place in line, nothing else.
+      const acquire = deps.queue.admit(req.agent);
       if (!acquire) {
         throw refuse(deps, req, Code.ResourceExhausted, "run queue is full, try again later");
       }
@@ -229,6 +230,9 @@ function checkRunRequest(
 ): { spec: RunSpec; codeSha256: string } {
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
     throw refuse(deps, req, Code.InvalidArgument, "request_id must be exec_ + 16 lowercase hex");
+  }
+  if (!/^[A-Za-z0-9_.-]{0,64}$/.test(req.agent)) {
+    throw refuse(deps, req, Code.InvalidArgument, "agent must be at most 64 characters of A-Z a-z 0-9 _ . -");
   }
   if (req.code.length === 0 || req.code.length > LIMITS.maxCodeBytes) {
     throw refuse(deps, req, Code.InvalidArgument, `code must be 1..${LIMITS.maxCodeBytes} bytes`);

@@ -107,3 +107,23 @@ test("names only: ListSecretNames and GetHealth carry no value, length or digest
   assert.ok(!wire.includes("foo-secret") && !wire.includes("bar-secret"));
   assert.equal(health.secretCount, 2);
 });
+
+test("the run queue is fair per agent: one agent's burst cannot starve another's run", async () => {
+  // Before: one FIFO; bob's run waited behind all twelve of alice's.
+  const { client, executor } = setup(new RecordingExecutor(40), new RunQueue(1, 32));
+  const alice = Array.from({ length: 12 }, (_, n) => skillRequest(`console.log("alice ${n}")`, { agent: "alice" }));
+  const runs = alice.map((r) => client.runSkill(r));
+  await new Promise((r) => setTimeout(r, 10)); // alice's first runs, the rest queue
+  const bob = skillRequest(`console.log("bob")`, { agent: "bob" });
+  const carol = skillRequest(`console.log("carol")`, { agent: "" }); // unidentified agents share one line
+  runs.push(client.runSkill(bob), client.runSkill(carol));
+  await Promise.all(runs);
+  const order = executor.jobs.map((j) => j.requestId);
+  assert.equal(order.length, 14);
+  assert.ok(order.indexOf(bob.requestId) <= 2, `bob started at position ${order.indexOf(bob.requestId)} of ${order.length}`);
+  assert.ok(order.indexOf(carol.requestId) <= 3, `carol started at position ${order.indexOf(carol.requestId)}`);
+  // Within one agent, first come first served.
+  const aliceOrder = order.filter((id) => alice.some((r) => r.requestId === id));
+  assert.deepEqual(aliceOrder, alice.map((r) => r.requestId));
+  await refusedWith(client.runSkill(skillRequest("console.log(1)", { agent: "bad agent!" })), Code.InvalidArgument, /agent must be/);
+});
