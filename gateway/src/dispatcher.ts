@@ -24,6 +24,7 @@ const REASONS: Record<Termination, string> = {
   [Termination.SIGNALED]: "signaled",
   [Termination.SPAWN_FAILED]: "spawn_failed",
   [Termination.MEMORY]: "memory",
+  [Termination.DISK]: "disk",
 };
 
 /**

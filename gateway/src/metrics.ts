@@ -37,7 +37,7 @@ export function createMetrics(store: RequestStore, runnerQueue: () => Promise<Ru
     if ((r.status === "approved" || r.status === "denied") && r.decidedAt) approval.observe({ decision: r.status }, (r.decidedAt - r.createdAt) / 1000);
     if (r.result && (r.status === "completed" || r.status === "failed") && r.outputPurgedAt === undefined) {
       duration.observe({ reason: r.result.reason }, r.result.duration / 1000);
-      if (["timeout", "memory", "output_limit"].includes(r.result.reason)) limits.inc({ reason: r.result.reason });
+      if (["timeout", "memory", "disk", "output_limit"].includes(r.result.reason)) limits.inc({ reason: r.result.reason });
     }
   });
   store.changes.on("audit_failure", () => auditFailures.inc());

@@ -31,7 +31,7 @@ export interface RunResult {
   exitCode: number;
   /** Milliseconds. */
   duration: number;
-  /** "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "memory" */
+  /** "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "memory" | "disk" */
   reason: string;
   truncated: boolean;
   redacted: boolean;

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, type Dirent } from "node:fs";
 import { chmod, chown, lchown, lstat, readdir, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
@@ -9,7 +9,7 @@ import { createRedactor } from "./redact.js";
 import type { UidPool } from "./uid-pool.js";
 import type { EgressProxy } from "./egress-proxy.js";
 
-export type Termination = "exited" | "timeout" | "output_limit" | "memory" | "signaled" | "spawn_failed" | "cancelled";
+export type Termination = "exited" | "timeout" | "output_limit" | "memory" | "disk" | "signaled" | "spawn_failed" | "cancelled";
 
 export interface SkillJob {
   requestId: string;
@@ -52,6 +52,11 @@ export interface DenoExecutorOptions {
   v8MaxOldSpaceMb: number;
   /** Resident memory cap, enforced by a watchdog (the V8 flag does not cover ArrayBuffers). */
   memoryLimitMb: number;
+  /**
+   * Disk cap for the run's own tree (its DENO_DIR: Cache API and localStorage write there without a
+   * write permission check), enforced by the same 100 ms watchdog as memory. Default 64.
+   */
+  diskLimitMb?: number;
   /** Per-run uids. Without a pool every skill runs under the runner's own uid ("shared-uid"). */
   uidPool?: UidPool | undefined;
   /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
@@ -115,7 +120,7 @@ export class DenoExecutor implements SkillExecutor {
     try {
       const paths = await this.prepare(runDir, job, uid);
       const invocation = buildInvocation(job.spec, job.secrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
-      const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid);
+      const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid, paths.denoDir);
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
       const err = redactor.redact(raw.stderr, raw.stderrTruncated);
@@ -171,6 +176,7 @@ export class DenoExecutor implements SkillExecutor {
     cwd: string,
     job: SkillJob,
     uid: number | undefined,
+    writable: string,
   ): Promise<Omit<ExecutionResult, "redacted" | "denoArgs" | "envNames">> {
     const limit = this.options.outputLimitBytes;
     const started = performance.now();
@@ -201,8 +207,10 @@ export class DenoExecutor implements SkillExecutor {
       child.stderr.on("data", (c: Buffer) => stderr.push(c));
       const timer = setTimeout(() => killGroup("timeout"), job.spec.timeoutSeconds * 1000);
       const limitKb = this.options.memoryLimitMb * 1024;
+      const diskBytes = (this.options.diskLimitMb ?? DEFAULT_DISK_LIMIT_MB) * 1024 * 1024;
       const watchdog = setInterval(() => {
         if (child.pid !== undefined && residentKb(child.pid) > limitKb) killGroup("memory");
+        if (overDiskBudget(writable, diskBytes)) killGroup("disk");
       }, 100);
       const onAbort = () => killGroup("cancelled");
       if (job.signal?.aborted) onAbort();
@@ -241,6 +249,43 @@ export class DenoExecutor implements SkillExecutor {
       });
     });
   }
+}
+
+export const DEFAULT_DISK_LIMIT_MB = 64;
+/** Entries (files, directories) a run's tree may hold: inodes are a resource too. */
+export const MAX_DISK_ENTRIES = 4096;
+
+/**
+ * True when the tree under `dir` holds more than `limitBytes` (allocated blocks, so a sparse file
+ * counts what it uses) or more than MAX_DISK_ENTRIES entries. The walk stops as soon as either is
+ * exceeded, so its cost is bounded whatever the skill creates.
+ */
+export function overDiskBudget(dir: string, limitBytes: number): boolean {
+  let bytes = 0;
+  let entries = 0;
+  const stack = [dir];
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    let names: Dirent[];
+    try {
+      names = readdirSync(current, { withFileTypes: true });
+    } catch {
+      continue; // gone, or not a directory
+    }
+    for (const entry of names) {
+      if (++entries > MAX_DISK_ENTRIES) return true;
+      const path = join(current, entry.name);
+      try {
+        const st = lstatSync(path);
+        bytes += st.blocks * 512;
+        if (bytes > limitBytes) return true;
+        if (st.isDirectory()) stack.push(path);
+      } catch {
+        // removed while we looked
+      }
+    }
+  }
+  return false;
 }
 
 /** Hands a tree back to the runner, top-down (each directory is ours before we list it). */

@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
     memoryLimitMb: config.memoryLimitMb,
+    diskLimitMb: config.diskLimitMb,
   });
   const server = await startRunnerServer({
     socketPath: config.socketPath,
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
         outputLimitBytes: config.outputLimitBytes,
         egressPrivateAllowed: [...config.egressAllowPrivate].sort(),
         memoryLimitMb: config.memoryLimitMb,
+        diskLimitMb: config.diskLimitMb,
         signer,
         dstack,
         denoFlags: fixedDenoFlags({ v8MaxOldSpaceMb: config.v8MaxOldSpaceMb, proxy: egress !== undefined }),

@@ -43,6 +43,7 @@ export interface RunnerServiceDeps {
   maxTimeoutSeconds: number;
   outputLimitBytes: number;
   memoryLimitMb?: number;
+  diskLimitMb?: number;
   /** Signs a receipt for every run. */
   signer: SigningKey;
   /** Operator-allowed private host:port pairs, reported with every run. */
@@ -60,6 +61,7 @@ const TERMINATION: Record<ExecutionResult["termination"], Termination> = {
   timeout: Termination.TIMEOUT,
   output_limit: Termination.OUTPUT_LIMIT,
   memory: Termination.MEMORY,
+  disk: Termination.DISK,
   signaled: Termination.SIGNALED,
   spawn_failed: Termination.SPAWN_FAILED,
   // Nobody receives this answer (the caller is gone); the ledger records "cancelled".
@@ -180,6 +182,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             egress: deps.executor.egress ?? "none",
             egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
             memoryLimitBytes: BigInt((deps.memoryLimitMb ?? 0) * 1024 * 1024),
+            diskLimitBytes: BigInt((deps.diskLimitMb ?? 0) * 1024 * 1024),
           }),
           receipt: create(RunReceiptSchema, {
             payloadJson: receipt.payloadJson, signature: receipt.signature, publicKey: deps.signer.publicKeyHex,

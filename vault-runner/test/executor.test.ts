@@ -168,3 +168,25 @@ test("the uid pool refuses a range holding a real account or group (a skill woul
     );
   }
 });
+
+test("disk: a Cache API or localStorage bomb (no write permission needed) is killed at the run's disk cap, reason disk", async () => {
+  // Before: --deny-write did not stop it; a skill capped at 192 MB of memory wrote 402 MiB.
+  const limited = realDenoExecutor(tempDir("oauth3-exec-disk-"), 62_024, 64 * 1024, 512, 16);
+  for (const [what, body] of [
+    ["caches", `const c = await caches.open("x"); const mb = "x".repeat(1 << 20);
+      for (let n = 1; n <= 200; n++) { await c.put(new Request("http://a/" + n), new Response(mb)); console.log(n); }`],
+    ["localStorage", `const big = "y".repeat(1 << 20);
+      for (let n = 1; n <= 200; n++) { try { localStorage.setItem("k" + n, big); } catch (e) { console.log("quota", n); break; } console.log(n); }
+      const c = await caches.open("z"); for (let n = 1; n <= 200; n++) { await c.put(new Request("http://b/" + n), new Response(big)); console.log("c" + n); }`],
+  ] as const) {
+    const code = Buffer.from(body);
+    const spec = resolveRunSpec({ secrets: [], args: [], timeoutSeconds: 30 }, {}, 60);
+    const r = await limited.run({ requestId: what === "caches" ? "exec_d15c000000000001" : "exec_d15c000000000002", code, codeSha256: sha256Hex(code), spec, secrets: new Map() });
+    assert.equal(r.termination, "disk", `${what}: ${r.termination} ${r.stdout.slice(-200)} ${r.stderr.slice(0, 300)}`);
+    const written = r.stdout.trim().split("\n").filter((l) => /^c?\d+$/.test(l)).length;
+    assert.ok(written < 200, `${what}: stopped before the end (${written} MiB)`);
+    assert.ok(written <= 16 + 40, `${what}: at most the cap plus one watchdog period of writes (${written} MiB)`);
+    console.error(`# disk cap 16 MiB, ${what}: killed after ${written} MiB written (${r.durationMs} ms)`);
+  }
+  await limited.idle();
+});
