@@ -9,6 +9,18 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 
 const decide = (approve: boolean) => ({ approve, channel: "test", decidedBy: "test:1" });
 
+/** The operator CLI in-process, against this fixture's operator app on a real Unix socket. */
+async function operatorCli(fx: ReturnType<typeof gatewayFixture>) {
+  const socketPath = join(tempDir(), "op", "operator.sock");
+  const server = await startOperatorServer(fx.operator, socketPath);
+  after(() => server.close());
+  return async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await runCli(argv, { OPERATOR_SOCKET: socketPath }, (s) => lines.push(s));
+    return { code, out: lines.join("\n") };
+  };
+}
+
 async function flow() {
   const fx = gatewayFixture();
   const submit = async (n: number) =>
@@ -18,14 +30,7 @@ async function flow() {
   await eventually(() => (fx.store.get(ran)?.status === "completed" ? true : undefined));
   const denied = await submit(2);
   await fx.approvals.decide(denied, decide(false));
-  const socketPath = join(tempDir(), "op", "operator.sock");
-  const server = await startOperatorServer(fx.operator, socketPath);
-  after(() => server.close());
-  const cli = async (...argv: string[]) => {
-    const lines: string[] = [];
-    const code = await runCli(argv, { OPERATOR_SOCKET: socketPath }, (s) => lines.push(s));
-    return { code, out: lines.join("\n") };
-  };
+  const cli = await operatorCli(fx);
   return { fx, ran, denied, cli };
 }
 
@@ -175,14 +180,7 @@ test("the auditor's CLI shows what a (compromised) gateway answers through the s
 
 test("receipts are compared with the request and the decision: a consistent rewrite of secrets, hosts, uid, termination or a grant is caught", async () => {
   const fx = gatewayFixture();
-  const socketPath = join(tempDir(), "op", "operator.sock");
-  const server = await startOperatorServer(fx.operator, socketPath);
-  after(() => server.close());
-  const cli = async (...argv: string[]) => {
-    const lines: string[] = [];
-    const code = await runCli(argv, { OPERATOR_SOCKET: socketPath }, (s) => lines.push(s));
-    return { code, out: lines.join("\n") };
-  };
+  const cli = await operatorCli(fx);
   const res = await fx.post({ skill_id: "held", skill_url: dataUrl("// @secrets FOO\n// @network api.example.com\nconsole.log(1)"), secrets: ["FOO"] });
   const id = ((await res.json()) as { request_id: string }).request_id;
   await fx.approvals.decide(id, decide(true));
