@@ -122,7 +122,10 @@ async function decideFromCallback(ctx: Context, deps: TelegramBotDeps): Promise<
   }
 
   const card = deps.channel?.cards.get(action.requestId);
-  if (!card || card.auto || card.chatId !== message.chat.id || card.messageId !== message.message_id) {
+  // messageId 0: the card's sendMessage is still in flight (Telegram can deliver the message, and a
+  // press on it, before its answer reaches us); the nonce below, only in that message's buttons,
+  // still has to match.
+  if (!card || card.auto || card.chatId !== message.chat.id || (card.messageId !== 0 && card.messageId !== message.message_id)) {
     return refuse("no card for this request in this message");
   }
   if (!nonceMatches(card.nonce, action.nonce)) return refuse("bad nonce");
