@@ -2,7 +2,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
-import { checkArgName, LIMITS, PolicyError } from "@oauth3/shared";
+import { checkArgName, LIMITS, PolicyError, REQUEST_ID_PATTERN } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
 import { ApiError } from "./errors.js";
@@ -38,7 +38,6 @@ export interface AgentAppDeps {
 
 /** A data: URL of the largest allowed skill, percent-encoded, plus the rest of the body. */
 const MAX_BODY_BYTES = LIMITS.maxCodeBytes * 3 + 128 * 1024;
-const REQUEST_ID = /^exec_[0-9a-f]{16}$/;
 const MAX_WAIT_SECONDS = 60;
 
 /**
@@ -136,7 +135,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
   /** The request named in the path, if this agent may see it (with tokens: its own only). */
   const visible = (c: Context<{ Variables: AgentVariables }>): ExecRequest => {
     const id = c.req.param("id") ?? "";
-    const request = REQUEST_ID.test(id) ? deps.store.get(id) : undefined;
+    const request = REQUEST_ID_PATTERN.test(id) ? deps.store.get(id) : undefined;
     if (!request || (deps.agents?.required && request.agent !== c.get("agent"))) {
       throw new ApiError(404, "not_found", "Request not found");
     }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { REQUEST_ID_PATTERN } from "@oauth3/shared";
 import { AcceptedDocument, ErrorDocument, HealthDocument, StatusDocument } from "./api-schemas.js";
 import { ExecuteBody } from "./intake.js";
 
@@ -12,7 +13,7 @@ const schema = (s: z.ZodType) => {
 export function openApiDocument() {
   const json = (ref: string) => ({ "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } });
   const error = (description: string) => ({ description, content: json("Error") });
-  const id = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^exec_[0-9a-f]{16}$" } };
+  const id = { name: "id", in: "path", required: true, schema: { type: "string", pattern: REQUEST_ID_PATTERN.source } };
   return {
     openapi: "3.1.0",
     info: { title: "oauth3-proxy agent API", version: "1" },

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { open, type Database, type RootDatabase } from "lmdb";
-import { auditHash, GENESIS, type AuditEvent } from "@oauth3/shared";
+import { auditHash, GENESIS, outputDigest, type AuditEvent } from "@oauth3/shared";
 import { prepareDbLocation, resolveDbLocation, type DbLocation } from "./db-location.js";
 
 /** What a state change records in the audit chain (in the same transaction: no event, no change). */
@@ -94,7 +94,7 @@ function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
   if (next.result && !current.result) {
     Object.assign(data, {
       exitCode: next.result.exitCode, reason: next.result.reason, durationMs: next.result.duration,
-      outputSha256: createHash("sha256").update(next.result.stdout).update("\0").update(next.result.stderr).digest("hex"),
+      outputSha256: outputDigest(next.result.stdout, next.result.stderr),
       isolation: next.result.policy.isolation, egress: next.result.policy.egress,
       ...(next.result.receipt && { receipt: next.result.receipt }),
     });

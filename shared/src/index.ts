@@ -5,7 +5,7 @@ export { normalizeHost } from "./hosts.js";
 export { parseSkillHeader, type SkillHeader } from "./skill-header.js";
 export { resolveRunSpec, type RunSpec, type RunSpecInput } from "./run-spec.js";
 export { isPublicAddress } from "./addresses.js";
-export { sha256Hex } from "./sha256.js";
+export { outputDigest, sha256Hex } from "./sha256.js";
 export { auditHash, canonicalJson, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
 export {

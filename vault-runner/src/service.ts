@@ -12,6 +12,7 @@ import {
 } from "@oauth3/proto/runner/v1";
 import {
   LIMITS,
+  outputDigest,
   parseSkillHeader,
   PolicyError,
   REQUEST_ID_PATTERN,
@@ -138,7 +139,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           v: 3, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
           timeoutSeconds: spec.timeoutSeconds,
           termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
-          outputSha256: createHash("sha256").update(result.stdout).update("\0").update(result.stderr).digest("hex"),
+          outputSha256: outputDigest(result.stdout, result.stderr),
           acceptedAt: started, finishedAt: Date.now(),
           uid: result.uid ?? null,
           // What the gateway said about the decision, fixed at run time: a later rewrite of the

@@ -1,6 +1,7 @@
 import { Bot, Composer, type Context } from "grammy";
 import { autoRetry } from "@grammyjs/auto-retry";
 import type { Logger } from "pino";
+import { REQUEST_ID_PATTERN } from "@oauth3/shared";
 import type { ApprovalService } from "../approvals.js";
 import type { GrantStore } from "../grants.js";
 import type { RequestStore } from "../store.js";
@@ -56,7 +57,7 @@ export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
 
   approver.command("status", (ctx) => {
     const id = ctx.match.trim();
-    const r = /^exec_[0-9a-f]{16}$/.test(id) ? deps.store.get(id) : undefined;
+    const r = REQUEST_ID_PATTERN.test(id) ? deps.store.get(id) : undefined;
     if (!r) return ctx.reply("Usage: /status exec_<16 hex> (no such request)");
     const decided = r.decidedBy ? `, decided by ${escapeHtml(r.decidedBy)} at ${formatTime(r.decidedAt!)}` : "";
     const outcome = r.completedAt ? `\n${renderOutcome(r)}` : "";
