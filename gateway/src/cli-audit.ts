@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { parseArgs } from "node:util";
 import { verifyAuditChain, verifyRunReceipts, type AuditEvent } from "@oauth3/shared";
 import { call, describeTarget, type Reply, type Target } from "./cli-call.js";
 import { verifyEvidence, type Checkpoint } from "./verify-evidence.js";
@@ -12,10 +13,28 @@ type Row = Record<string, unknown>;
 export async function auditorCommand(
   command: "audit" | "verify" | "self-audit", argv: string[], env: NodeJS.ProcessEnv, socketPath: string, json: boolean, out: (s: string) => void,
 ): Promise<number> {
-  const u = argv.indexOf("--url");
+  // Each command's own options, strictly: an unknown option or one without its value is an error,
+  // never a default (`verify --nonce` with no value used to verify against a random nonce).
+  const own = { audit: ["runner-key"], verify: ["nonce", "known-head"], "self-audit": [] as string[] }[command];
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv.slice(1),
+      options: {
+        json: { type: "boolean" },
+        url: { type: "string" },
+        ...Object.fromEntries(own.map((name) => [name, { type: "string" as const }])),
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    out(`oauth3 ${command}: ${(err as Error).message.split("\n")[0]}`);
+    return 2;
+  }
   let target: Target = socketPath;
-  if (u >= 0) {
-    const url = argv[u + 1] ?? "";
+  if (values.url !== undefined) {
+    const url = String(values.url);
     if (!/^https?:\/\//.test(url)) {
       out("oauth3: --url takes the gateway's http(s) base URL");
       return 2;
@@ -26,14 +45,10 @@ export async function auditorCommand(
     }
     target = { url, token: env.OAUTH3_AUDIT_TOKEN };
   }
+  const text = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
   if (command === "self-audit") return selfAuditCommand(target, json, out);
-  if (command === "audit") {
-    const pin = argv.indexOf("--runner-key");
-    return auditCommand(target, json, out, pin >= 0 ? argv[pin + 1] : undefined);
-  }
-  const n = argv.indexOf("--nonce");
-  const k = argv.indexOf("--known-head");
-  return verifyCommand(target, json, out, n >= 0 ? argv[n + 1] : undefined, k >= 0 ? argv[k + 1] ?? "" : undefined);
+  if (command === "audit") return auditCommand(target, json, out, text("runner-key"));
+  return verifyCommand(target, json, out, text("nonce"), text("known-head"));
 }
 
 /** Every page of the audit chain, plus the gateway's signed checkpoint of the head the last page ends at. */

@@ -232,3 +232,14 @@ test("a run's outcome that cannot be recorded at first (full disk) is retried, n
   fx.store.beforeAuditWrite = undefined;
   assert.ok(verifyAuditChain(fx.store.auditPage(0, 100)).ok);
 });
+
+test("auditor options are strict: a missing value or an unknown option is an error, never a default", async () => {
+  const fx = gatewayFixture();
+  const cli = await operatorCli(fx);
+  for (const argv of [["verify", "--nonce"], ["verify", "--known-head"], ["audit", "--runner-key"], ["audit", "--nonce", "x"], ["self-audit", "--bogus"], ["audit", "extra"]]) {
+    const r = await cli(...argv);
+    assert.equal(r.code, 2, `${argv.join(" ")}: ${r.out}`);
+    assert.match(r.out, new RegExp(`^oauth3 ${argv[0]}: `), argv.join(" "));
+  }
+  assert.equal((await cli("audit", "--json")).code, 0);
+});
