@@ -18,14 +18,19 @@ if (!ROOT_USER) console.error("\n*** NOT ROOT: the disk-full test needs to mount
 
 const dir = tempDir("oauth3-diskfull-"); // file level: removed after the suite unmounts
 
+/** A 1 MiB tmpfs at `path`: a disk that fills after a few requests. */
+function mountSmallTmpfs(path: string): void {
+  mkdirSync(path);
+  const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", path], { encoding: "utf8" });
+  assert.equal(m.status, 0, m.stderr);
+}
+
 describe("gateway on a full disk", { skip: !ROOT_USER && "needs root to mount a small tmpfs" }, () => {
   const small = join(dir, "small");
   let stack: Stack;
 
   before(async () => {
-    mkdirSync(small);
-    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small], { encoding: "utf8" });
-    assert.equal(m.status, 0, m.stderr);
+    mountSmallTmpfs(small);
     stack = new Stack({ dir, port: await freePort(), env: { DB_PATH: join(small, "gateway-db"), RUNNER_SKILL_UID_BASE: "66800" } });
     await stack.start();
   });
@@ -78,9 +83,7 @@ describe("gateway background writes on a full disk", { skip: !ROOT_USER && "need
   let stack: Stack;
 
   before(async () => {
-    mkdirSync(small);
-    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small], { encoding: "utf8" });
-    assert.equal(m.status, 0, m.stderr);
+    mountSmallTmpfs(small);
     stack = new Stack({
       dir: join(dir, "expiry"),
       port: await freePort(),

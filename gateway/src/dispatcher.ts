@@ -66,17 +66,19 @@ export class Dispatcher {
    */
   async markLeftOver(): Promise<void> {
     for (const id of [...this.leftOver]) {
+      let done: ExecRequest | undefined;
       try {
-        const done = await this.deps.store.transition(id, ["executing"], {
+        done = await this.deps.store.transition(id, ["executing"], {
           status: "interrupted",
           completedAt: Date.now(),
           error: "the gateway stopped while this run was in flight; it will not be run again",
         });
-        this.leftOver.delete(id);
-        if (done) await this.deps.onFinished?.(done);
       } catch (err) {
         this.deps.logger.error({ requestId: id, err: String(err) }, "could not record an interrupted run; retrying later");
+        continue;
       }
+      this.leftOver.delete(id);
+      if (done) await this.deps.onFinished?.(done);
     }
   }
 

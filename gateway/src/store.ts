@@ -132,7 +132,7 @@ export class RequestStore {
   }
 
   async create(request: ExecRequest, code: Buffer): Promise<void> {
-    const outcome = await this.admit(request, code, () => undefined);
+    const outcome = await this.admit(request, code);
     if (outcome !== "created") throw new Error(`request ${request.id} was not created`);
   }
 
@@ -142,13 +142,15 @@ export class RequestStore {
    * merge cannot be raced by concurrent submissions. Returns "created", the pending twin to answer
    * with instead, or "full".
    */
-  async admit(request: ExecRequest, code: Buffer, admission: Admission): Promise<"created" | "full" | { twin: ExecRequest }> {
+  async admit(request: ExecRequest, code: Buffer, admission?: Admission): Promise<"created" | "full" | { twin: ExecRequest }> {
     const outcome = await this.audited(() => this.requests.transaction(() => {
       if (this.requests.get(request.id) !== undefined) return "exists" as const;
-      const pending: ExecRequest[] = [];
-      for (const { value } of this.requests.getRange()) if (value.status === "pending") pending.push(value);
-      const verdict = admission(pending);
-      if (verdict !== undefined) return verdict;
+      if (admission) {
+        const pending: ExecRequest[] = [];
+        for (const { value } of this.requests.getRange()) if (value.status === "pending") pending.push(value);
+        const verdict = admission(pending);
+        if (verdict !== undefined) return verdict;
+      }
       this.appendAudit(request.id, {
         type: "request_received",
         data: {

@@ -42,7 +42,7 @@ export const IS_ROOT = process.getuid?.() === 0;
  * The production executor with the production isolation choice ("auto": per-run uids when root, as
  * in CI). Each test file passes its own uid base so files running in parallel never share uids.
  */
-export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes = 64 * 1024, memoryLimitMb = 512, diskLimitMb?: number): DenoExecutor {
+export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes = 64 * 1024, memoryLimitMb = 512, diskLimitMb = 64): DenoExecutor {
   chmodSync(dir, 0o711);
   const denoPath = resolveDenoBinary();
   const isolation = chooseIsolation({
@@ -55,7 +55,7 @@ export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes 
     outputLimitBytes,
     v8MaxOldSpaceMb: 128,
     memoryLimitMb,
-    ...(diskLimitMb !== undefined && { diskLimitMb }),
+    diskLimitMb,
     deathSignalWrapper: pdeathsigWrapper(),
   });
 }

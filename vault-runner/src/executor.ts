@@ -54,9 +54,9 @@ export interface DenoExecutorOptions {
   memoryLimitMb: number;
   /**
    * Disk cap for the run's own tree (its DENO_DIR: Cache API and localStorage write there without a
-   * write permission check), enforced by the same 100 ms watchdog as memory. Default 64.
+   * write permission check), enforced by the same 100 ms watchdog as memory (RUNNER_DISK_LIMIT_MB).
    */
-  diskLimitMb?: number;
+  diskLimitMb: number;
   /** Per-run uids. Without a pool every skill runs under the runner's own uid ("shared-uid"). */
   uidPool?: UidPool | undefined;
   /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
@@ -207,7 +207,7 @@ export class DenoExecutor implements SkillExecutor {
       child.stderr.on("data", (c: Buffer) => stderr.push(c));
       const timer = setTimeout(() => killGroup("timeout"), job.spec.timeoutSeconds * 1000);
       const limitKb = this.options.memoryLimitMb * 1024;
-      const diskBytes = (this.options.diskLimitMb ?? DEFAULT_DISK_LIMIT_MB) * 1024 * 1024;
+      const diskBytes = this.options.diskLimitMb * 1024 * 1024;
       const watchdog = setInterval(() => {
         if (child.pid !== undefined && residentKb(child.pid) > limitKb) killGroup("memory");
         if (overDiskBudget(writable, diskBytes)) killGroup("disk");
@@ -251,7 +251,6 @@ export class DenoExecutor implements SkillExecutor {
   }
 }
 
-export const DEFAULT_DISK_LIMIT_MB = 64;
 /** Entries (files, directories) a run's tree may hold: inodes are a resource too. */
 export const MAX_DISK_ENTRIES = 4096;
 
