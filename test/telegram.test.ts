@@ -245,6 +245,23 @@ describe("telegram approvals", () => {
     assert.equal(runsOf(id), 1);
   });
 
+  test("a card still due when the gateway stopped is posted after the restart (caught up from the store)", async () => {
+    tg.failNext("sendMessage", { error_code: 502, description: "Bad Gateway" }, 1000);
+    const { status, json } = await stack.post({ skill_id: "caught-up", skill_url: data("console.log('caught up')") });
+    assert.equal(status, 200);
+    const id = String(json.request_id);
+    // The gateway tried, Telegram kept failing, and the gateway stopped while still retrying.
+    await tg.waitFor(() => tg.calls.find((c) => c.method === "sendMessage" && String(c.body.text ?? "").includes(id)));
+    assert.equal(await stack.stop(), 0);
+    assert.equal(tg.sentTo(CHAT).filter((m) => m.text?.includes(id)).length, 0, "no card before the restart");
+    tg.clearFailures("sendMessage");
+    await stack.start();
+    const card = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.includes(id) && m.reply_markup));
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");
+    assert.equal(((await stack.waitFinal(id)).result as { stdout: string }).stdout, "caught up\n");
+    assert.equal(tg.sentTo(CHAT).filter((m) => m.text?.includes(id) && m.reply_markup).length, 1, "one card");
+  });
+
   test("expiry fails closed: the card says so and a late press runs nothing", async () => {
     const { id, card } = await submit({ skill_id: "slow-human", skill_url: data("console.log('late')") });
     const expiresAt = Number((await stack.status(id)).expires_at);

@@ -1,6 +1,7 @@
+import { retry } from "@oauth3/shared";
 import type { Logger } from "pino";
-import type { ApprovalChannel } from "./approvals.js";
-import { FINAL_STATUSES, type ExecRequest } from "./store.js";
+import type { Follower } from "./change-feed.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestChange } from "./store.js";
 
 export interface AgentNotifierOptions {
   url: string;
@@ -9,13 +10,16 @@ export interface AgentNotifierOptions {
   retryDelaysMs?: number[];
 }
 
+/** The hook's final refusal (a 4xx other than 429): not retried. */
+class Refused extends Error {}
+
 /**
  * Tells the agent when a request reaches a final status, the way OpenClaw's gateway webhooks expect
  * (`POST /hooks/wake`, `Authorization: Bearer <token>`, `{"text", "mode": "now"}`), so it need not
  * poll. The text names the request and its outcome, never output and never a secret value; the
  * agent reads the result from the status API. Plain fetch (no shell); retried with backoff.
  */
-export class AgentNotifier implements ApprovalChannel {
+export class AgentNotifier implements Follower {
   readonly name = "agent-notify";
   private readonly sent = new Set<string>();
   private readonly delays: number[];
@@ -24,12 +28,14 @@ export class AgentNotifier implements ApprovalChannel {
     this.delays = options.retryDelaysMs ?? [1000, 5000, 30_000, 120_000];
   }
 
-  async announce(): Promise<void> {}
-
-  async update(request: ExecRequest): Promise<void> {
+  /**
+   * Followed durably (change-feed.ts): a notification still being retried when the gateway stops
+   * is sent after the restart. Resolves when delivered or given up.
+   */
+  async handle({ request }: RequestChange): Promise<void> {
     if (!FINAL_STATUSES.has(request.status) || this.sent.has(request.id)) return;
     this.sent.add(request.id);
-    void this.deliver(request);
+    await this.deliver(request);
   }
 
   private async deliver(r: ExecRequest): Promise<void> {
@@ -38,8 +44,9 @@ export class AgentNotifier implements ApprovalChannel {
       : r.status;
     const text = `oauth3-proxy: request ${r.id} (skill ${JSON.stringify(r.skillId.slice(0, 64))}) ${outcome}. ` +
       `Read the result with GET /execute/${r.id}/status.`;
-    for (let attempt = 0; ; attempt++) {
-      try {
+    // A 4xx other than 429 is the hook's final answer; anything else is retried with backoff.
+    try {
+      await retry(async () => {
         const res = await fetch(this.options.url, {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${this.options.token}` },
@@ -47,18 +54,14 @@ export class AgentNotifier implements ApprovalChannel {
           signal: AbortSignal.timeout(10_000),
         });
         if (res.ok) return;
-        if (res.status < 500 && res.status !== 429) {
-          this.options.logger.warn({ requestId: r.id, status: res.status }, "agent notification refused; not retried");
-          return;
-        }
+        if (res.status < 500 && res.status !== 429) throw new Refused(String(res.status));
         throw new Error(`HTTP ${res.status}`);
-      } catch (err) {
-        const delay = this.delays[attempt];
-        if (delay === undefined) {
-          this.options.logger.error({ requestId: r.id, err: String(err) }, "agent notification failed; giving up");
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, delay));
+      }, { delaysMs: this.delays, retryable: (err) => !(err instanceof Refused) });
+    } catch (err) {
+      if (err instanceof Refused) {
+        this.options.logger.warn({ requestId: r.id, status: Number(err.message) }, "agent notification refused; not retried");
+      } else {
+        this.options.logger.error({ requestId: r.id, err: String(err) }, "agent notification failed; giving up");
       }
     }
   }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 
 /**
  * Agent identity: optional bearer tokens, one per agent, configured as `name:sha256hex` pairs (the
@@ -41,7 +41,7 @@ export function agentAuth(registry: AgentRegistry): MiddlewareHandler<{ Variable
     const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
     const agent = token ? registry.identify(token) : undefined;
     if (registry.required && !agent) {
-      throw new ApiError(401, "unauthorized", token ? "unknown agent token" : "an agent bearer token is required");
+      throw new GatewayError("unauthorized", "unauthorized", token ? "unknown agent token" : "an agent bearer token is required");
     }
     c.set("agent", agent);
     await next();
@@ -57,7 +57,7 @@ export function auditAuth(registry: AgentRegistry): MiddlewareHandler {
     const header = c.req.header("authorization");
     const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
     if (!token || !registry.identify(token)) {
-      throw new ApiError(401, "unauthorized", token ? "unknown audit token" : "an audit bearer token is required");
+      throw new GatewayError("unauthorized", "unauthorized", token ? "unknown audit token" : "an audit bearer token is required");
     }
     await next();
   };

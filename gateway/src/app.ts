@@ -1,16 +1,16 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
-import { checkArgName, LIMITS, PolicyError, REQUEST_ID_PATTERN } from "@oauth3/shared";
+import { LIMITS, REQUEST_ID_PATTERN } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "./approvals.js";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
+import { jsonErrors } from "./http-errors.js";
 import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
-import { ExecuteBody, prepareRequest, statusView, type IntakeDeps } from "./intake.js";
+import { statusView, type IntakeDeps } from "./intake.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
-import { admission, RateLimiter, WaiterLimits } from "./intake-limits.js";
-import { IdempotencyKeys } from "./idempotency.js";
+import { WaiterLimits } from "./intake-limits.js";
+import { createSubmit } from "./submit.js";
 import { openApiDocument } from "./openapi.js";
 import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
 import type { z } from "zod";
@@ -46,15 +46,7 @@ const MAX_WAIT_SECONDS = 60;
  */
 export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVariables }> {
   const app = new Hono<{ Variables: AgentVariables }>();
-  const idempotency = new IdempotencyKeys(deps.store);
-  // Rate limits per agent (one shared bucket for unidentified agents when no tokens are configured).
-  const submissions = new Map<string, RateLimiter>();
-  const limiterFor = (agent: string | undefined) => {
-    const key = agent ?? "";
-    let limiter = submissions.get(key);
-    if (!limiter) submissions.set(key, (limiter = new RateLimiter(deps.limits.submissionsPerMinute)));
-    return limiter;
-  };
+  const submit = createSubmit(deps);
   app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard(), (f) => deps.logger.warn(f, "refused a request from a web page")));
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
@@ -90,43 +82,13 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
       onError: () => {
-        throw new ApiError(413, "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+        throw new GatewayError("too_large", "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
       },
     }),
     async (c) => {
-      // Cheap refusals first: no fetch, no card, for an agent that floods.
-      const agent = c.get("agent");
-      if (!limiterFor(agent).take()) {
-        throw new ApiError(429, "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
-      }
-      const body = await readBody(c);
-      const submitOnce = async () => {
-        const prepared = await prepareRequest(body, deps.intake);
-        const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
-        // Merge and cap are judged in the same transaction as the write (durable before we answer).
-        const outcome = await deps.store.admit(request, prepared.code, admission(request, deps.limits.maxPending));
-        if (outcome === "full") {
-          throw new ApiError(429, "too_many_pending", `${deps.limits.maxPending} requests already await a decision`);
-        }
-        if (outcome !== "created") return { requestId: outcome.twin.id, response: accepted(c, outcome.twin, true) };
-        deps.logger.info(
-          { requestId: request.id, skillId: request.skillId, agent, codeSha256: request.codeSha256 },
-          "request received",
-        );
-        // Not awaited: an agent's submission never waits on Telegram (a 429 can mean minutes). The
-        // request is already durable; a card that fails after retries is logged, and the request
-        // stays decidable with `oauth3` until it expires.
-        void deps.approvals.announce(request).catch((err: unknown) =>
-          deps.logger.error({ requestId: request.id, err: String(err) }, "announcing the request failed"),
-        );
-        return { requestId: request.id, response: accepted(c, request, false) };
-      };
-      const key = c.req.header("idempotency-key");
-      if (key === undefined) return (await submitOnce()).response;
-      const result = await idempotency.once(agent, key, body, submitOnce);
-      if (result.response) return result.response;
-      c.header("Idempotent-Replayed", "true");
-      return accepted(c, deps.store.get(result.requestId)!, false);
+      const { request, outcome } = await submit(c.get("agent"), () => readJson(c), c.req.header("idempotency-key"));
+      if (outcome === "replayed") c.header("Idempotent-Replayed", "true");
+      return accepted(c, request, outcome === "merged");
     },
   );
 
@@ -137,7 +99,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     const id = c.req.param("id") ?? "";
     const request = REQUEST_ID_PATTERN.test(id) ? deps.store.get(id) : undefined;
     if (!request || (deps.agents?.required && request.agent !== c.get("agent"))) {
-      throw new ApiError(404, "not_found", "Request not found");
+      throw new GatewayError("not_found", "not_found", "Request not found");
     }
     return request;
   };
@@ -145,7 +107,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
   const waiters = new WaiterLimits(deps.waiters ?? { total: 256, perAgent: 32 });
   const enterWaiter = (agent: string | undefined) => {
     const release = waiters.enter(agent);
-    if (!release) throw new ApiError(429, "too_many_waiters", "too many open waits and event streams; close some or poll without ?wait");
+    if (!release) throw new GatewayError("limited", "too_many_waiters", "too many open waits and event streams; close some or poll without ?wait");
     return release;
   };
 
@@ -154,7 +116,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     const id = request.id;
     const wait = c.req.query("wait");
     if (wait !== undefined && !/^\d{1,3}(\.\d+)?$/.test(wait)) {
-      throw new ApiError(400, "invalid_wait", "wait must be a number of seconds (0..60)");
+      throw new GatewayError("invalid", "invalid_wait", "wait must be a number of seconds (0..60)");
     }
     if (wait !== undefined && !FINAL_STATUSES.has(request.status)) {
       const deadline = Date.now() + Math.min(Number(wait), MAX_WAIT_SECONDS) * 1000;
@@ -181,12 +143,11 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     return streamSSE(c, async (stream) => {
       const queue: ExecRequest[] = [];
       let wake: (() => void) | undefined;
-      const onChange = (id: string, next: ExecRequest) => {
-        if (id !== first.id) return;
+      const unsubscribe = deps.store.onChange(({ request: next }) => {
+        if (next.id !== first.id) return;
         queue.push(next);
         wake?.();
-      };
-      deps.store.changes.on("change", onChange);
+      });
       stream.onAbort(() => wake?.());
       try {
         let last = deps.store.get(first.id)!; // read after subscribing: no transition can slip by
@@ -206,17 +167,13 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
           }
         }
       } finally {
-        deps.store.changes.off("change", onChange);
+        unsubscribe();
         release();
       }
     });
   });
 
-  app.notFound(() => {
-    throw new ApiError(404, "no_route", "no such route");
-  });
-  app.onError((err, c) => errorResponse(err, c, deps.logger));
-  return app;
+  return jsonErrors(app, deps.logger);
 }
 
 /** The POST /execute answer (upstream's fields, plus ours). */
@@ -231,71 +188,20 @@ function accepted(c: Context, r: ExecRequest, merged: boolean): Response {
   });
 }
 
-async function readBody(c: Context): Promise<ExecuteBody> {
+/** The HTTP part of intake: application/json, parsed; its shape is the use case's to judge. */
+async function readJson(c: Context): Promise<unknown> {
   // application/json only (any charset parameter): a browser can send text/plain or a form to any
   // address without a preflight, never application/json.
   const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json") {
-    throw new ApiError(415, "unsupported_media_type", "the body must be JSON sent as Content-Type: application/json");
+    throw new GatewayError("unsupported", "unsupported_media_type", "the body must be JSON sent as Content-Type: application/json");
   }
   let raw: unknown;
   try {
     raw = await c.req.json();
   } catch {
-    throw new ApiError(400, "invalid_json", "request body must be JSON");
+    throw new GatewayError("invalid", "invalid_json", "request body must be JSON");
   }
-  if (typeof raw === "object" && raw !== null) {
-    const r = raw as Record<string, unknown>;
-    if (!r.skill_id || !r.skill_url) {
-      throw new ApiError(400, "missing_field", "Missing skill_id or skill_url");
-    }
-    refuseLoneSurrogates(raw, "body");
-    // Every arg name is checked here, before zod builds an object: a key such as __proto__ would
-    // otherwise vanish silently instead of being refused.
-    if (typeof r.args === "object" && r.args !== null && !Array.isArray(r.args)) {
-      for (const name of Object.keys(r.args)) {
-        try {
-          checkArgName(name);
-        } catch (err) {
-          if (err instanceof PolicyError) throw new ApiError(400, err.code, err.message);
-          throw err;
-        }
-      }
-    }
-  }
-  const parsed = ExecuteBody.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.join(".") || "body";
-    throw new ApiError(400, "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
-  }
-  return parsed.data;
+  return raw;
 }
 
-/**
- * A lone UTF-16 surrogate (JSON's "\ud800") has no UTF-8 form: what is stored, shown and signed
- * would differ. Refused anywhere in the body, keys included.
- */
-const LONE_SURROGATE = /\p{Cs}/u; // with the u flag a valid pair is one code point, never Cs
-function refuseLoneSurrogates(value: unknown, path: string): void {
-  if (typeof value === "string") {
-    if (LONE_SURROGATE.test(value)) throw new ApiError(400, "invalid_body", `${path}: contains a lone surrogate (not valid Unicode)`);
-  } else if (Array.isArray(value)) {
-    value.forEach((v, i) => refuseLoneSurrogates(v, `${path}[${i}]`));
-  } else if (typeof value === "object" && value !== null) {
-    for (const [k, v] of Object.entries(value)) {
-      if (LONE_SURROGATE.test(k)) throw new ApiError(400, "invalid_body", `${path}: a key contains a lone surrogate (not valid Unicode)`);
-      refuseLoneSurrogates(v, `${path}.${k}`);
-    }
-  }
-}
-
-/** The one place errors become responses: `{ error, code }`, never a stack trace. */
-export function errorResponse(err: Error, c: Context, logger: Logger): Response {
-  if (err instanceof ApiError) return c.json({ error: err.message, code: err.code }, err.status);
-  if (err instanceof HTTPException) {
-    return c.json({ error: err.message || "bad request", code: "http_error" }, err.status);
-  }
-  logger.error({ err: `${err.name}: ${err.message}`, path: c.req.path }, "unhandled error");
-  return c.json({ error: "internal error", code: "internal" }, 500);
-}

@@ -1,20 +1,7 @@
 import type { Logger } from "pino";
-import type { Dispatcher } from "./dispatcher.js";
-import type { GrantStore } from "./grants.js";
-import type { ExecRequest, RequestStore } from "./store.js";
-
-/**
- * Where humans see requests and decide. The local operator channel is the first; Telegram plugs in
- * the same way. A channel only announces and updates: every decision goes through
- * `ApprovalService.decide`, the single place where a request can leave `pending`.
- */
-export interface ApprovalChannel {
-  readonly name: string;
-  /** A new request awaits a decision. */
-  announce(request: ExecRequest): Promise<void>;
-  /** The request changed state (decided, expired, finished): update what the approver sees. */
-  update(request: ExecRequest): Promise<void>;
-}
+import type { Grant, GrantStore } from "./grants.js";
+import type { Follower } from "./change-feed.js";
+import type { Admission, ExecRequest, RequestChange, RequestStore } from "./store.js";
 
 export interface Decision {
   approve: boolean;
@@ -23,23 +10,32 @@ export interface Decision {
   /** Who decided, e.g. "operator:local" or "telegram:123". Recorded and shown, never trusted blindly
    *  by the runner. */
   decidedBy: string;
+  /**
+   * With an approval: also allow identical requests (same agent, skill id, code, secrets, hosts and
+   * timeout) for this long, through a grant (grants.ts).
+   */
+  grantTtlMs?: number;
 }
 
 export type DecisionOutcome =
-  | { outcome: "approved" | "denied"; request: ExecRequest }
+  | { outcome: "approved"; request: ExecRequest; grant?: Grant }
+  | { outcome: "denied"; request: ExecRequest }
   | { outcome: "not_found" }
   | { outcome: "expired" | "already_decided"; request: ExecRequest };
 
 export interface ApprovalServiceDeps {
   store: RequestStore;
-  dispatcher: Dispatcher;
-  channels: ApprovalChannel[];
   logger: Logger;
   /** Active grants auto-approve identical requests (each still reported through the channels). */
   grants?: GrantStore;
   now?: () => number;
 }
 
+/**
+ * The one place where a request can leave `pending`, and the one that creates grants. It only
+ * decides: what follows a decision (the run, the card's edit, the agent's notification) listens to
+ * the store's change events (store.onChange, change-feed.ts).
+ */
 export class ApprovalService {
   private readonly now: () => number;
 
@@ -47,14 +43,18 @@ export class ApprovalService {
     this.now = deps.now ?? Date.now;
   }
 
-  /** A new request: approved by an active grant if one covers it, else shown to the approvers. */
-  async announce(request: ExecRequest): Promise<void> {
-    const grant = this.deps.grants?.findFor(request, this.now());
-    if (grant) {
-      const result = await this.decide(request.id, { approve: true, channel: "grant", decidedBy: `grant:${grant.id}` });
-      if (result.outcome === "approved") return;
-    }
-    await this.notify(request, "announce");
+  /**
+   * Stores a new request, judged by `admission` (cap, identical pending twin) in the same
+   * transaction; an active grant that covers it approves it in that transaction too, so it is
+   * never shown as pending. The approvers see it through the store's change event.
+   */
+  async open(request: ExecRequest, code: Buffer, admission?: Admission): ReturnType<RequestStore["admit"]> {
+    const grants = this.deps.grants;
+    return this.deps.store.admit(request, code, admission, grants && ((r) => {
+      const at = this.now();
+      const grant = grants.findFor(r, at);
+      return grant && { status: "approved", decidedAt: at, decidedBy: `grant:${grant.id}`, decisionChannel: "grant" };
+    }));
   }
 
   /**
@@ -80,9 +80,11 @@ export class ApprovalService {
         { requestId: id, status: updated.status, by: decision.decidedBy, channel: decision.channel },
         "decision recorded",
       );
-      if (decision.approve) this.deps.dispatcher.dispatch(id);
-      await this.notify(updated, "update");
-      return { outcome: decision.approve ? "approved" : "denied", request: updated };
+      if (!decision.approve) return { outcome: "denied", request: updated };
+      if (decision.grantTtlMs === undefined || !this.deps.grants) return { outcome: "approved", request: updated };
+      const grant = await this.deps.grants.create(updated, decision.decidedBy, decision.grantTtlMs, at);
+      this.deps.logger.info({ grantId: grant.id, requestId: id, by: decision.decidedBy }, "grant created");
+      return { outcome: "approved", request: updated, grant };
     }
     const current = this.deps.store.get(id);
     if (!current) return { outcome: "not_found" };
@@ -129,34 +131,19 @@ export class ApprovalService {
       { status: "expired", decidedAt: at, error: "approval expired" },
       (current) => current.expiresAt <= at,
     );
-    if (expired) {
-      this.deps.logger.info({ requestId: request.id }, "request expired without a decision");
-      await this.notify(expired, "update");
-    }
+    if (expired) this.deps.logger.info({ requestId: request.id }, "request expired without a decision");
     return expired;
-  }
-
-  async notify(request: ExecRequest, kind: "announce" | "update"): Promise<void> {
-    for (const channel of this.deps.channels) {
-      try {
-        await channel[kind](request);
-      } catch (err) {
-        this.deps.logger.error(
-          { requestId: request.id, channel: channel.name, err: String(err) },
-          `approval channel ${kind} failed`,
-        );
-      }
-    }
   }
 }
 
-/** The operator on the machine: requests are logged; decisions arrive over the operator socket. */
-export class LocalOperatorChannel implements ApprovalChannel {
-  readonly name = "operator";
+/** The operator on the machine: new requests are logged; decisions arrive over the operator socket. */
+export class OperatorLog implements Follower {
+  readonly name = "operator-log";
 
   constructor(private readonly logger: Logger) {}
 
-  async announce(request: ExecRequest): Promise<void> {
+  async handle({ request, previous }: RequestChange): Promise<void> {
+    if (request.status !== "pending" || previous !== undefined) return;
     this.logger.info(
       {
         requestId: request.id,
@@ -168,9 +155,5 @@ export class LocalOperatorChannel implements ApprovalChannel {
       },
       `awaiting approval: npm run oauth3 -- show ${request.id}, then approve or deny`,
     );
-  }
-
-  async update(): Promise<void> {
-    // The operator reads state with `oauth3 show`; nothing to edit.
   }
 }

@@ -2,7 +2,7 @@ import { ConnectError, Code } from "@connectrpc/connect";
 import { NONCE_PATTERN } from "@oauth3/shared";
 import type { SigningKey } from "@oauth3/shared/signing-key";
 import type { GatewayConfig } from "./config.js";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 import type { RunnerClient } from "./runner-client.js";
 import type { RequestStore } from "./store.js";
 
@@ -44,7 +44,7 @@ export interface AttestationDeps {
  */
 export async function attestation(deps: AttestationDeps, nonce: string | undefined): Promise<Record<string, unknown>> {
   if (!nonce || !NONCE_PATTERN.test(nonce)) {
-    throw new ApiError(400, "invalid_nonce", "nonce must be 16 to 32 random bytes in lowercase hex (32-64 characters)");
+    throw new GatewayError("invalid", "invalid_nonce", "nonce must be 16 to 32 random bytes in lowercase hex (32-64 characters)");
   }
   const head = deps.store.auditHead();
   let r;
@@ -61,8 +61,8 @@ export async function attestation(deps: AttestationDeps, nonce: string | undefin
     );
   } catch (err) {
     const e = ConnectError.from(err);
-    if (e.code === Code.Unavailable && /dstack/.test(e.rawMessage)) throw new ApiError(502, "attestation_failed", e.rawMessage);
-    throw new ApiError(503, "runner_unavailable", `the vault-runner is not reachable (${Code[e.code]})`);
+    if (e.code === Code.Unavailable && /dstack/.test(e.rawMessage)) throw new GatewayError("upstream_failed", "attestation_failed", e.rawMessage);
+    throw new GatewayError("unavailable", "runner_unavailable", `the vault-runner is not reachable (${Code[e.code]})`);
   }
   const gatewaySignature = deps.gatewayKey.sign(JSON.parse(r.statementJson) as object);
   return {

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 
 /**
  * Only agents, not web pages, may use the agent and audit listeners. A page someone on the machine
@@ -45,7 +45,7 @@ export function browserGuard(options: BrowserGuardOptions, log?: RefusalLog): Mi
     const origin = c.req.header("origin");
     const refuse = (code: string, message: string) => {
       log?.({ code, method: c.req.method, path: c.req.path.slice(0, 100), host: host.slice(0, 100), ...(origin !== undefined && { origin: origin.slice(0, 100) }) });
-      return new ApiError(403, code, message);
+      return new GatewayError("forbidden", code, message);
     };
     if (!options.hostnames.has(hostnameOf(host))) {
       throw refuse("forbidden_host",

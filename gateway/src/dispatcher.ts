@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Termination, type RunSkillResponse } from "@oauth3/proto/runner/v1";
+import { retry } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { RunnerClient } from "./runner-client.js";
 import type { ExecRequest, RequestStore, RunResult } from "./store.js";
@@ -8,8 +9,6 @@ export interface DispatcherDeps {
   store: RequestStore;
   runner: RunnerClient;
   logger: Logger;
-  /** Called after a run reached a final state (for approval channels to show the outcome). */
-  onFinished?: (request: ExecRequest) => Promise<void>;
   /** Waits between attempts when the runner is unreachable. */
   retryDelaysMs?: number[];
   /** Delays between attempts to record a finished run's outcome (a full disk may clear). */
@@ -44,6 +43,13 @@ export class Dispatcher {
     this.finishRetryMs = deps.finishRetryMs ?? [1000, 5000, 15_000, 30_000, 60_000, 120_000, 300_000];
   }
 
+  /** Runs every request the moment its approval is on disk (store change events). Returns the unsubscribe. */
+  start(): () => void {
+    return this.deps.store.onChange(({ request }) => {
+      if (request.status === "approved") this.dispatch(request.id);
+    });
+  }
+
   dispatch(id: string): void {
     const job = this.execute(id).catch((err: unknown) => {
       this.deps.logger.error({ requestId: id, err: String(err) }, "dispatch failed");
@@ -66,9 +72,8 @@ export class Dispatcher {
    */
   async markLeftOver(): Promise<void> {
     for (const id of [...this.leftOver]) {
-      let done: ExecRequest | undefined;
       try {
-        done = await this.deps.store.transition(id, ["executing"], {
+        await this.deps.store.transition(id, ["executing"], {
           status: "interrupted",
           completedAt: Date.now(),
           error: "the gateway stopped while this run was in flight; it will not be run again",
@@ -78,8 +83,12 @@ export class Dispatcher {
         continue;
       }
       this.leftOver.delete(id);
-      if (done) await this.deps.onFinished?.(done);
     }
+  }
+
+  /** Resolves when no run is in flight (runs started meanwhile included). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   /** Waits for in-flight runs, at most `ms`. Runs still going stay `executing` (then interrupted). */
@@ -133,37 +142,36 @@ export class Dispatcher {
     await this.finish(request, { status: result.success ? "completed" : "failed", result });
   }
 
-  private async callRunner(request: ExecRequest, code: Buffer, log: Logger): Promise<RunSkillResponse> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.deps.runner.runSkill(
-          {
-            requestId: request.id,
-            code,
-            codeSha256: request.codeSha256,
-            secretNames: request.secretNames,
-            network: request.network,
-            args: request.args,
-            timeoutSeconds: request.timeoutSeconds,
-            agent: request.agent ?? "",
-            approval: {
-              decidedBy: request.decidedBy ?? "",
-              channel: request.decisionChannel ?? "",
-              decidedAtMs: BigInt(request.decidedAt ?? 0),
-            },
+  private callRunner(request: ExecRequest, code: Buffer, log: Logger): Promise<RunSkillResponse> {
+    // Only a request that never reached the runner is retried (it would run an id at most once
+    // anyway: its ledger refuses a second delivery).
+    return retry(
+      () => this.deps.runner.runSkill(
+        {
+          requestId: request.id,
+          code,
+          codeSha256: request.codeSha256,
+          secretNames: request.secretNames,
+          network: request.network,
+          args: request.args,
+          timeoutSeconds: request.timeoutSeconds,
+          agent: request.agent ?? "",
+          approval: {
+            decidedBy: request.decidedBy ?? "",
+            channel: request.decisionChannel ?? "",
+            decidedAtMs: BigInt(request.decidedAt ?? 0),
           },
-          { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
-        );
-      } catch (err) {
-        const ce = ConnectError.from(err);
-        const delay = this.retryDelaysMs[attempt];
-        // Only a request that never reached the runner is retried (it would run an id at most once
-        // anyway: its ledger refuses a second delivery).
-        if (!neverReached(ce) || delay === undefined) throw ce;
-        log.warn({ attempt, delay }, "runner unavailable, retrying");
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+        },
+        { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
+      ).catch((err: unknown) => {
+        throw ConnectError.from(err);
+      }),
+      {
+        delaysMs: this.retryDelaysMs,
+        retryable: (err) => neverReached(err as ConnectError),
+        onRetry: (_err, attempt, delay) => log.warn({ attempt, delay }, "runner unavailable, retrying"),
+      },
+    );
   }
 
   private async finish(
@@ -172,21 +180,11 @@ export class Dispatcher {
   ): Promise<void> {
     // The outcome exists only in memory until this write lands: on a failure (a full disk) it is
     // retried, so that an operator who frees space keeps the result and its receipt.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const done = await this.deps.store.transition(request.id, ["executing"], {
-          ...patch,
-          completedAt: Date.now(),
-        });
-        if (done) await this.deps.onFinished?.(done);
-        return;
-      } catch (err) {
-        const delay = this.finishRetryMs[attempt];
-        if (delay === undefined) throw err;
-        this.deps.logger.error({ requestId: request.id, attempt, delay, err: String(err) }, "could not record the run's outcome; retrying");
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+    await retry(() => this.deps.store.transition(request.id, ["executing"], { ...patch, completedAt: Date.now() }), {
+      delaysMs: this.finishRetryMs,
+      onRetry: (err, attempt, delay) =>
+        this.deps.logger.error({ requestId: request.id, attempt, delay, err: String(err) }, "could not record the run's outcome; retrying"),
+    });
   }
 }
 

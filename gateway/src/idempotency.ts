@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Database } from "lmdb";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 import type { RequestStore } from "./store.js";
 
 interface IdempotencyRecord {
@@ -29,13 +29,13 @@ export class IdempotencyKeys {
    * Runs `create` once per (agent, key, body); a repeat returns the first request's id. `create`
    * returns the new request's id.
    */
-  async once(
+  async once<T extends { requestId: string }>(
     agent: string | undefined,
     key: string,
     body: unknown,
-    create: () => Promise<{ requestId: string; response: Response }>,
-  ): Promise<{ requestId: string; response?: Response }> {
-    if (!KEY.test(key)) throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
+    create: () => Promise<T>,
+  ): Promise<T | { requestId: string; replayed: true }> {
+    if (!KEY.test(key)) throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
     const scoped = `${agent ?? ""}\n${key}`;
     const previous = this.inFlight.get(scoped) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(async () => {
@@ -43,9 +43,9 @@ export class IdempotencyKeys {
       const known = this.db.get(scoped);
       if (known && known.createdAt > Date.now() - TTL_MS && this.store.get(known.requestId)) {
         if (known.bodyHash !== bodyHash) {
-          throw new ApiError(422, "idempotency_key_reuse", "this Idempotency-Key was used with a different request body");
+          throw new GatewayError("mismatch", "idempotency_key_reuse", "this Idempotency-Key was used with a different request body");
         }
-        return { requestId: known.requestId };
+        return { requestId: known.requestId, replayed: true as const };
       }
       const created = await create();
       await this.db.put(scoped, { requestId: created.requestId, bodyHash, createdAt: Date.now() });

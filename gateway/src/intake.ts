@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import {
+  checkArgName,
   LIMITS,
   parseSkillHeader,
   PolicyError,
@@ -8,7 +9,7 @@ import {
   sha256Hex,
 } from "@oauth3/shared";
 import type { StatusDocument } from "./api-schemas.js";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
 import type { ExecRequest } from "./store.js";
 
@@ -30,6 +31,57 @@ export const ExecuteBody = z.strictObject({
 });
 export type ExecuteBody = z.infer<typeof ExecuteBody>;
 
+/**
+ * An agent's parsed JSON judged as a submission: every key validated, none silently dropped
+ * (`__proto__` as an arg name is refused, not lost), lone surrogates refused anywhere.
+ */
+export function parseExecuteBody(raw: unknown): ExecuteBody {
+  if (typeof raw === "object" && raw !== null) {
+    const r = raw as Record<string, unknown>;
+    if (!r.skill_id || !r.skill_url) {
+      throw new GatewayError("invalid", "missing_field", "Missing skill_id or skill_url");
+    }
+    refuseLoneSurrogates(raw, "body");
+    // Every arg name is checked here, before zod builds an object: a key such as __proto__ would
+    // otherwise vanish silently instead of being refused.
+    if (typeof r.args === "object" && r.args !== null && !Array.isArray(r.args)) {
+      for (const name of Object.keys(r.args)) {
+        try {
+          checkArgName(name);
+        } catch (err) {
+          if (err instanceof PolicyError) throw new GatewayError("invalid", err.code, err.message);
+          throw err;
+        }
+      }
+    }
+  }
+  const parsed = ExecuteBody.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join(".") || "body";
+    throw new GatewayError("invalid", "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * A lone UTF-16 surrogate (JSON's "\ud800") has no UTF-8 form: what is stored, shown and signed
+ * would differ. Refused anywhere in the body, keys included.
+ */
+const LONE_SURROGATE = /\p{Cs}/u; // with the u flag a valid pair is one code point, never Cs
+function refuseLoneSurrogates(value: unknown, path: string): void {
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) throw new GatewayError("invalid", "invalid_body", `${path}: contains a lone surrogate (not valid Unicode)`);
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => refuseLoneSurrogates(v, `${path}[${i}]`));
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      if (LONE_SURROGATE.test(k)) throw new GatewayError("invalid", "invalid_body", `${path}: a key contains a lone surrogate (not valid Unicode)`);
+      refuseLoneSurrogates(v, `${path}.${k}`);
+    }
+  }
+}
+
 export interface IntakeDeps {
   fetch: SkillFetchOptions;
   maxTimeoutSeconds: number;
@@ -48,12 +100,12 @@ export async function prepareRequest(
   deps: IntakeDeps,
 ): Promise<{ request: ExecRequest; code: Buffer }> {
   const { bytes, source } = await fetchSkill(body.skill_url, deps.fetch);
-  if (bytes.length === 0) throw new ApiError(400, "invalid_skill_code", "skill code is empty");
+  if (bytes.length === 0) throw new GatewayError("invalid", "invalid_skill_code", "skill code is empty");
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new ApiError(400, "invalid_skill_code", "skill code must be UTF-8 text");
+    throw new GatewayError("invalid", "invalid_skill_code", "skill code must be UTF-8 text");
   }
   const header = parseSkillHeader(text);
   let spec;
@@ -69,14 +121,14 @@ export async function prepareRequest(
       deps.maxTimeoutSeconds,
     );
   } catch (err) {
-    if (err instanceof PolicyError) throw new ApiError(400, err.code, err.message);
+    if (err instanceof PolicyError) throw new GatewayError("invalid", err.code, err.message);
     throw err;
   }
   const held = await deps.secretNames();
   const unknown = spec.secretNames.filter((n) => !held.has(n));
   if (unknown.length > 0) {
-    throw new ApiError(
-      400,
+    throw new GatewayError(
+      "invalid",
       "unknown_secret",
       `the vault-runner holds no secret named ${unknown.join(", ")}`,
     );

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { ExecRequest, RequestStore } from "./store.js";
+import type { RequestStore } from "./store.js";
 
 export interface RunnerQueue {
   activeRuns: number;
@@ -32,7 +32,8 @@ export function createMetrics(store: RequestStore, runnerQueue: () => Promise<Ru
     },
   });
 
-  store.changes.on("change", (_id: string, r: ExecRequest) => {
+  store.onChange(({ request: r, previous }) => {
+    if (previous?.status === r.status) return; // e.g. an output purge: not a transition
     transitions.inc({ status: r.status });
     if ((r.status === "approved" || r.status === "denied") && r.decidedAt) approval.observe({ decision: r.status }, (r.decidedAt - r.createdAt) / 1000);
     if (r.result && (r.status === "completed" || r.status === "failed") && r.outputPurgedAt === undefined) {
@@ -40,6 +41,6 @@ export function createMetrics(store: RequestStore, runnerQueue: () => Promise<Ru
       if (["timeout", "memory", "disk", "output_limit"].includes(r.result.reason)) limits.inc({ reason: r.result.reason });
     }
   });
-  store.changes.on("audit_failure", () => auditFailures.inc());
+  store.onAuditFailure(() => auditFailures.inc());
   return registry;
 }

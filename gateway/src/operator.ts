@@ -1,15 +1,13 @@
-import { chmodSync } from "node:fs";
 import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
 import { Hono } from "hono";
-import { prepareSocketPath } from "@oauth3/shared/unix-socket";
+import { serveUnixSocket } from "./http-server.js";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { errorResponse } from "./app.js";
+import { jsonErrors } from "./http-errors.js";
 import type { ApprovalService } from "./approvals.js";
 import { auditAuth, type AgentRegistry } from "./agents.js";
 import { approvalStatement } from "@oauth3/shared";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 import { browserGuard, defaultBrowserGuard } from "./browser-guard.js";
 import { statusView } from "./intake.js";
 import type { ExecRequest, RequestStore } from "./store.js";
@@ -38,7 +36,7 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
   const app = new Hono();
   const find = (id: string): ExecRequest => {
     const request = deps.store.get(id);
-    if (!request) throw new ApiError(404, "not_found", "Request not found");
+    if (!request) throw new GatewayError("not_found", "not_found", "Request not found");
     return request;
   };
   const sandbox = async () => {
@@ -65,7 +63,7 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     return c.json({ requests: rows.map((r) => detail(r, box)) });
   });
   app.get("/metrics", async (c) => {
-    if (!deps.metrics) throw new ApiError(404, "no_route", "metrics are not enabled");
+    if (!deps.metrics) throw new GatewayError("not_found", "no_route", "metrics are not enabled");
     return c.text(await deps.metrics.metrics(), 200, { "content-type": deps.metrics.contentType });
   });
 
@@ -87,19 +85,15 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
       if (result.outcome === "approved" || result.outcome === "denied") {
         return c.json({ outcome: result.outcome, request: detail(result.request, await sandbox()) });
       }
-      if (result.outcome === "not_found") throw new ApiError(404, "not_found", "Request not found");
-      throw new ApiError(
-        409,
+      if (result.outcome === "not_found") throw new GatewayError("not_found", "not_found", "Request not found");
+      throw new GatewayError(
+        "conflict",
         result.outcome,
         `request is ${result.request.status}; nothing was changed`,
       );
     });
   }
-  app.notFound(() => {
-    throw new ApiError(404, "no_route", "no such route");
-  });
-  app.onError((err, c) => errorResponse(err, c, deps.logger));
-  return app;
+  return jsonErrors(app, deps.logger);
 }
 
 /**
@@ -114,7 +108,7 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
     const after = Number(c.req.query("after") ?? 0);
     const limit = Math.min(Number(c.req.query("limit") ?? 500), 1000);
     if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) {
-      throw new ApiError(400, "invalid_page", "after and limit must be non-negative integers");
+      throw new GatewayError("invalid", "invalid_page", "after and limit must be non-negative integers");
     }
     const events = deps.store.auditPage(after, limit);
     const head = deps.store.auditHead();
@@ -131,12 +125,12 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
     });
   });
   app.get("/attestation", async (c) => {
-    if (!deps.attestation) throw new ApiError(404, "no_route", "attestation is not enabled");
+    if (!deps.attestation) throw new GatewayError("not_found", "no_route", "attestation is not enabled");
     return c.json(await deps.attestation(c.req.query("nonce")));
   });
   // The operator's /health: the split self-audit (ids, env names, sockets, modes, Deno flags).
   app.get("/health", async (c) => {
-    if (!deps.selfAudit) throw new ApiError(404, "no_route", "self-audit is not enabled");
+    if (!deps.selfAudit) throw new GatewayError("not_found", "no_route", "self-audit is not enabled");
     const audit = await deps.selfAudit();
     return c.json({ status: audit.ok ? "ok" : "split_violation", self_audit: audit });
   });
@@ -154,20 +148,10 @@ export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, lo
   app.use("*", browserGuard(guard, (f) => logger.warn(f, "refused a request from a web page")));
   app.use("/operator/*", auditAuth(registry));
   app.route("/operator", readOnly);
-  app.notFound(() => {
-    throw new ApiError(404, "no_route", "no such route");
-  });
-  app.onError((err, c) => errorResponse(err, c, logger));
-  return app;
+  return jsonErrors(app, logger);
 }
 
-export async function startOperatorServer(app: Hono, socketPath: string): Promise<Server> {
-  await prepareSocketPath(socketPath, 0o700);
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(socketPath, () => resolve());
-  });
-  chmodSync(socketPath, 0o600);
-  return server;
+/** The operator API on its Unix socket (0600 in a 0700 directory). */
+export function startOperatorServer(app: Hono, socketPath: string): Promise<Server> {
+  return serveUnixSocket(app, socketPath);
 }

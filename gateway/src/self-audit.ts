@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
 import { ProcessReportSchema, type GetHealthResponse } from "@oauth3/proto/runner/v1";
-import type { ProcessFacts, SocketFacts } from "@oauth3/shared/process-report";
+import { processFacts, socketFacts, type ProcessFacts, type SocketFacts } from "@oauth3/shared/process-report";
+import type { RunnerQueries } from "./runner-client.js";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -94,4 +95,15 @@ export function selfAudit(input: SelfAuditInput): { ok: boolean; checks: Check[]
     input.runner.signingKeySource === "dstack" ? "derived through the dstack guest agent" : "local key file (no dstack guest agent configured)");
 
   return { ok: !checks.some((c) => c.status === "fail"), checks, gateway: g, runner: toJson(ProcessReportSchema, r, { alwaysEmitImplicit: true }) };
+}
+
+/** The facts gathered for `selfAudit`: this process, the runner's report, the operator socket. */
+export async function gatewaySelfAudit(runner: RunnerQueries, operatorSocket: string): Promise<ReturnType<typeof selfAudit>> {
+  const [health, secretNames] = await Promise.all([runner.health(true), runner.secretNamesOrNone()]);
+  return selfAudit({
+    gateway: processFacts(process.env, operatorSocket),
+    runner: health,
+    secretNames,
+    operatorSocket: socketFacts(operatorSocket),
+  });
 }

@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import { isPublicAddress } from "@oauth3/shared";
-import { ApiError } from "./errors.js";
+import { GatewayError } from "./errors.js";
 
 export interface SkillFetchOptions {
   timeoutMs: number;
@@ -31,7 +31,7 @@ export async function fetchSkill(rawUrl: string, options: SkillFetchOptions): Pr
   try {
     url = new URL(rawUrl);
   } catch {
-    throw new ApiError(400, "invalid_skill_url", "skill_url is not a valid URL");
+    throw new GatewayError("invalid", "invalid_skill_url", "skill_url is not a valid URL");
   }
   if (url.protocol === "data:") return { bytes: await decodeDataUrl(rawUrl, options.maxBytes), source: "data:" };
 
@@ -44,7 +44,7 @@ export async function fetchSkill(rawUrl: string, options: SkillFetchOptions): Pr
     }
     return { bytes: response.body!, source: rawUrl.slice(0, 2048) };
   }
-  throw new ApiError(400, "skill_fetch_failed", "Failed to fetch skill code: too many redirects");
+  throw new GatewayError("invalid", "skill_fetch_failed", "Failed to fetch skill code: too many redirects");
 }
 
 async function decodeDataUrl(rawUrl: string, maxBytes: number): Promise<Buffer> {
@@ -57,13 +57,13 @@ async function decodeDataUrl(rawUrl: string, maxBytes: number): Promise<Buffer> 
     mime = res.headers.get("content-type") ?? "";
     bytes = Buffer.from(await res.arrayBuffer());
   } catch {
-    throw new ApiError(400, "invalid_skill_url", "skill_url is not a valid data: URL");
+    throw new GatewayError("invalid", "invalid_skill_url", "skill_url is not a valid data: URL");
   }
   // The bytes are stored, hashed, shown and run as UTF-8: another charset would show one text and
   // hash another (UTF-16 bytes read as UTF-8). Refuse it rather than guess.
   const charset = /;\s*charset=("?)([^";]*)\1/i.exec(mime)?.[2]?.trim().toLowerCase();
   if (charset !== undefined && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) {
-    throw new ApiError(400, "invalid_skill_url", `a data: skill_url must be UTF-8 (or US-ASCII) text; this one says charset=${charset.slice(0, 40)}`);
+    throw new GatewayError("invalid", "invalid_skill_url", `a data: skill_url must be UTF-8 (or US-ASCII) text; this one says charset=${charset.slice(0, 40)}`);
   }
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   return bytes;
@@ -80,15 +80,15 @@ function requestOnce(url: URL, options: SkillFetchOptions, signal: AbortSignal):
   const hostKey = `${url.hostname.toLowerCase()}:${port}`;
   const privateAllowed = options.allowPrivate.has(hostKey);
   if (url.protocol !== "https:" && !(url.protocol === "http:" && privateAllowed)) {
-    throw new ApiError(400, "invalid_skill_url", "skill_url must be https: or data:");
+    throw new GatewayError("invalid", "invalid_skill_url", "skill_url must be https: or data:");
   }
   if (url.username || url.password) {
-    throw new ApiError(400, "invalid_skill_url", "skill_url must not carry credentials");
+    throw new GatewayError("invalid", "invalid_skill_url", "skill_url must not carry credentials");
   }
   const checkAddress = (address: string) => {
     if (!privateAllowed && !isPublicAddress(address)) {
-      throw new ApiError(
-        400,
+      throw new GatewayError(
+        "invalid",
         "skill_fetch_forbidden",
         `Failed to fetch skill code: ${url.hostname} resolves to a non-public address`,
       );
@@ -125,7 +125,7 @@ function requestOnce(url: URL, options: SkillFetchOptions, signal: AbortSignal):
         }
         if (status !== 200) {
           res.resume();
-          return reject(new ApiError(400, "skill_fetch_failed", `Failed to fetch skill code: HTTP ${status}`));
+          return reject(new GatewayError("invalid", "skill_fetch_failed", `Failed to fetch skill code: HTTP ${status}`));
         }
         const declared = Number(res.headers["content-length"] ?? 0);
         if (declared > options.maxBytes) {
@@ -147,17 +147,17 @@ function requestOnce(url: URL, options: SkillFetchOptions, signal: AbortSignal):
         res.on("error", (err) => reject(fetchFailed(err)));
       },
     );
-    req.on("error", (err) => reject(err instanceof ApiError ? err : fetchFailed(err)));
+    req.on("error", (err) => reject(err instanceof GatewayError ? err : fetchFailed(err)));
     req.end();
   });
 }
 
-function fetchFailed(err: Error): ApiError {
-  if (err instanceof ApiError) return err;
+function fetchFailed(err: Error): GatewayError {
+  if (err instanceof GatewayError) return err;
   const reason = err.name === "AbortError" || err.name === "TimeoutError" ? "timed out" : err.message;
-  return new ApiError(400, "skill_fetch_failed", `Failed to fetch skill code: ${reason}`);
+  return new GatewayError("invalid", "skill_fetch_failed", `Failed to fetch skill code: ${reason}`);
 }
 
-function tooLarge(maxBytes: number): ApiError {
-  return new ApiError(413, "skill_too_large", `skill code exceeds ${maxBytes} bytes`);
+function tooLarge(maxBytes: number): GatewayError {
+  return new GatewayError("too_large", "skill_too_large", `skill code exceeds ${maxBytes} bytes`);
 }

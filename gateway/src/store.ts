@@ -52,6 +52,22 @@ export interface RunResult {
 /** Judges a new request against every pending one: its pending twin, "full", or undefined (admit). */
 export type Admission = (pending: readonly ExecRequest[]) => { twin: ExecRequest } | "full" | undefined;
 
+/**
+ * A decision taken in the same transaction as a request's creation (an active grant covers it):
+ * the request is stored already decided, so no consumer ever sees it pending. Undefined: pending.
+ */
+export type InstantDecision = (request: ExecRequest) => Pick<ExecRequest, "status" | "decidedAt" | "decidedBy" | "decisionChannel"> | undefined;
+
+/**
+ * One committed, durable state change: the request as it is now, what it was before (absent for a
+ * new request) and the audit entry that recorded it (absent for changes that write none).
+ */
+export interface RequestChange {
+  request: ExecRequest;
+  previous?: ExecRequest;
+  seq?: number;
+}
+
 /** One agent request. Never holds a secret value: only names, hashes and redacted output. */
 export interface ExecRequest {
   id: string;
@@ -104,8 +120,8 @@ function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
 }
 
 export class RequestStore {
-  /** Emits (id, the new record) after each committed, durable state change (long-poll, SSE). */
-  readonly changes = new EventEmitter().setMaxListeners(0);
+  /** The one event path: every committed, durable change of a request, and failed audit writes. */
+  private readonly events = new EventEmitter().setMaxListeners(0);
 
   private readonly audit: Database<AuditEvent, number>;
   /** Test seam: called inside the transaction before an audit entry is written (to make it fail). */
@@ -142,7 +158,13 @@ export class RequestStore {
    * merge cannot be raced by concurrent submissions. Returns "created", the pending twin to answer
    * with instead, or "full".
    */
-  async admit(request: ExecRequest, code: Buffer, admission?: Admission): Promise<"created" | "full" | { twin: ExecRequest }> {
+  async admit(
+    request: ExecRequest,
+    code: Buffer,
+    admission?: Admission,
+    decide?: InstantDecision,
+  ): Promise<"created" | "full" | { twin: ExecRequest }> {
+    let change: RequestChange | undefined;
     const outcome = await this.audited(() => this.requests.transaction(() => {
       if (this.requests.get(request.id) !== undefined) return "exists" as const;
       if (admission) {
@@ -151,7 +173,7 @@ export class RequestStore {
         const verdict = admission(pending);
         if (verdict !== undefined) return verdict;
       }
-      this.appendAudit(request.id, {
+      let seq = this.appendAudit(request.id, {
         type: "request_received",
         data: {
           skillId: request.skillId, agent: request.agent, codeSha256: request.codeSha256, codeSize: request.codeSize,
@@ -159,12 +181,19 @@ export class RequestStore {
           argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"), source: request.source.slice(0, 200),
         },
       });
+      const decision = decide?.(request);
+      const stored = decision ? { ...request, ...decision } : request;
+      if (decision) seq = this.appendAudit(request.id, statusNote(request, stored));
       void this.code.put(request.id, code);
-      void this.requests.put(request.id, request);
+      void this.requests.put(request.id, stored);
+      change = { request: stored, seq };
       return "created" as const;
     }));
     if (outcome === "exists") throw new Error(`request ${request.id} already exists`);
-    if (outcome === "created") await this.root.flushed;
+    if (outcome === "created") {
+      await this.root.flushed;
+      this.events.emit("change", change);
+    }
     return outcome;
   }
 
@@ -209,22 +238,41 @@ export class RequestStore {
     guard?: (current: ExecRequest) => boolean,
     note?: AuditNote,
   ): Promise<ExecRequest | undefined> {
-    const updated = await this.audited(() => this.requests.transaction(() => {
+    const change = await this.audited(() => this.requests.transaction((): RequestChange | undefined => {
       const current = this.requests.get(id);
       if (!current || !from.includes(current.status)) return undefined;
       if (guard && !guard(current)) return undefined;
       const next = { ...current, ...patch };
-      if (note || next.status !== current.status) {
-        this.appendAudit(id, note ?? statusNote(current, next));
-      }
+      const seq = note || next.status !== current.status ? this.appendAudit(id, note ?? statusNote(current, next)) : undefined;
       void this.requests.put(id, next);
-      return next;
+      return { request: next, previous: current, ...(seq !== undefined && { seq }) };
     }));
-    if (updated) {
+    if (change) {
       await this.root.flushed;
-      this.changes.emit("change", id, updated);
+      this.events.emit("change", change);
     }
-    return updated;
+    return change?.request;
+  }
+
+  /**
+   * Calls `listener` after every committed, durable change (creation included), in commit order.
+   * The one event path: cards, notifications, long-polls, streams, metrics and the dispatcher all
+   * listen here. Returns the function that unsubscribes.
+   */
+  onChange(listener: (change: RequestChange) => void): () => void {
+    this.events.on("change", listener);
+    return () => this.events.off("change", listener);
+  }
+
+  /** How many change listeners are registered (tests: nothing a dropped client opened is left). */
+  get changeListenerCount(): number {
+    return this.events.listenerCount("change");
+  }
+
+  /** Calls `listener` when a state change is refused because its audit entry could not be written. */
+  onAuditFailure(listener: (err: unknown) => void): () => void {
+    this.events.on("audit_failure", listener);
+    return () => this.events.off("audit_failure", listener);
   }
 
   /**
@@ -234,17 +282,16 @@ export class RequestStore {
   waitForChange(id: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
-      const onChange = (changed: string) => {
-        if (changed === id) done();
-      };
       const timer = setTimeout(() => done(), ms);
+      const unsubscribe = this.onChange((change) => {
+        if (change.request.id === id) done();
+      });
       const done = () => {
         clearTimeout(timer);
-        this.changes.off("change", onChange);
+        unsubscribe();
         signal?.removeEventListener("abort", done);
         resolve();
       };
-      this.changes.on("change", onChange);
       signal?.addEventListener("abort", done, { once: true });
     });
   }
@@ -258,7 +305,7 @@ export class RequestStore {
       // observe it here so it cannot surface as an unhandled rejection that kills the process.
       const commitError = (err as { commitError?: Promise<unknown> }).commitError;
       if (commitError) err = await commitError.then(() => err, (cause: unknown) => new Error(`the write was not committed: ${String(cause)}`));
-      this.changes.emit("audit_failure", err);
+      this.events.emit("audit_failure", err);
       throw err;
     }
   }
@@ -267,13 +314,14 @@ export class RequestStore {
    * Appends to the hash chain. Runs inside the caller's write transaction: if it throws (disk or
    * map full, the test seam), the whole transaction, and so the state change, does not happen.
    */
-  private appendAudit(requestId: string | undefined, note: AuditNote): void {
+  private appendAudit(requestId: string | undefined, note: AuditNote): number {
     let head: AuditEvent | undefined;
     for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
     const base = { seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
     const event: AuditEvent = { ...base, hash: auditHash(base) };
     this.beforeAuditWrite?.(event);
     void this.audit.put(event.seq, event);
+    return event.seq;
   }
 
   /** The chain's last entry (seq 0 and the zero hash while it is empty). */
@@ -304,4 +352,18 @@ export class RequestStore {
   async close(): Promise<void> {
     await this.root.close();
   }
+}
+
+/**
+ * lmdb-js rejects an internal promise nobody can await when a commit fails (disk full, I/O error;
+ * kriszyp/lmdb-js#368). The failure also rejects the transaction its caller awaits, so the
+ * request is refused there and recorded as an audit write failure; this duplicate must not kill
+ * the process. Any other unhandled rejection still ends it, as Node's default would.
+ */
+export function exitOnUnhandledRejectionExceptLmdbCommits(name: string): void {
+  process.on("unhandledRejection", (reason: unknown) => {
+    if (reason instanceof Error && reason.message === "Commit failed (see commitError for details)") return;
+    process.stderr.write(`${name}: unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
+    process.exit(1);
+  });
 }

@@ -19,7 +19,7 @@ test("the agent is woken once per finished request, retried after a 500, with no
     });
   });
   const notifier = new AgentNotifier({ url: `http://127.0.0.1:${port}/hooks/wake`, token: "hook-token", logger: pino({ level: "silent" }), retryDelaysMs: [20, 20] });
-  const fx = gatewayFixture({ extraChannels: [notifier] });
+  const fx = gatewayFixture({ extraFollowers: [notifier] });
   const res = await fx.post({ skill_id: "notify-me", skill_url: dataUrl("console.log('SECRETISH OUTPUT')") });
   const id = ((await res.json()) as { request_id: string }).request_id;
   await fx.approvals.decide(id, { approve: true, channel: "test", decidedBy: "test:1" });

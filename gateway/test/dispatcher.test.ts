@@ -29,7 +29,7 @@ async function approvedRequest(fx: ReturnType<typeof gatewayFixture>): Promise<s
 }
 
 test("an unreachable runner is retried with backoff, then the run happens once", async () => {
-  const fx = gatewayFixture();
+  const fx = gatewayFixture({ dispatch: false });
   const { client, calls } = flaky(fx.runner, 2, Code.Internal, "ENOENT");
   const dispatcher = new Dispatcher({ store: fx.store, runner: client, logger: pino({ level: "silent" }), retryDelaysMs: [10, 10, 10] });
   const id = await approvedRequest(fx);
@@ -40,7 +40,7 @@ test("an unreachable runner is retried with backoff, then the run happens once",
 });
 
 test("retries run out: failed with the reason; any other refusal is not retried", async () => {
-  const fx = gatewayFixture();
+  const fx = gatewayFixture({ dispatch: false });
   const gone = flaky(fx.runner, 99, Code.Unavailable, "ECONNREFUSED");
   const d1 = new Dispatcher({ store: fx.store, runner: gone.client, logger: pino({ level: "silent" }), retryDelaysMs: [5, 5] });
   const a = await approvedRequest(fx);
@@ -67,7 +67,7 @@ test("retries run out: failed with the reason; any other refusal is not retried"
 });
 
 test("a runner that stops answering mid-run (what kill -9 gives: CANCEL on the stream) ends interrupted, never retried", async () => {
-  const fx = gatewayFixture();
+  const fx = gatewayFixture({ dispatch: false });
   for (const [code, cause] of [[Code.Canceled, undefined], [Code.Unavailable, "ECONNRESET"], [Code.Internal, undefined], [Code.DeadlineExceeded, undefined]] as const) {
     const died = flaky(fx.runner, 99, code, cause);
     const d = new Dispatcher({ store: fx.store, runner: died.client, logger: pino({ level: "silent" }), retryDelaysMs: [5, 5] });

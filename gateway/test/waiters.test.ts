@@ -28,7 +28,7 @@ function rawGet(port: number, path: string, token?: string) {
   return { socket, answer: () => answer };
 }
 
-const listeners = (fx: ReturnType<typeof gatewayFixture>) => fx.store.changes.listenerCount("change");
+const listeners = (fx: ReturnType<typeof gatewayFixture>) => fx.store.changeListenerCount;
 
 test("dropped long-polls and event streams leave nothing registered", async () => {
   const fx = gatewayFixture();
@@ -65,7 +65,7 @@ test("open waits are capped per agent and in total; other agents keep theirs", a
     const aliceId = await submit(alice.token);
     const bobId = await submit(bob.token);
     for (let n = 0; n < 4; n++) open.push(rawGet(port, `/execute/${aliceId}/status?wait=60`, alice.token));
-    await eventually(() => (listeners(fx) >= 4 ? true : undefined), 5000);
+    await eventually(() => (listeners(fx) >= fx.wiredListeners + 4 ? true : undefined), 5000);
     const fifth = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/status?wait=60`, { headers: { authorization: `Bearer ${alice.token}` } });
     assert.equal(fifth.status, 429);
     assert.equal(((await fifth.json()) as { code: string }).code, "too_many_waiters");
@@ -73,7 +73,7 @@ test("open waits are capped per agent and in total; other agents keep theirs", a
     assert.equal(sse.status, 429, "event streams count too");
     // Bob still has his own allowance, up to the total.
     for (let n = 0; n < 2; n++) open.push(rawGet(port, `/execute/${bobId}/status?wait=60`, bob.token));
-    await eventually(() => (listeners(fx) >= 6 ? true : undefined), 5000);
+    await eventually(() => (listeners(fx) >= fx.wiredListeners + 6 ? true : undefined), 5000);
     const overTotal = await fetch(`http://127.0.0.1:${port}/execute/${bobId}/status?wait=60`, { headers: { authorization: `Bearer ${bob.token}` } });
     assert.equal(overTotal.status, 429);
     // A plain status read (no wait) is never refused.

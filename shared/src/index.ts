@@ -15,3 +15,4 @@ export { escapeCodePoint, sanitize, sanitizeJson, type Sanitized } from "./sanit
 export {
   approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
 } from "./approval-statement.js";
+export { retry } from "./retry.js";

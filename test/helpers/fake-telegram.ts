@@ -65,6 +65,11 @@ export class FakeTelegram {
     this.failures.set(method, list);
   }
 
+  /** Calls of `method` succeed again. */
+  clearFailures(method: string): void {
+    this.failures.delete(method);
+  }
+
   /** A user pressing an inline button (or a client forging one: every field is the test's choice). */
   pressButton(opts: { fromId: number; chatId: number; messageId: number; data: string; firstName?: string }): string {
     const id = String(1_000_000 + this.nextUpdateId);

@@ -5,21 +5,25 @@ import { VaultRunnerService } from "@oauth3/proto/runner/v1";
 import { pino } from "pino";
 import type { AgentRegistry } from "../../gateway/src/agents.ts";
 import { createAgentApp } from "../../gateway/src/app.ts";
-import { ApprovalService, type ApprovalChannel } from "../../gateway/src/approvals.ts";
+import { ApprovalService } from "../../gateway/src/approvals.ts";
+import { ChangeFeed, type Follower } from "../../gateway/src/change-feed.ts";
 import { Dispatcher } from "../../gateway/src/dispatcher.ts";
 import { GrantStore } from "../../gateway/src/grants.ts";
 import { createOperatorApp } from "../../gateway/src/operator.ts";
 import type { RunnerClient } from "../../gateway/src/runner-client.ts";
-import { RequestStore, type ExecRequest } from "../../gateway/src/store.ts";
+import { RequestStore, type ExecRequest, type RequestChange } from "../../gateway/src/store.ts";
 import { RecordingExecutor, routesFor, runnerDeps } from "./runner-fixture.ts";
 import { tempDir } from "./tmp.ts";
 
-export class RecordingChannel implements ApprovalChannel {
+/** What an approver would have been shown: each new pending request, then every later change. */
+export class RecordingChannel implements Follower {
   readonly name = "recording";
   readonly announced: ExecRequest[] = [];
   readonly updates: ExecRequest[] = [];
-  async announce(r: ExecRequest) { this.announced.push(r); }
-  async update(r: ExecRequest) { this.updates.push(r); }
+  async handle({ request, previous }: RequestChange) {
+    if (request.status === "pending" && previous === undefined) this.announced.push(request);
+    else this.updates.push(request);
+  }
 }
 
 export interface GatewayFixtureOptions {
@@ -31,8 +35,10 @@ export interface GatewayFixtureOptions {
   maxPending?: number;
   submissionsPerMinute?: number;
   agents?: AgentRegistry;
-  /** More approval channels besides the recording one (e.g. the agent notifier). */
-  extraChannels?: ApprovalChannel[];
+  /** More durable followers besides the recording one (e.g. the agent notifier). */
+  extraFollowers?: Follower[];
+  /** false: approved requests are not run by the fixture's dispatcher (a test runs its own). */
+  dispatch?: boolean;
   /** Open long-polls and event streams allowed (app default otherwise). */
   waiters?: { total: number; perAgent: number };
   /** Active grants auto-approve (as with Telegram configured). */
@@ -51,15 +57,13 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   );
   const logger = pino({ level: "silent" });
   const channel = new RecordingChannel();
-  const dispatcher: Dispatcher = new Dispatcher({
-    store, runner, logger, retryDelaysMs: [],
-    onFinished: (r): Promise<void> => approvals.notify(r, "update"),
-  });
+  const dispatcher = new Dispatcher({ store, runner, logger, retryDelaysMs: [] });
+  if (options.dispatch !== false) dispatcher.start();
   const grants = options.grants ? new GrantStore(store) : undefined;
-  const approvals: ApprovalService = new ApprovalService({
-    store, dispatcher, channels: [channel, ...(options.extraChannels ?? [])], logger, ...(options.now && { now: options.now }),
-    ...(grants && { grants }),
-  });
+  const approvals = new ApprovalService({ store, logger, ...(options.now && { now: options.now }), ...(grants && { grants }) });
+  const feed = new ChangeFeed(store, logger);
+  feed.follow(channel);
+  for (const follower of options.extraFollowers ?? []) feed.follow(follower, { durable: true });
   const app = createAgentApp({
     store, approvals, logger, telegramConfigured: false,
     runnerHealth: async () => {
@@ -84,7 +88,9 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
       headers: { "content-type": "application/json", ...(token && { authorization: `Bearer ${token}` }) },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
-  return { store, executor, runner, dispatcher, approvals, app, operator, channel, post, dbPath, grants };
+  /** Listeners the wiring itself holds (the dispatcher, the feed): what a test sees when nothing is left open. */
+  const wiredListeners = store.changeListenerCount;
+  return { store, executor, runner, dispatcher, approvals, feed, app, operator, channel, post, dbPath, grants, wiredListeners };
 }
 
 export function dataUrl(code: string): string {

@@ -6,14 +6,17 @@ import type { ApprovalService } from "../approvals.js";
 import type { GrantStore } from "../grants.js";
 import type { RequestStore } from "../store.js";
 import { nonceMatches, parseCallbackData } from "./callback-data.js";
-import type { TelegramChannel } from "./channel.js";
+import type { CardStore } from "./channel.js";
 import { chunkLines, escapeHtml, formatTime, pendingLine, renderOutcome, shown } from "./render.js";
 
 export interface TelegramBotDeps {
+  /** The public Bot API, a self-hosted one, or the tests' fake. */
+  apiRoot: string;
   store: RequestStore;
   approvals: ApprovalService;
   grants: GrantStore;
-  channel: TelegramChannel | undefined;
+  /** The cards posted (checked against each press); undefined without a chat. */
+  cards: CardStore | undefined;
   /** Undefined until TELEGRAM_CHAT_ID is set: then only /start and /id answer. */
   chatId: number | undefined;
   approverIds: ReadonlySet<number>;
@@ -22,17 +25,12 @@ export interface TelegramBotDeps {
 }
 
 /**
- * The bot's client, pointed at `apiRoot` (the public Bot API, a self-hosted one, or the tests' fake).
- * Requests are retried on 429 (honouring retry_after) and 5xx/network errors, a bounded number of times.
+ * The bot: its client pointed at `deps.apiRoot`, requests retried on 429 (honouring retry_after)
+ * and 5xx/network errors a bounded number of times; the commands and the callback check.
  */
-export function createTelegramBot(token: string, apiRoot: string): Bot {
-  const bot = new Bot(token, { client: { apiRoot } });
+export function createBot(token: string, deps: TelegramBotDeps): Bot {
+  const bot = new Bot(token, { client: { apiRoot: deps.apiRoot } });
   bot.api.config.use(autoRetry({ maxRetryAttempts: 5, maxDelaySeconds: 60 }));
-  return bot;
-}
-
-/** Commands and the callback check. */
-export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
   const feature = new Composer<Context>();
 
   feature.command(["start", "id"], (ctx) =>
@@ -94,6 +92,7 @@ export function installTelegramHandlers(bot: Bot, deps: TelegramBotDeps): void {
   feature.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: "Not allowed." }));
 
   bot.errorBoundary((err) => deps.logger.error({ err: String(err.error) }, "telegram update handler failed")).use(feature);
+  return bot;
 }
 
 /**
@@ -122,7 +121,7 @@ async function decideFromCallback(ctx: Context, deps: TelegramBotDeps): Promise<
     return revoked ? "Grant revoked: identical requests will ask again." : "That grant is no longer active.";
   }
 
-  const card = deps.channel?.cards.get(action.requestId);
+  const card = deps.cards?.get(action.requestId);
   // messageId 0: the card's sendMessage is still in flight (Telegram can deliver the message, and a
   // press on it, before its answer reaches us); the nonce below, only in that message's buttons,
   // still has to match.
@@ -135,13 +134,12 @@ async function decideFromCallback(ctx: Context, deps: TelegramBotDeps): Promise<
     approve: action.kind !== "deny",
     channel: "telegram",
     decidedBy: by,
+    ...(action.kind === "grant" && { grantTtlMs: deps.grantTtlMs }),
   });
   switch (result.outcome) {
     case "approved":
-      if (action.kind === "grant") {
-        const grant = await deps.grants.create(result.request, by, deps.grantTtlMs);
-        deps.logger.info({ grantId: grant.id, requestId: result.request.id, by }, "grant created");
-        return `Running once. Identical requests are allowed until ${formatTime(grant.expiresAt)} (grant ${grant.id}).`;
+      if (result.grant) {
+        return `Running once. Identical requests are allowed until ${formatTime(result.grant.expiresAt)} (grant ${result.grant.id}).`;
       }
       return "Approved: running once.";
     case "denied":

@@ -2,10 +2,9 @@ import { randomBytes } from "node:crypto";
 import { InputFile, type Api } from "grammy";
 import type { InlineKeyboardMarkup } from "grammy/types";
 import type { Database } from "lmdb";
-import type { Logger } from "pino";
-import type { ApprovalChannel } from "../approvals.js";
+import type { Follower } from "../change-feed.js";
 import type { GrantStore } from "../grants.js";
-import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestChange, type RequestStore } from "../store.js";
 import { encodeRequestAction, encodeRevoke } from "./callback-data.js";
 import { approvalStatement, type ApprovalStatement } from "@oauth3/shared";
 import { MAX_FOOTER, renderCard, renderDecisionFooter, renderGrantReport, renderOutcome, type SandboxInfo } from "./render.js";
@@ -21,37 +20,54 @@ export interface CardRecord {
   sandbox?: SandboxInfo;
 }
 
+/** What was posted per request id (the gateway's LMDB): the bot checks presses against it. */
+export type CardStore = Database<CardRecord, string>;
+
 export interface TelegramChannelDeps {
   api: Api;
   store: RequestStore;
+  cards: CardStore;
   grants: GrantStore;
   chatId: number;
   grantTtlMs: number;
-  logger: Logger;
   /** The runner's current sandbox modes (undefined if it cannot be asked). */
   sandbox?: () => Promise<SandboxInfo | undefined>;
 }
 
 /**
- * Approval cards in one Telegram chat. Posts a card per request (the exact code inline or as a
- * document), and edits it as the request moves on: who decided and when, buttons removed, then
- * the outcome with a short redacted excerpt. Never decides anything itself: decisions arrive as
- * callbacks (see callbacks.ts) and go through ApprovalService.decide.
+ * Approval cards in one Telegram chat, a follower of the store's changes (durable: a card that was
+ * due when the gateway stopped is posted or edited after the restart). Posts a card per pending
+ * request (the exact code inline or as a document), and edits it as the request moves on: who
+ * decided and when, buttons removed, then the outcome with a short redacted excerpt; a request a
+ * grant approved gets a report instead. Never decides anything itself: decisions arrive as
+ * callbacks (bot.ts) and go through ApprovalService.decide.
  */
-export class TelegramChannel implements ApprovalChannel {
+export class TelegramChannel implements Follower {
   readonly name = "telegram";
-  readonly cards: Database<CardRecord, string>;
-  /** Edits of one card are serialised so that a late "running" edit cannot overwrite the outcome. */
-  private readonly queues = new Map<string, Promise<void>>();
-
+  private readonly cards: CardStore;
   private readonly api: Api;
 
   constructor(private readonly deps: TelegramChannelDeps) {
-    this.cards = deps.store.subDb<CardRecord>("telegram_cards");
+    this.cards = deps.cards;
     this.api = deps.api;
   }
 
-  async announce(request: ExecRequest): Promise<void> {
+  /**
+   * Changes of one request arrive one at a time (change-feed.ts), so a late "running" edit cannot
+   * overwrite the outcome. Acts on the request's current state, so a repeat after a restart is harmless.
+   */
+  async handle({ request }: RequestChange): Promise<void> {
+    const current = this.deps.store.get(request.id) ?? request;
+    const card = this.cards.get(current.id);
+    // messageId 0: the gateway stopped between recording the nonce and posting; post it again.
+    if (current.status === "pending") {
+      if (!card || card.messageId === 0) await this.announce(current);
+      return;
+    }
+    await this.apply(current.id);
+  }
+
+  private async announce(request: ExecRequest): Promise<void> {
     const code = this.deps.store.getCode(request.id)?.toString("utf8") ?? "";
     const nonce = randomBytes(16).toString("base64url");
     const sandbox = await this.deps.sandbox?.();
@@ -94,18 +110,6 @@ export class TelegramChannel implements ApprovalChannel {
         reply_parameters: { message_id: message.message_id },
       });
     }
-  }
-
-  update(request: ExecRequest): Promise<void> {
-    const previous = this.queues.get(request.id) ?? Promise.resolve();
-    const next = previous.then(() => this.apply(request.id)).catch((err: unknown) => {
-      this.deps.logger.error({ requestId: request.id, err: String(err) }, "telegram card update failed");
-    });
-    this.queues.set(request.id, next);
-    void next.then(() => {
-      if (this.queues.get(request.id) === next) this.queues.delete(request.id);
-    });
-    return next;
   }
 
   /** Renders the card from the request's current state (not the event), so edits converge. */

@@ -1,10 +1,10 @@
 import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
 import type { Bot } from "grammy";
 import type { Update } from "grammy/types";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
+import { serveTcp } from "../http-server.js";
 import { nonceMatches } from "./callback-data.js";
 
 export const WEBHOOK_PATH = "/telegram/webhook";
@@ -49,11 +49,7 @@ export async function startWebhook(opts: {
   port: number;
   logger: Logger;
 }): Promise<Server> {
-  const server = createAdaptorServer({ fetch: createWebhookApp(opts.bot, opts.secret, opts.logger).fetch }) as Server;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
+  const server = await serveTcp(createWebhookApp(opts.bot, opts.secret, opts.logger), opts.port, opts.host);
   await opts.bot.init();
   await opts.bot.api.setWebhook(opts.url, {
     secret_token: opts.secret,
