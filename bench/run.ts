@@ -10,7 +10,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { pino } from "pino";
-import { createRunnerClient } from "../gateway/src/runner-client.ts";
+import { createRunnerClient } from "../gateway/src/runs/runner-client.ts";
 import { resolveRunSpec, sha256Hex } from "../shared/src/index.ts";
 import { buildInvocation } from "../vault-runner/src/deno-invocation.ts";
 import { denoVersion, resolveDenoBinary } from "../vault-runner/src/deno-binary.ts";
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
   const afterP2 = { gateway: rssMb(gatewayPid), runner: rssMb(runnerPid) };
 
   // P4 (+1000 stored requests) on a fresh count: the POST load above already stored thousands.
-  const storedAfterP2 = JSON.parse(execFileSync(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), "list", "--json"], { env: { ...process.env, OPERATOR_SOCKET: stack.operatorSocket }, maxBuffer: 1 << 30 }).toString()).requests.length;
+  const storedAfterP2 = JSON.parse(execFileSync(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), "list", "--json"], { env: { ...process.env, OPERATOR_SOCKET: stack.operatorSocket }, maxBuffer: 1 << 30 }).toString()).requests.length;
 
   // P3: 64 one-second skills approved at once (limit 64), then 140 at once (64 run, 64 queue, the rest refused).
   const sleeper = "await new Promise((r) => setTimeout(r, 1000)); console.log('done')";

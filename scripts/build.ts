@@ -12,7 +12,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 export const ENTRIES = {
   gateway: "gateway/src/main.ts",
   "vault-runner": "vault-runner/src/main.ts",
-  oauth3: "gateway/src/cli-main.ts", // the operator/agent CLI, for the gateway image
+  oauth3: "cli/src/main.ts", // the operator/agent CLI, for the gateway image
 } as const;
 export type BundleName = keyof typeof ENTRIES;
 

@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { open } from "lmdb";
 import { canonicalJson, tdxReportData, type AuditEvent } from "../shared/src/index.ts";
-import { newAgentToken } from "../gateway/src/agents.ts";
-import { verifyEvidence } from "../gateway/src/verify-evidence.ts";
+import { newAgentToken } from "@oauth3/shared";
+import { verifyEvidence } from "../cli/src/verify-evidence.ts";
 import { fakeKey, startFakeDstack, type FakeDstack } from "./helpers/fake-dstack.ts";
 import { freePort, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";

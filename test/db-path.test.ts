@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { resolveDbLocation } from "../gateway/src/db-location.ts";
-import { RequestStore } from "../gateway/src/store.ts";
+import { resolveDbLocation } from "../gateway/src/store/db-location.ts";
+import { RequestStore } from "../gateway/src/store/store.ts";
 import { freePort, ROOT, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
 

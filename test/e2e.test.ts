@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createRunnerClient } from "../gateway/src/runner-client.ts";
+import { createRunnerClient } from "../gateway/src/runs/runner-client.ts";
 import { serveLocal } from "./helpers/local-server.ts";
 import { freePort, ROOT, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";

@@ -75,7 +75,7 @@ describe("SKILL.md examples", () => {
 
   /** `oauth3 run <example> ... --wait` as a separate process, approved by the operator meanwhile. */
   async function runExample(file: string, args: string[], urlVar = "OAUTH3_URL"): Promise<{ code: number; out: string }> {
-    const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), "run", join(ROOT, "examples", file), ...args, "--wait"], {
+    const child = spawn(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), "run", join(ROOT, "examples", file), ...args, "--wait"], {
       env: { PATH: process.env.PATH, [urlVar]: stack.baseUrl }, stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";

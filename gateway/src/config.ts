@@ -73,7 +73,7 @@ const schema = z.object({
   AUDIT_TOKENS: tokenList,
   AUDIT_PORT: int(1, 65_535, 3739),
   // More names agents or auditors reach this gateway by (e.g. a dstack gateway domain), and origins
-  // of web pages allowed to call it (none by default): browser-guard.ts.
+  // of web pages allowed to call it (none by default): http/browser-guard.ts.
   ALLOWED_HOSTS: z.string().default("")
     .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((h) => /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i.test(h)),
       "must be host names without ports, comma-separated (IPv6 in brackets)"),

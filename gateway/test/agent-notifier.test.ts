@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
-import { AgentNotifier } from "../src/agent-notifier.ts";
+import { AgentNotifier } from "../src/notify/agent-notifier.ts";
 import { serveLocal } from "../../test/helpers/local-server.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 

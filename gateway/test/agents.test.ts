@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createAgentRegistry, hashToken, newAgentToken } from "../src/agents.ts";
-import { runCli } from "../src/cli.ts";
+import { hashToken, newAgentToken } from "@oauth3/shared";
+import { createAgentRegistry } from "../src/http/agent-auth.ts";
+import { runCli } from "../../cli/src/cli.ts";
 import { verifyAuditChain, verifyRunReceipts } from "@oauth3/shared";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { RecordingExecutor } from "../../test/helpers/runner-fixture.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
-import { purgeExpiredOutput } from "../src/retention.ts";
+import { purgeExpiredOutput } from "../src/store/retention.ts";
 
 let submissions = 0;
 /** Each call submits a distinct request (identical pending ones would be merged, by design). */

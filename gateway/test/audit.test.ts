@@ -2,8 +2,8 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { auditHash, verifyAuditChain, type AuditEvent } from "@oauth3/shared";
-import { runCli } from "../src/cli.ts";
-import { startOperatorServer } from "../src/operator.ts";
+import { runCli } from "../../cli/src/cli.ts";
+import { startOperatorServer } from "../src/operator/operator-api.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 

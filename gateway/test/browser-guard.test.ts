@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hostnameOf } from "../src/browser-guard.ts";
+import { hostnameOf } from "../src/http/browser-guard.ts";
 import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 const body = () => JSON.stringify({ skill_id: "page", skill_url: dataUrl("console.log('from a page')") });

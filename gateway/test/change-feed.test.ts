@@ -2,8 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pino } from "pino";
-import { ChangeFeed, type Follower } from "../src/change-feed.ts";
-import type { RequestChange, RequestStatus } from "../src/store.ts";
+import { ChangeFeed, type Follower } from "../src/store/change-feed.ts";
+import type { RequestChange, RequestStatus } from "../src/store/store.ts";
 import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 

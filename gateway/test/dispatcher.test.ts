@@ -2,8 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
-import { Dispatcher } from "../src/dispatcher.ts";
-import type { RunnerClient } from "../src/runner-client.ts";
+import { Dispatcher } from "../src/runs/dispatcher.ts";
+import type { RunnerClient } from "../src/runs/runner-client.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 /** The real (in-memory) runner behind a client that first fails `failures` times with `code`. */

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
-import { createMetrics } from "../src/metrics.ts";
-import { createOperatorApp } from "../src/operator.ts";
+import { createMetrics } from "../src/operator/metrics.ts";
+import { createOperatorApp } from "../src/operator/operator-api.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 test("operator /metrics: statuses, approval latency, pending, runner queue, audit write failures", async () => {

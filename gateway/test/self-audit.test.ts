@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { GetHealthResponseSchema } from "@oauth3/proto/runner/v1";
 import type { ProcessFacts } from "@oauth3/shared/process-report";
-import { selfAudit } from "../src/self-audit.ts";
+import { selfAudit } from "../src/audit/self-audit.ts";
 
 const gateway: ProcessFacts = {
   pid: 10, uid: 1000, gid: 1000, envNames: ["PATH", "TELEGRAM_BOT_TOKEN"], listening: ["tcp:0.0.0.0:3737"], pidNamespace: "pid:[1]",

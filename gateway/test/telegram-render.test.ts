@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { encodeRequestAction, encodeRevoke, nonceMatches, parseCallbackData } from "../src/telegram/callback-data.ts";
 import { approvalStatement, LIMITS, renderStatementText, sanitize } from "@oauth3/shared";
 import { cleanText, MAX_FOOTER, MAX_MESSAGE, renderCard, renderDecisionFooter, renderGrantReport, renderOutcome, telegramLength, type SandboxInfo } from "../src/telegram/render.ts";
-import type { ExecRequest } from "../src/store.ts";
+import type { ExecRequest } from "../src/store/store.ts";
 
 const NONCE = "AbCdEfGhIjKlMnOpQrStUv";
 

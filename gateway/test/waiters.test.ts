@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import type { Server } from "node:http";
 import { createAdaptorServer } from "@hono/node-server";
-import { createAgentRegistry, newAgentToken } from "../src/agents.ts";
+import { newAgentToken } from "@oauth3/shared";
+import { createAgentRegistry } from "../src/http/agent-auth.ts";
 import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 async function serve(fx: ReturnType<typeof gatewayFixture>): Promise<{ port: number; close: () => void }> {

@@ -16,3 +16,4 @@ export {
   approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
 } from "./approval-statement.js";
 export { retry } from "./retry.js";
+export { hashToken, newAgentToken } from "./tokens.js";

@@ -156,7 +156,7 @@ export class Stack {
 
   /** The operator CLI as a separate process, exactly as `npm run oauth3 -- ...` runs it. */
   cli(...args: string[]): { code: number; out: string } {
-    const r = spawnSync(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
+    const r = spawnSync(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), ...args], {
       env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket },
       encoding: "utf8",
       timeout: 30_000,
@@ -174,7 +174,7 @@ export class Stack {
 
   /** cliAsync with extra environment (e.g. OAUTH3_AUDIT_TOKEN for remote audit). */
   async cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string }> {
-    const child = spawn(process.execPath, [join(ROOT, "gateway/bin/oauth3.js"), ...args], {
+    const child = spawn(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), ...args], {
       env: { PATH: process.env.PATH, OPERATOR_SOCKET: this.operatorSocket, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,9 +1,9 @@
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import type { ApprovalService } from "../approvals.js";
-import type { ChangeFeed } from "../change-feed.js";
-import type { GrantStore } from "../grants.js";
-import type { RequestStore } from "../store.js";
+import type { ApprovalService } from "../approval/approvals.js";
+import type { ChangeFeed } from "../store/change-feed.js";
+import type { GrantStore } from "../approval/grants.js";
+import type { RequestStore } from "../store/store.js";
 import { createBot } from "./bot.js";
 import { TelegramChannel, type CardRecord } from "./channel.js";
 import { TelegramPoller } from "./poller.js";

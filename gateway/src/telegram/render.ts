@@ -1,5 +1,5 @@
 import { formatUtc, renderStatementText, sanitize, STRONG_SANDBOX_LINE, type ApprovalStatement } from "@oauth3/shared";
-import type { ExecRequest } from "../store.js";
+import type { ExecRequest } from "../store/store.js";
 
 /** Telegram's limit on a message's text; we stay under it with room for the status footer. */
 export const MAX_MESSAGE = 4096;

@@ -4,7 +4,7 @@ import type { Update } from "grammy/types";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
-import { serveTcp } from "../http-server.js";
+import { serveTcp } from "../http/server.js";
 import { nonceMatches } from "./callback-data.js";
 
 export const WEBHOOK_PATH = "/telegram/webhook";

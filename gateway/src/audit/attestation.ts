@@ -1,10 +1,10 @@
 import { ConnectError, Code } from "@connectrpc/connect";
 import { NONCE_PATTERN } from "@oauth3/shared";
 import type { SigningKey } from "@oauth3/shared/signing-key";
-import type { GatewayConfig } from "./config.js";
-import { GatewayError } from "./errors.js";
-import type { RunnerClient } from "./runner-client.js";
-import type { RequestStore } from "./store.js";
+import type { GatewayConfig } from "../config.js";
+import { GatewayError } from "../errors.js";
+import type { RunnerClient } from "../runs/runner-client.js";
+import type { RequestStore } from "../store/store.js";
 
 export const GATEWAY_VERSION = "0.1.0";
 

@@ -1,14 +1,13 @@
 import { resolve } from "node:path";
-import { renderStatementText, sanitize, sanitizeJson, type ApprovalStatement } from "@oauth3/shared";
-import { newAgentToken } from "./agents.js";
-import { auditorCommand } from "./cli-audit.js";
-import { call, type Reply } from "./cli-call.js";
-import { AGENT_USAGE, agentCommand } from "./cli-agent.js";
+import { newAgentToken, renderStatementText, sanitize, sanitizeJson, type ApprovalStatement } from "@oauth3/shared";
+import { auditorCommand } from "./audit.js";
+import { call, type Reply } from "./call.js";
+import { AGENT_USAGE, agentCommand } from "./agent.js";
 
 /**
  * oauth3: the operator's command line (USAGE below lists every command). Decisions and request
  * listings go over the gateway's operator socket, so they work only on the machine, as the
- * gateway's user (or root); the auditor's read-only commands also work remotely (cli-audit.ts).
+ * gateway's user (or root); the auditor's read-only commands also work remotely (audit.ts).
  */
 const USAGE = `usage: oauth3 <command>
 operator (on the machine, over the operator socket):

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Database } from "lmdb";
-import type { ExecRequest, RequestStore } from "./store.js";
+import type { ExecRequest, RequestStore } from "../store/store.js";
 
 /**
  * A time-boxed grant: "this agent may run this exact code under this skill id, with these secrets

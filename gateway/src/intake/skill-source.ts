@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import { isPublicAddress } from "@oauth3/shared";
-import { GatewayError } from "./errors.js";
+import { GatewayError } from "../errors.js";
 
 export interface SkillFetchOptions {
   timeoutMs: number;

@@ -1,4 +1,4 @@
-import type { Admission, ExecRequest } from "./store.js";
+import type { Admission, ExecRequest } from "../store/store.js";
 
 /** At most `limit` events in any `windowMs`. In memory: a restart resets it (the pending cap does not). */
 export class RateLimiter {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { verifyAuditChain, verifyRunReceipts, type AuditEvent } from "@oauth3/shared";
-import { call, describeTarget, type Reply, type Target } from "./cli-call.js";
+import { call, describeTarget, type Reply, type Target } from "./call.js";
 import { verifyEvidence, type Checkpoint } from "./verify-evidence.js";
 
 type Row = Record<string, unknown>;

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { GatewayError } from "./errors.js";
+import { GatewayError } from "../errors.js";
 
 /**
  * Only agents, not web pages, may use the agent and audit listeners. A page someone on the machine

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Database } from "lmdb";
-import { GatewayError } from "./errors.js";
-import type { RequestStore } from "./store.js";
+import { GatewayError } from "../errors.js";
+import type { RequestStore } from "../store/store.js";
 
 interface IdempotencyRecord {
   requestId: string;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { REQUEST_ID_PATTERN } from "@oauth3/shared";
 import { AcceptedDocument, ErrorDocument, HealthDocument, StatusDocument } from "./api-schemas.js";
-import { ExecuteBody } from "./intake.js";
+import { ExecuteBody } from "../intake/prepare.js";
 
 const schema = (s: z.ZodType) => {
   const { $schema, ...rest } = z.toJSONSchema(s, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;

@@ -3,7 +3,7 @@ import { Termination, type RunSkillResponse } from "@oauth3/proto/runner/v1";
 import { retry } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { RunnerClient } from "./runner-client.js";
-import type { ExecRequest, RequestStore, RunResult } from "./store.js";
+import type { ExecRequest, RequestStore, RunResult } from "../store/store.js";
 
 export interface DispatcherDeps {
   store: RequestStore;

@@ -2,7 +2,7 @@ import type { Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
-import { GatewayError, type ErrorKind } from "./errors.js";
+import { GatewayError, type ErrorKind } from "../errors.js";
 
 /** The one place a kind of refusal becomes an HTTP status. */
 export const STATUS: Record<ErrorKind, ContentfulStatusCode> = {

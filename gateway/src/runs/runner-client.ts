@@ -2,7 +2,7 @@ import { connect } from "node:net";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
-import { GatewayError } from "./errors.js";
+import { GatewayError } from "../errors.js";
 
 export type RunnerClient = Client<typeof VaultRunnerService>;
 

@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
-import { GatewayError } from "./errors.js";
+import { hashToken } from "@oauth3/shared";
+import { GatewayError } from "../errors.js";
 
 /**
  * Agent identity: optional bearer tokens, one per agent, configured as `name:sha256hex` pairs (the
@@ -13,14 +13,9 @@ export interface AgentRegistry {
   readonly required: boolean;
 }
 
-export function hashToken(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("hex");
-}
-
-/** A new random token and the config entry that accepts it (the token is shown once, never stored). */
-export function newAgentToken(name: string): { token: string; entry: string } {
-  const token = `oa3_${randomBytes(24).toString("base64url")}`;
-  return { token, entry: `${name}:${hashToken(token)}` };
+/** The token of an `Authorization: Bearer <token>` header, if there is one. */
+function bearerToken(header: string | undefined): string | undefined {
+  return header?.startsWith("Bearer ") ? header.slice(7).trim() || undefined : undefined;
 }
 
 export function createAgentRegistry(entries: ReadonlyMap<string, string>): AgentRegistry {
@@ -37,8 +32,7 @@ export type AgentVariables = { agent: string | undefined };
 /** Sets `agent` for the route; refuses with 401 when tokens are configured and none valid came. */
 export function agentAuth(registry: AgentRegistry): MiddlewareHandler<{ Variables: AgentVariables }> {
   return async function agentAuthMiddleware(c, next) {
-    const header = c.req.header("authorization");
-    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    const token = bearerToken(c.req.header("authorization"));
     const agent = token ? registry.identify(token) : undefined;
     if (registry.required && !agent) {
       throw new GatewayError("unauthorized", "unauthorized", token ? "unknown agent token" : "an agent bearer token is required");
@@ -54,8 +48,7 @@ export function agentAuth(registry: AgentRegistry): MiddlewareHandler<{ Variable
  */
 export function auditAuth(registry: AgentRegistry): MiddlewareHandler {
   return async function auditAuthMiddleware(c, next) {
-    const header = c.req.header("authorization");
-    const token = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+    const token = bearerToken(c.req.header("authorization"));
     if (!token || !registry.identify(token)) {
       throw new GatewayError("unauthorized", "unauthorized", token ? "unknown audit token" : "an audit bearer token is required");
     }

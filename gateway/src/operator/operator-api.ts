@@ -1,18 +1,18 @@
 import type { Server } from "node:http";
 import { Hono } from "hono";
-import { serveUnixSocket } from "./http-server.js";
+import { serveUnixSocket } from "../http/server.js";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { jsonErrors } from "./http-errors.js";
-import type { ApprovalService } from "./approvals.js";
-import { auditAuth, type AgentRegistry } from "./agents.js";
+import { jsonErrors } from "../http/errors.js";
+import type { ApprovalService } from "../approval/approvals.js";
+import { auditAuth, type AgentRegistry } from "../http/agent-auth.js";
 import { approvalStatement } from "@oauth3/shared";
-import { GatewayError } from "./errors.js";
-import { browserGuard, defaultBrowserGuard } from "./browser-guard.js";
-import { statusView } from "./intake.js";
-import type { ExecRequest, RequestStore } from "./store.js";
+import { GatewayError } from "../errors.js";
+import { browserGuard, defaultBrowserGuard } from "../http/browser-guard.js";
+import { statusView } from "../http/status-view.js";
+import type { ExecRequest, RequestStore } from "../store/store.js";
 import type { SigningKey } from "@oauth3/shared/signing-key";
-import type { selfAudit } from "./self-audit.js";
+import type { selfAudit } from "../audit/self-audit.js";
 
 export interface OperatorAppDeps {
   store: RequestStore;

@@ -1,5 +1,5 @@
 /**
- * The `oauth3` program: argv and the environment in, exit status out. gateway/bin/oauth3.js runs it
+ * The `oauth3` program: argv and the environment in, exit status out. cli/bin/oauth3.js runs it
  * from the sources (tsx) in a checkout; the gateway image runs its bundle (dist/oauth3.mjs).
  */
 import { runCli } from "./cli.js";

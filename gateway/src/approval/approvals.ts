@@ -1,7 +1,6 @@
 import type { Logger } from "pino";
 import type { Grant, GrantStore } from "./grants.js";
-import type { Follower } from "./change-feed.js";
-import type { Admission, ExecRequest, RequestChange, RequestStore } from "./store.js";
+import type { Admission, ExecRequest, RequestStore } from "../store/store.js";
 
 export interface Decision {
   approve: boolean;
@@ -133,27 +132,5 @@ export class ApprovalService {
     );
     if (expired) this.deps.logger.info({ requestId: request.id }, "request expired without a decision");
     return expired;
-  }
-}
-
-/** The operator on the machine: new requests are logged; decisions arrive over the operator socket. */
-export class OperatorLog implements Follower {
-  readonly name = "operator-log";
-
-  constructor(private readonly logger: Logger) {}
-
-  async handle({ request, previous }: RequestChange): Promise<void> {
-    if (request.status !== "pending" || previous !== undefined) return;
-    this.logger.info(
-      {
-        requestId: request.id,
-        skillId: request.skillId,
-        codeSha256: request.codeSha256,
-        secrets: request.secretNames,
-        network: request.network,
-        expiresAt: new Date(request.expiresAt).toISOString(),
-      },
-      `awaiting approval: npm run oauth3 -- show ${request.id}, then approve or deny`,
-    );
   }
 }

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
 import { ProcessReportSchema, type GetHealthResponse } from "@oauth3/proto/runner/v1";
 import { processFacts, socketFacts, type ProcessFacts, type SocketFacts } from "@oauth3/shared/process-report";
-import type { RunnerQueries } from "./runner-client.js";
+import type { RunnerQueries } from "../runs/runner-client.js";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 

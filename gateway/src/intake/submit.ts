@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
-import type { ApprovalService } from "./approvals.js";
-import { GatewayError } from "./errors.js";
+import type { ApprovalService } from "../approval/approvals.js";
+import { GatewayError } from "../errors.js";
 import { IdempotencyKeys } from "./idempotency.js";
-import { admission, RateLimiter } from "./intake-limits.js";
-import { parseExecuteBody, prepareRequest, type IntakeDeps } from "./intake.js";
-import type { ExecRequest, RequestStore } from "./store.js";
+import { admission, RateLimiter } from "./limits.js";
+import { parseExecuteBody, prepareRequest, type IntakeDeps } from "./prepare.js";
+import type { ExecRequest, RequestStore } from "../store/store.js";
 
 export interface SubmitDeps {
   store: RequestStore;

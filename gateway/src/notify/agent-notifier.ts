@@ -1,7 +1,7 @@
 import { retry } from "@oauth3/shared";
 import type { Logger } from "pino";
-import type { Follower } from "./change-feed.js";
-import { FINAL_STATUSES, type ExecRequest, type RequestChange } from "./store.js";
+import type { Follower } from "../store/change-feed.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestChange } from "../store/store.js";
 
 export interface AgentNotifierOptions {
   url: string;

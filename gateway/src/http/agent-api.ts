@@ -3,18 +3,19 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { LIMITS, REQUEST_ID_PATTERN } from "@oauth3/shared";
 import type { Logger } from "pino";
-import type { ApprovalService } from "./approvals.js";
-import { GatewayError } from "./errors.js";
-import { jsonErrors } from "./http-errors.js";
+import type { ApprovalService } from "../approval/approvals.js";
+import { GatewayError } from "../errors.js";
+import { jsonErrors } from "./errors.js";
 import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
-import { statusView, type IntakeDeps } from "./intake.js";
-import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agents.js";
-import { WaiterLimits } from "./intake-limits.js";
-import { createSubmit } from "./submit.js";
+import type { IntakeDeps } from "../intake/prepare.js";
+import { statusView } from "./status-view.js";
+import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agent-auth.js";
+import { WaiterLimits } from "../intake/limits.js";
+import { createSubmit } from "../intake/submit.js";
 import { openApiDocument } from "./openapi.js";
 import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
 import type { z } from "zod";
-import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "./store.js";
+import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store/store.js";
 
 export interface AgentAppDeps {
   store: RequestStore;
@@ -32,7 +33,7 @@ export interface AgentAppDeps {
   /** Open long-polls and event streams, in total and per agent (default 256 and 32). */
   waiters?: { total: number; perAgent: number };
   agents?: AgentRegistry;
-  /** Who may call: host names served, web origins allowed (browser-guard.ts). Default: the built-in names. */
+  /** Who may call: host names served, web origins allowed (http/browser-guard.ts). Default: the built-in names. */
   browserGuard?: BrowserGuardOptions;
 }
 

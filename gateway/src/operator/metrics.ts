@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { RequestStore } from "./store.js";
+import type { RequestStore } from "../store/store.js";
 
 export interface RunnerQueue {
   activeRuns: number;
