@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { canonicalJson } from "./audit-chain.js";
+import { canonicalJson } from "./canonical-json.js";
 
 /**
  * What a dstack TDX quote's 64-byte report_data binds for oauth3-proxy. The runner computes it (it

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { canonicalJson, legacyCanonicalJson } from "./canonical-json.js";
 
 /**
  * One entry of the gateway's append-only audit log. `hash` covers every other field, including
@@ -6,6 +7,8 @@ import { createHash } from "node:crypto";
  * from there on. No entry ever holds a secret value: names, hashes, ids and decisions only.
  */
 export interface AuditEvent {
+  /** The entry's format: 2 (hashed as RFC 8785). Absent: format 1, written before formats had a number. */
+  v?: number;
   seq: number;
   at: number;
   type: string;
@@ -17,18 +20,19 @@ export interface AuditEvent {
 
 export const GENESIS = "0".repeat(64);
 
-/** JSON with object keys sorted, so the same event always hashes the same. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
+/** The format new entries are written in: the hash covers `v` and is computed over RFC 8785 JSON. */
+export const AUDIT_FORMAT = 2;
 
+/**
+ * An entry's hash: SHA-256 of the canonical JSON of every field but `hash`. Format 2 (`v: 2`) is
+ * RFC 8785 (canonical-json.ts) and covers `v` too; an entry without `v` is format 1, hashed as it
+ * was written. Throws for a format this code does not know (the verifier reports it).
+ */
 export function auditHash(e: Omit<AuditEvent, "hash">): string {
-  return createHash("sha256").update(canonicalJson({ seq: e.seq, at: e.at, type: e.type, requestId: e.requestId, data: e.data, prev: e.prev })).digest("hex");
+  const fields = { seq: e.seq, at: e.at, type: e.type, requestId: e.requestId, data: e.data, prev: e.prev };
+  if (e.v === undefined) return createHash("sha256").update(legacyCanonicalJson(fields)).digest("hex");
+  if (e.v === 2) return createHash("sha256").update(canonicalJson({ v: e.v, ...fields })).digest("hex");
+  throw new Error(`unknown audit entry format ${JSON.stringify(e.v)}`);
 }
 
 export interface ChainVerdict {
@@ -46,7 +50,13 @@ export function verifyAuditChain(events: readonly AuditEvent[], startPrev = GENE
   for (const e of events) {
     if (e.seq !== expectedSeq) problems.push(`entry ${e.seq}: expected sequence number ${expectedSeq} (an entry is missing or out of order)`);
     if (e.prev !== prev) problems.push(`entry ${e.seq}: does not link to the entry before it`);
-    if (auditHash(e) !== e.hash) problems.push(`entry ${e.seq}: content does not match its hash (edited)`);
+    let hash: string | undefined;
+    try {
+      hash = auditHash(e);
+    } catch (err) {
+      problems.push(`entry ${e.seq}: ${(err as Error).message}`);
+    }
+    if (hash !== undefined && hash !== e.hash) problems.push(`entry ${e.seq}: content does not match its hash (edited)`);
     prev = e.hash;
     expectedSeq = e.seq + 1;
   }

@@ -6,7 +6,8 @@ export { parseSkillHeader, type SkillHeader } from "./skill-header.js";
 export { resolveRunSpec, type RunSpec, type RunSpecInput } from "./run-spec.js";
 export { isPublicAddress } from "./addresses.js";
 export { outputDigest, sha256Hex } from "./sha256.js";
-export { auditHash, canonicalJson, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
+export { AUDIT_FORMAT, auditHash, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
+export { canonicalJson, legacyCanonicalJson } from "./canonical-json.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
 export {
   ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, replayRtmr3, reportDataFor, tdxReportData, type AttestationStatement,

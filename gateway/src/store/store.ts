@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { open, type Database, type RootDatabase } from "lmdb";
-import { auditHash, GENESIS, outputDigest, type AuditEvent } from "@oauth3/shared";
+import { AUDIT_FORMAT, auditHash, GENESIS, outputDigest, type AuditEvent } from "@oauth3/shared";
 import { prepareDbLocation, resolveDbLocation, type DbLocation } from "./db-location.js";
 
 /** What a state change records in the audit chain (in the same transaction: no event, no change). */
@@ -317,7 +317,7 @@ export class RequestStore {
   private appendAudit(requestId: string | undefined, note: AuditNote): number {
     let head: AuditEvent | undefined;
     for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
-    const base = { seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
+    const base = { v: AUDIT_FORMAT, seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
     const event: AuditEvent = { ...base, hash: auditHash(base) };
     this.beforeAuditWrite?.(event);
     void this.audit.put(event.seq, event);
