@@ -16,6 +16,7 @@ import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { RUNNER_ENV_KEYS } from "../vault-runner/src/config.ts";
 import { GATEWAY_ENV_KEYS } from "../gateway/src/config.ts";
+import { DEFAULT_PATHS } from "../shared/src/index.ts";
 import { buildBundles } from "./build.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -74,7 +75,7 @@ process.on("SIGTERM", () => stopAll({ requested: true }));
 
 const runnerEnv = pick(RUNNER_ENV_KEYS);
 const gatewayEnv = pick([...GATEWAY_ENV_KEYS, "NODE_EXTRA_CA_CERTS"]);
-const socket = runnerEnv.RUNNER_SOCKET ?? "./data/run/runner.sock";
+const socket = runnerEnv.RUNNER_SOCKET ?? DEFAULT_PATHS.runnerSocket;
 gatewayEnv.RUNNER_SOCKET ??= socket;
 
 await buildBundles(); // the current sources, every start

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import type { CliEnv } from "./env.js";
 
 /**
  * The agent's side of the CLI, over the HTTP API: OAUTH3_URL, else OAUTH3_PROXY_URL (what compose
@@ -17,7 +18,7 @@ export const AGENT_USAGE = `  run <file-or-url> [--secret NAME]... [--net host[:
 
 type Out = (s: string) => void;
 
-export async function agentCommand(command: "run" | "status", argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
+export async function agentCommand(command: "run" | "status", argv: string[], env: CliEnv, out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -11,7 +11,7 @@ type Row = Record<string, unknown>;
  * --url and OAUTH3_AUDIT_TOKEN, over a gateway's remote audit port.
  */
 export async function auditorCommand(
-  command: "audit" | "verify" | "self-audit", argv: string[], env: NodeJS.ProcessEnv, socketPath: string, json: boolean, out: (s: string) => void,
+  command: "audit" | "verify" | "self-audit", argv: string[], auditToken: string | undefined, socketPath: string, json: boolean, out: (s: string) => void,
 ): Promise<number> {
   // Each command's own options, strictly: an unknown option or one without its value is an error,
   // never a default (`verify --nonce` with no value used to verify against a random nonce).
@@ -39,11 +39,11 @@ export async function auditorCommand(
       out("oauth3: --url takes the gateway's http(s) base URL");
       return 2;
     }
-    if (!env.OAUTH3_AUDIT_TOKEN) {
+    if (!auditToken) {
       out("oauth3: --url needs OAUTH3_AUDIT_TOKEN (a token whose entry is in the gateway's AUDIT_TOKENS)");
       return 2;
     }
-    target = { url, token: env.OAUTH3_AUDIT_TOKEN };
+    target = { url, token: auditToken };
   }
   const text = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
   if (command === "self-audit") return selfAuditCommand(target, json, out);

@@ -1,8 +1,10 @@
 import { resolve } from "node:path";
-import { newAgentToken, renderStatementText, sanitize, sanitizeJson, type ApprovalStatement } from "@oauth3/shared";
+import { parseArgs } from "node:util";
+import { DEFAULT_PATHS, newAgentToken, renderStatementText, sanitize, sanitizeJson, type ApprovalStatement } from "@oauth3/shared";
 import { auditorCommand } from "./audit.js";
 import { call, type Reply } from "./call.js";
 import { AGENT_USAGE, agentCommand } from "./agent.js";
+import { loadCliEnv, type CliEnv } from "./env.js";
 
 /**
  * oauth3: the operator's command line (USAGE below lists every command). Decisions and request
@@ -26,7 +28,7 @@ operator (on the machine, over the operator socket):
   (read-only; the gateway must list the token's entry in AUDIT_TOKENS)
 agent (over the HTTP API):
 ${AGENT_USAGE}
-  OPERATOR_SOCKET  the gateway's operator socket (default ./data/operator/operator.sock)`;
+  OPERATOR_SOCKET  the gateway's operator socket (default ${DEFAULT_PATHS.operatorSocket})`;
 
 type Row = Record<string, unknown>;
 
@@ -64,20 +66,43 @@ function terminalSafe(out: (s: string) => void, json: boolean): (s: string) => v
   return (line) => out(json ? sanitizeJson(line) : sanitize(line, { keepLayout: true }).text);
 }
 
-export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
+export async function runCli(argv: string[], rawEnv: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     out(argv[0] === "run" || argv[0] === "status" ? `usage: oauth3\n${AGENT_USAGE}` : USAGE);
     return 0;
+  }
+  let env: CliEnv;
+  try {
+    env = loadCliEnv(rawEnv);
+  } catch (err) {
+    out(`oauth3: ${(err as Error).message}`);
+    return 2;
   }
   // The agent commands print a skill's output: exact into a pipe (what an agent reads), through the
   // sanitiser on a terminal (what a person reads).
   if (argv[0] === "run" || argv[0] === "status") {
     return agentCommand(argv[0], argv.slice(1), env, process.stdout.isTTY ? terminalSafe(out, argv.includes("--json")) : out);
   }
-  const json = argv.includes("--json");
-  const raw = argv.includes("--raw");
-  const [command, arg] = argv.filter((a) => a !== "--json" && a !== "--raw");
-  const socketPath = resolve(env.OPERATOR_SOCKET ?? "./data/operator/operator.sock");
+  const socketPath = resolve(env.OPERATOR_SOCKET);
+  const first = argv[0];
+  // What a (possibly compromised, possibly remote) gateway answers is shown through the sanitiser too.
+  if (first === "audit" || first === "verify" || first === "self-audit") {
+    const json = argv.includes("--json");
+    return auditorCommand(first, argv, env.OAUTH3_AUDIT_TOKEN, socketPath, json, terminalSafe(out, json));
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { json: { type: "boolean", default: false }, raw: { type: "boolean", default: false } } });
+  } catch (err) {
+    out(`oauth3: ${(err as Error).message.split("\n")[0]}\n${USAGE}`);
+    return 2;
+  }
+  const { json, raw } = parsed.values;
+  const [command, arg, ...extra] = parsed.positionals;
+  if (extra.length > 0) {
+    out(`oauth3: unexpected ${JSON.stringify(extra[0])}\n${USAGE}`);
+    return 2;
+  }
   const needsId = command === "show" || command === "approve" || command === "deny" || command === "token";
   if (command === "token" && arg) {
     if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(arg)) {
@@ -91,10 +116,6 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (s: st
   if (!command || command === "help" || command === "--help" || (needsId && !arg)) {
     out(USAGE);
     return command === "help" || command === "--help" ? 0 : 2;
-  }
-  // What a (possibly compromised, possibly remote) gateway answers is shown through the sanitiser too.
-  if (command === "audit" || command === "verify" || command === "self-audit") {
-    return auditorCommand(command, argv, env, socketPath, json, terminalSafe(out, json));
   }
   let reply: Reply;
   try {

@@ -1,22 +1,7 @@
 import { resolve } from "node:path";
 import { z } from "zod";
-import { LIMITS } from "@oauth3/shared";
+import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
-const int = (min: number, max: number, dflt: number) =>
-  z.coerce.number().int().min(min).max(max).default(dflt);
-
-/** Every variable the gateway reads. The launcher passes the gateway exactly these. */
-export const GATEWAY_ENV_KEYS = [
-  "PORT", "HOST", "DB_PATH", "RUNNER_SOCKET", "OPERATOR_SOCKET", "EXECUTOR_MODE",
-  "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_APPROVER_IDS", "TELEGRAM_API_ROOT",
-  "TELEGRAM_WEBHOOK_URL", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_WEBHOOK_PORT",
-  "GRANT_TTL_SECONDS", "MAX_PENDING_REQUESTS", "SUBMISSIONS_PER_MINUTE",
-  "APPROVAL_TTL_SECONDS", "MAX_TIMEOUT_SECONDS",
-  "SKILL_FETCH_TIMEOUT_MS", "SKILL_FETCH_MAX_BYTES", "SKILL_FETCH_ALLOW_PRIVATE",
-  "OUTPUT_RETENTION_HOURS", "AGENT_TOKENS", "AGENT_NOTIFY_URL", "AGENT_NOTIFY_TOKEN", "AUDIT_TOKENS", "AUDIT_PORT",
-  "ALLOWED_HOSTS", "ALLOWED_ORIGINS", "LOG_LEVEL",
-  "MAX_CONNECTIONS", "MAX_WAITERS", "MAX_WAITERS_PER_AGENT",
-] as const;
 
 const tokenList = z
   .string()
@@ -42,9 +27,9 @@ const hostPortList = z
 const schema = z.object({
   PORT: int(0, 65535, 3737),
   HOST: z.string().min(1).default("127.0.0.1"),
-  DB_PATH: z.string().min(1).default("./data/gateway"),
-  RUNNER_SOCKET: z.string().min(1).default("./data/run/runner.sock"),
-  OPERATOR_SOCKET: z.string().min(1).default("./data/operator/operator.sock"),
+  DB_PATH: z.string().min(1).default(DEFAULT_PATHS.gatewayDb),
+  RUNNER_SOCKET: z.string().min(1).default(DEFAULT_PATHS.runnerSocket),
+  OPERATOR_SOCKET: z.string().min(1).default(DEFAULT_PATHS.operatorSocket),
   EXECUTOR_MODE: z.string().default("direct"),
   TELEGRAM_BOT_TOKEN: z.string().min(1).optional(),
   TELEGRAM_CHAT_ID: z.string().regex(/^-?\d+$/, "must be a numeric chat id").optional(),
@@ -80,13 +65,16 @@ const schema = z.object({
   ALLOWED_ORIGINS: z.string().default("")
     .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
       "must be origins like https://app.example, comma-separated"),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_LEVEL,
   // The agent port's open sockets, and its open long-polls (?wait) plus event streams, in total and
   // per agent: what an agent can hold open is bounded, whatever it sends.
   MAX_CONNECTIONS: int(16, 100_000, 512),
   MAX_WAITERS: int(1, 100_000, 256),
   MAX_WAITERS_PER_AGENT: int(1, 100_000, 32),
 });
+
+/** Every variable the gateway reads (from the schema). The launcher passes the gateway exactly these. */
+export const GATEWAY_ENV_KEYS = envKeys(schema);
 
 /** Variables that belong to the runner. The gateway must never be able to read skill secrets. */
 const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON"]);
@@ -98,20 +86,10 @@ function tokenMap(list: string): Map<string, string> {
 }
 
 export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
-  // An empty value means "not set" (compose passes unset ${VAR:-} as ""), never "set to nothing".
-  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ""));
-  const foreign = Object.keys(env).filter((k) => FOREIGN.has(k));
-  if (foreign.length > 0) {
-    throw new Error(
-      `gateway refuses to start: its environment contains ${foreign.join(", ")}. ` +
-        "Skill secrets belong to the vault-runner only; give the gateway its own environment.",
-    );
-  }
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    throw new Error(`invalid gateway configuration: ${z.prettifyError(parsed.error)}`);
-  }
-  const c = parsed.data;
+  const c = parseEnv(schema, rawEnv, "gateway", {
+    test: (k) => FOREIGN.has(k),
+    hint: "Skill secrets belong to the vault-runner only; give the gateway its own environment.",
+  });
   if (c.AGENT_NOTIFY_URL && !c.AGENT_NOTIFY_TOKEN) {
     throw new Error("AGENT_NOTIFY_URL needs AGENT_NOTIFY_TOKEN (the agent gateway's hook token)");
   }

@@ -243,3 +243,18 @@ test("auditor options are strict: a missing value or an unknown option is an err
   }
   assert.equal((await cli("audit", "--json")).code, 0);
 });
+
+test("operator commands and the CLI's environment are strict: an unknown option, an extra argument or a bad variable is a usage error", async () => {
+  const fx = gatewayFixture();
+  const cli = await operatorCli(fx);
+  for (const argv of [["pending", "--jsno"], ["show", "exec_0123456789abcdef", "extra"], ["list", "--raw=1"]]) {
+    const r = await cli(...argv);
+    assert.equal(r.code, 2, `${argv.join(" ")}: ${r.out}`);
+    assert.match(r.out, /^oauth3: /, argv.join(" "));
+  }
+  assert.equal((await cli("pending", "--json")).code, 0);
+  const lines: string[] = [];
+  const code = await runCli(["status", "exec_0123456789abcdef"], { OAUTH3_URL: "ftp://gateway" }, (s) => lines.push(s));
+  assert.equal(code, 2);
+  assert.match(lines.join("\n"), /^oauth3: invalid oauth3 configuration: .*OAUTH3_URL/s);
+});

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { GetHealthResponseSchema } from "@oauth3/proto/runner/v1";
+import { DENO_BASE_FLAGS } from "@oauth3/shared";
 import type { ProcessFacts } from "@oauth3/shared/process-report";
 import { selfAudit } from "../src/audit/self-audit.ts";
 
@@ -14,7 +15,7 @@ const runnerHealth = (over: Record<string, unknown> = {}, proc: Record<string, u
     process: {
       pid: 20, uid: 0, gid: 0, envNames: ["PATH", "SECRETS_FILE"], listening: ["unix:/run/oauth3/runner.sock", "tcp:127.0.0.1:4000"],
       pidNamespace: "pid:[2]", egressProxy: "127.0.0.1:4000",
-      denoFlags: ["--no-prompt", "--no-remote", "--no-npm", "--deny-read", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys"],
+      denoFlags: [...DENO_BASE_FLAGS],
       socket: { path: "/run/oauth3/runner.sock", dirMode: 0o750, socketMode: 0o660 },
       ...proc,
     },
@@ -45,7 +46,7 @@ test("each way of breaking the split is a FAIL naming it", () => {
   assert.deepEqual(failed({ ...base, gateway: { ...gateway, uid: 0 }, runner: runnerHealth({}, { pidNamespace: "pid:[1]", uid: 5 }) }), ["gateway cannot reach the runner's process"]);
   assert.deepEqual(failed({ ...base, runner: runnerHealth({}, { socket: { path: "/run/oauth3/runner.sock", dirMode: 0o755, socketMode: 0o666 } }) }), ["runner socket restricted"]);
   assert.deepEqual(failed({ ...base, runner: runnerHealth({}, { listening: ["unix:/run/oauth3/runner.sock", "tcp:0.0.0.0:9229"] }) }), ["runner listens only on its socket (and the loopback egress proxy)"]);
-  assert.deepEqual(failed({ ...base, runner: runnerHealth({}, { denoFlags: ["--no-prompt", "--allow-read", "--no-remote", "--no-npm", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys"] }) }), ["Deno flags deny everything not granted per run"]);
+  assert.deepEqual(failed({ ...base, runner: runnerHealth({}, { denoFlags: DENO_BASE_FLAGS.map((f) => (f === "--deny-read" ? "--allow-read" : f)) }) }), ["Deno flags deny everything not granted per run"]);
   assert.deepEqual(failed({ ...base, runner: runnerHealth({ isolation: "shared-uid" }) }), ["per-run uids"]);
   assert.deepEqual(failed({ ...base, runner: undefined }), ["runner reachable"]);
 });

@@ -1,4 +1,5 @@
-import { createPublicKey, verify } from "node:crypto";
+import { verify } from "node:crypto";
+import { ed25519PublicKey } from "./ed25519.js";
 
 /**
  * The runner's signed statement about one run (see RunReceipt in the proto). v2 adds the uid the
@@ -23,13 +24,10 @@ export interface ReceiptPayload {
   timeoutSeconds?: number;
 }
 
-const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
-
 /** Verifies an Ed25519 signature by a raw 32-byte public key given in hex. */
 export function verifyReceipt(payloadJson: string, signatureB64: string, publicKeyHex: string): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(publicKeyHex, "hex")]), format: "der", type: "spki" });
-    return verify(null, Buffer.from(payloadJson, "utf8"), key, Buffer.from(signatureB64, "base64"));
+    return verify(null, Buffer.from(payloadJson, "utf8"), ed25519PublicKey(publicKeyHex), Buffer.from(signatureB64, "base64"));
   } catch {
     return false;
   }

@@ -1,8 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { canonicalJson } from "./canonical-json.js";
-
-const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+import { ed25519PrivateKeyFromSeed, ed25519RawPublicKey } from "./ed25519.js";
 
 /**
  * An Ed25519 signing key: the runner's receipt key and the gateway's checkpoint key. In a dstack CVM
@@ -19,8 +18,7 @@ export class SigningKey {
 
   static fromSeed(seed: Buffer): SigningKey {
     if (seed.length !== 32) throw new Error("an Ed25519 seed is 32 bytes");
-    const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
-    return SigningKey.fromKey(key, "dstack");
+    return SigningKey.fromKey(ed25519PrivateKeyFromSeed(seed), "dstack");
   }
 
   static loadOrCreate(path: string): SigningKey {
@@ -41,8 +39,7 @@ export class SigningKey {
   }
 
   private static fromKey(key: KeyObject, source: "dstack" | "local"): SigningKey {
-    const raw = createPublicKey(key).export({ type: "spki", format: "der" }).subarray(-32);
-    return new SigningKey(key, Buffer.from(raw).toString("hex"), source);
+    return new SigningKey(key, ed25519RawPublicKey(key).toString("hex"), source);
   }
 
   sign(payload: object): { payloadJson: string; signature: Buffer } {

@@ -1,23 +1,12 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { LIMITS } from "@oauth3/shared";
+import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
-const int = (min: number, max: number, dflt: number) =>
-  z.coerce.number().int().min(min).max(max).default(dflt);
-
-/** Every variable the runner reads. The launcher passes the runner exactly these (and nothing else). */
-export const RUNNER_ENV_KEYS = [
-  "RUNNER_SOCKET", "RUNNER_STATE_DIR", "RUNNER_WORK_DIR", "SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON", "DENO_PATH",
-  "RUNNER_MAX_TIMEOUT_SECONDS", "RUNNER_MAX_CONCURRENT", "RUNNER_MAX_QUEUE",
-  "RUNNER_OUTPUT_LIMIT_BYTES", "RUNNER_V8_MAX_OLD_SPACE_MB", "RUNNER_MEMORY_LIMIT_MB", "RUNNER_DISK_LIMIT_MB", "RUNNER_ISOLATION",
-  "RUNNER_SKILL_UID_BASE", "RUNNER_EXTRA_CA_FILE", "RUNNER_EGRESS", "RUNNER_EGRESS_ALLOW_PRIVATE", "RUNNER_EGRESS_HOSTS",
-  "RUNNER_DSTACK_ENDPOINT", "LOG_LEVEL",
-] as const;
 
 const schema = z.object({
-  RUNNER_SOCKET: z.string().min(1).default("./data/run/runner.sock"),
-  RUNNER_STATE_DIR: z.string().min(1).default("./data/runner"),
+  RUNNER_SOCKET: z.string().min(1).default(DEFAULT_PATHS.runnerSocket),
+  RUNNER_STATE_DIR: z.string().min(1).default(DEFAULT_PATHS.runnerState),
   RUNNER_WORK_DIR: z.string().min(1).optional(),
   SECRETS_FILE: z.string().min(1).optional(),
   SECRETS_DIR: z.string().min(1).optional(),
@@ -48,8 +37,11 @@ const schema = z.object({
     .string()
     .refine((s) => s.startsWith("/") || /^https?:\/\//.test(s), "must be an absolute socket path or an http(s) URL")
     .optional(),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_LEVEL,
 });
+
+/** Every variable the runner reads (from the schema). The launcher passes the runner exactly these (and nothing else). */
+export const RUNNER_ENV_KEYS = envKeys(schema);
 
 export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;
 
@@ -60,20 +52,10 @@ export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;
 const FOREIGN = /^TELEGRAM_/;
 
 export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
-  // An empty value means "not set" (compose passes unset ${VAR:-} as ""), never "set to nothing".
-  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v !== ""));
-  const foreign = Object.keys(env).filter((k) => FOREIGN.test(k));
-  if (foreign.length > 0) {
-    throw new Error(
-      `vault-runner refuses to start: its environment contains ${foreign.join(", ")}. ` +
-        "The Telegram token belongs to the gateway only; give the runner its own environment.",
-    );
-  }
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    throw new Error(`invalid vault-runner configuration: ${z.prettifyError(parsed.error)}`);
-  }
-  const c = parsed.data;
+  const c = parseEnv(schema, rawEnv, "vault-runner", {
+    test: (k) => FOREIGN.test(k),
+    hint: "The Telegram token belongs to the gateway only; give the runner its own environment.",
+  });
   if (c.RUNNER_V8_MAX_OLD_SPACE_MB >= c.RUNNER_MEMORY_LIMIT_MB) {
     throw new Error("RUNNER_V8_MAX_OLD_SPACE_MB must be below RUNNER_MEMORY_LIMIT_MB");
   }

@@ -1,4 +1,4 @@
-import type { RunSpec } from "@oauth3/shared";
+import { DENO_BASE_FLAGS, type RunSpec } from "@oauth3/shared";
 
 /**
  * Addresses Deno must refuse even for an allowed name (it checks resolved IPv4 addresses against
@@ -10,10 +10,6 @@ export const DENY_NET_CIDRS = [
   "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
 ];
 
-const BASE_FLAGS = [
-  "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--no-npm", "--cached-only",
-  "--deny-read", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys",
-];
 
 /**
  * The flags every run gets, whatever it asked for (per-run additions: --allow-net=<hosts>,
@@ -21,7 +17,7 @@ const BASE_FLAGS = [
  */
 export function fixedDenoFlags(limits: Pick<InvocationLimits, "v8MaxOldSpaceMb"> & { proxy: boolean }): string[] {
   return [
-    ...BASE_FLAGS,
+    ...DENO_BASE_FLAGS,
     ...(limits.proxy ? [] : [`--deny-net=${DENY_NET_CIDRS.join(",")}`]),
     `--v8-flags=--max-old-space-size=${limits.v8MaxOldSpaceMb}`,
   ];
@@ -58,7 +54,7 @@ export function buildInvocation(
   paths: InvocationPaths,
   limits: InvocationLimits,
 ): Invocation {
-  const args = ["run", ...BASE_FLAGS];
+  const args = ["run", ...DENO_BASE_FLAGS];
   if (spec.network.length > 0) args.push(`--allow-net=${spec.network.join(",")}`);
   // With the proxy, Deno must not resolve names itself (the skill uid may not reach DNS; the proxy
   // resolves and checks every address). Without it, --deny-net is the address check.

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { listen } from "@oauth3/shared/listen";
 import { lookup } from "node:dns/promises";
 import * as http from "node:http";
 import { connect, isIP, type Socket } from "node:net";
@@ -39,10 +40,7 @@ export class EgressProxy {
   }
 
   async start(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(0, "127.0.0.1", () => resolve());
-    });
+    await listen(this.server, { port: 0, host: "127.0.0.1" });
     this.port = (this.server.address() as { port: number }).port;
     return this.port;
   }

@@ -1,4 +1,5 @@
 import { chmodSync } from "node:fs";
+import { listen } from "@oauth3/shared/listen";
 import * as http2 from "node:http2";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -43,13 +44,7 @@ export async function startRunnerServer(options: RunnerServerOptions): Promise<R
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ path: options.socketPath }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listen(server, { path: options.socketPath });
   chmodSync(options.socketPath, 0o660);
 
   return {

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
+import { DENO_BASE_FLAGS } from "@oauth3/shared";
 import { ProcessReportSchema, type GetHealthResponse } from "@oauth3/proto/runner/v1";
 import { processFacts, socketFacts, type ProcessFacts, type SocketFacts } from "@oauth3/shared/process-report";
 import type { RunnerQueries } from "../runs/runner-client.js";
@@ -25,7 +26,6 @@ export interface SelfAuditInput {
 
 const RUNNER_FOREIGN = /^(TELEGRAM_|AGENT_TOKENS$|AGENT_NOTIFY_TOKEN$)/;
 const GATEWAY_FOREIGN = /^(SECRETS_|RUNNER_DSTACK_ENDPOINT$|DSTACK_)/;
-const REQUIRED_DENO_FLAGS = ["--deny-read", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys", "--no-remote", "--no-npm", "--no-prompt"];
 const FORBIDDEN_DENO_FLAG = /^(-A|--allow-all|--allow-(read|write|run|ffi|sys|import|net|env)(=.*)?)$/;
 const DSTACK_PATHS = ["/var/run/dstack.sock", "/run/dstack.sock", "/var/run/dstack/dstack.sock", "/run/dstack/dstack.sock"];
 
@@ -81,7 +81,7 @@ export function selfAudit(input: SelfAuditInput): { ok: boolean; checks: Check[]
   add("runner listens only on its socket (and the loopback egress proxy)", extra.length ? "fail" : "ok",
     extra.length ? `also listening: ${extra.join(", ")}` : r.listening.join(", ") || "(none seen)");
 
-  const missing = REQUIRED_DENO_FLAGS.filter((f) => !r.denoFlags.includes(f));
+  const missing = DENO_BASE_FLAGS.filter((f) => !r.denoFlags.includes(f));
   const forbidden = r.denoFlags.filter((f) => FORBIDDEN_DENO_FLAG.test(f));
   add("Deno flags deny everything not granted per run", missing.length || forbidden.length ? "fail" : "ok",
     missing.length || forbidden.length ? `missing ${missing.join(" ") || "-"}; forbidden ${forbidden.join(" ") || "-"}` : `Deno ${input.runner.denoVersion}: ${r.denoFlags.join(" ")}`);
