@@ -129,8 +129,9 @@ describe("telegram approvals", () => {
       { messageId: a.card.message_id, data: "approve:" + a.id + ":once" }, // upstream's format
       { messageId: a.card.message_id, data: "\u0000\u202e" }, // junk
     ];
+    // Each press was answered, and the answer comes after the whole check: nothing is still going on.
     for (const forged of forgeries) assert.equal(await press(forged), "Not allowed.", JSON.stringify(forged));
-    await new Promise((r) => setTimeout(r, 300));
+    await tg.consumed();
     assert.equal((await stack.status(a.id)).status, "pending");
     assert.equal((await stack.status(b.id)).status, "pending");
     assert.equal(runsOf(a.id) + runsOf(b.id), 0);
@@ -194,7 +195,7 @@ describe("telegram approvals", () => {
     const revoke = button(report, "r:");
     assert.equal(await press({ messageId: report.message_id, data: wrongNonce(revoke) }), "Not allowed.");
     tg.sendText({ fromId: OTHER_USER, chatId: CHAT, text: `/revoke ${grantId}` });
-    await new Promise((r) => setTimeout(r, 300));
+    await tg.consumed();
     const stillGranted = await stack.post({ ...skill, args: { n: "3" } });
     assert.match(String((await stack.waitFinal(String(stillGranted.json.request_id))).decided_by), /^grant:/);
     assert.equal(await press({ messageId: report.message_id, data: revoke }), "Grant revoked: identical requests will ask again.");
@@ -216,15 +217,18 @@ describe("telegram approvals", () => {
     await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text === `<code>${pendingId}</code>: <b>pending</b>`));
     tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/status nonsense" });
     await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith("Usage: /status")));
-    await new Promise((r) => setTimeout(r, 300));
+    await tg.consumed();
     assert.equal(tg.sentTo(OTHER_USER).length, 1, "a non-approver gets nothing beyond /id");
   });
 
   test("429 and 5xx are retried without losing or duplicating the card", async () => {
     tg.failNext("sendMessage", { error_code: 429, description: "Too Many Requests: retry after 1", parameters: { retry_after: 1 } });
     tg.failNext("sendMessage", { error_code: 502, description: "Bad Gateway" });
-    const { id } = await submit({ skill_id: "retry", skill_url: data("console.log('retry')") });
-    await new Promise((r) => setTimeout(r, 500));
+    const { id, card } = await submit({ skill_id: "retry", skill_url: data("console.log('retry')") });
+    // A request's changes reach the card channel one at a time: once the denial's edit is there,
+    // a second card for the request (a repeated announce) would have been sent before it.
+    assert.equal(await press({ messageId: card.message_id, data: button(card, "d:") }), "Denied.");
+    await tg.waitFor(() => tg.messages.get(card.message_id)!.text!.includes("Denied</b>"));
     assert.equal(tg.sentTo(CHAT).filter((m) => m.text?.includes(id) && m.reply_markup).length, 1);
   });
 

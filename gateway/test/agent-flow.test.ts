@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RecordingExecutor } from "../../test/helpers/runner-fixture.ts";
-import { dataUrl, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
+import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-fixture.ts";
 
 const body = (n: number) => ({ skill_id: "s", skill_url: dataUrl("console.log(1)"), args: { n: String(n) } });
 function postWithKey(fx: ReturnType<typeof gatewayFixture>, key: string, b: unknown) {
@@ -47,7 +47,7 @@ test("SSE: the current status at once, then each transition exactly once, then t
       text += decoder.decode(value);
     }
   })();
-  await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => (text.includes("data: ") ? true : undefined)); // subscribed: the first event is out
   await fx.approvals.decide(id, { approve: true, channel: "test", decidedBy: "test:1" });
   await Promise.race([read, new Promise((_, reject) => setTimeout(() => reject(new Error("stream did not end")), 5000))]);
   const statuses = text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => JSON.parse(l.slice(6)).status);

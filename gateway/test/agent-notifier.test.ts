@@ -24,7 +24,7 @@ test("the agent is woken once per finished request, retried after a 500, with no
   const id = ((await res.json()) as { request_id: string }).request_id;
   await fx.approvals.decide(id, { approve: true, channel: "test", decidedBy: "test:1" });
   await eventually(() => (received.length === 1 ? true : undefined));
-  await new Promise((r) => setTimeout(r, 100));
+  await fx.feed.idle(); // every delivery (and retry) the notifier started has ended
   assert.equal(received.length, 1, "exactly one wake-up");
   assert.equal(calls, 2, "the 500 was retried");
   assert.equal(received[0]!.auth, "Bearer hook-token");

@@ -34,7 +34,7 @@ test("approve after deny changes nothing and runs nothing", async () => {
   assert.equal((await fx.approvals.decide(id, decide(false))).outcome, "denied");
   assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "already_decided");
   assert.equal(fx.store.get(id)!.status, "denied");
-  await new Promise((r) => setTimeout(r, 100));
+  await fx.dispatcher.idle(); // an approval would have started a run by now
   assert.equal(fx.executor.jobs.length, 0);
   assert.equal((await fx.approvals.decide("exec_0123456789abcdef", decide(true))).outcome, "not_found");
 });
@@ -51,7 +51,7 @@ test("expiry fails closed: an expired request can never be approved", async () =
   assert.equal(await fx.approvals.expireDue(), 1);
   assert.equal(fx.store.get(other)!.status, "expired");
   assert.equal((await fx.approvals.decide(other, decide(true))).outcome, "expired");
-  await new Promise((r) => setTimeout(r, 100));
+  await Promise.all([fx.dispatcher.idle(), fx.feed.idle()]);
   assert.equal(fx.executor.jobs.length, 0);
   assert.ok(fx.channel.updates.some((r) => r.id === other && r.status === "expired"));
 });

@@ -63,7 +63,7 @@ test("a write that cannot be recorded does not happen (fail-closed)", async () =
   const refused = await fx.post({ skill_id: "y", skill_url: dataUrl("console.log(2)") });
   assert.equal(refused.status, 500);
   assert.equal(fx.store.list(() => true).length, 1, "the new request was not stored");
-  await new Promise((r) => setTimeout(r, 100));
+  await fx.dispatcher.idle(); // a recorded approval would have started a run by now
   assert.equal(fx.executor.jobs.length, 0, "nothing ran");
   fx.store.beforeAuditWrite = undefined;
   assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "approved");

@@ -117,6 +117,15 @@ export class FakeTelegram {
     return [...this.messages.values()].filter((m) => m.chat_id === chatId);
   }
 
+  /**
+   * Resolves once the bot has handled every update sent so far: it polls updates one batch at a
+   * time and asks for the next batch (offset past the last id) only after handling the batch.
+   */
+  async consumed(ms = 10_000): Promise<void> {
+    const last = this.nextUpdateId - 1;
+    await this.waitFor(() => (this.calls.some((c) => c.method === "getUpdates" && Number(c.body.offset ?? 0) > last) ? true : undefined), ms);
+  }
+
   async waitFor<T>(check: () => T | undefined, ms = 10_000): Promise<T> {
     const deadline = Date.now() + ms;
     for (;;) {

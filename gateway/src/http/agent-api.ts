@@ -1,19 +1,20 @@
-import { Hono, type Context } from "hono";
+import { OpenAPIHono, type Hook } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { LIMITS, REQUEST_ID_PATTERN } from "@oauth3/shared";
+import { LIMITS } from "@oauth3/shared";
 import type { Logger } from "pino";
 import type { ApprovalService } from "../approval/approvals.js";
 import { GatewayError } from "../errors.js";
 import { jsonErrors } from "./errors.js";
 import { browserGuard, defaultBrowserGuard, type BrowserGuardOptions } from "./browser-guard.js";
-import type { IntakeDeps } from "../intake/prepare.js";
+import { parseExecuteBody, type IntakeDeps } from "../intake/prepare.js";
 import { statusView } from "./status-view.js";
 import { agentAuth, createAgentRegistry, type AgentRegistry, type AgentVariables } from "./agent-auth.js";
 import { WaiterLimits } from "../intake/limits.js";
 import { createSubmit } from "../intake/submit.js";
-import { openApiDocument } from "./openapi.js";
 import type { AcceptedDocument, HealthDocument } from "./api-schemas.js";
+import { eventsRoute, healthRoute, OPENAPI_INFO, statusRoute, submitRoute } from "./routes.js";
 import type { z } from "zod";
 import { FINAL_STATUSES, type ExecRequest, type RequestStore } from "../store/store.js";
 
@@ -45,17 +46,29 @@ const MAX_WAIT_SECONDS = 60;
  * The agent API (upstream-compatible). The agent is untrusted: this app can submit and read, never
  * decide. Decisions come only from approval channels (operator socket, Telegram).
  */
-export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVariables }> {
-  const app = new Hono<{ Variables: AgentVariables }>();
-  const submit = createSubmit(deps);
+export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: AgentVariables }> {
+  const app = new OpenAPIHono<{ Variables: AgentVariables }>({ defaultHook: refusal });
+  const intake = createSubmit(deps);
   app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard(), (f) => deps.logger.warn(f, "refused a request from a web page")));
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
+  // Before the route's own validation, in the order upstream answered: size, rate limit, media
+  // type, JSON, then every key of the body (a key zod would drop, such as __proto__, is refused).
+  app.on("POST", "/execute", bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new GatewayError("too_large", "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    },
+  }), async (c, next) => {
+    intake.take(c.get("agent"));
+    parseExecuteBody(await readJson(c));
+    await next();
+  });
 
-  const openapi = openApiDocument();
-  app.get("/openapi.json", (c) => c.json(openapi));
+  app.openAPIRegistry.registerComponent("securitySchemes", "agentToken", { type: "http", scheme: "bearer", description: "required when AGENT_TOKENS is configured" });
+  app.doc31("/openapi.json", OPENAPI_INFO);
 
-  app.get("/health", async (c) => {
+  app.openapi(healthRoute, async (c) => {
     const sandbox = await deps.runnerHealth();
     const runner = sandbox !== undefined;
     return c.json<z.input<typeof HealthDocument>, 200 | 503>(
@@ -78,27 +91,18 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     );
   });
 
-  app.post(
-    "/execute",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new GatewayError("too_large", "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-    async (c) => {
-      const { request, outcome } = await submit(c.get("agent"), () => readJson(c), c.req.header("idempotency-key"));
-      if (outcome === "replayed") c.header("Idempotent-Replayed", "true");
-      return accepted(c, request, outcome === "merged");
-    },
-  );
+  app.openapi(submitRoute, async (c) => {
+    const { request, outcome } = await intake.submit(c.get("agent"), c.req.valid("json"), c.req.valid("header")["idempotency-key"]);
+    if (outcome === "replayed") c.header("Idempotent-Replayed", "true");
+    return accepted(c, request, outcome === "merged");
+  });
 
   // ?wait=<seconds> (at most 60): answer as soon as the request reaches a final state, or at the
   // deadline with its current state. Without it, answer at once (upstream behaviour).
   /** The request named in the path, if this agent may see it (with tokens: its own only). */
   const visible = (c: Context<{ Variables: AgentVariables }>): ExecRequest => {
     const id = c.req.param("id") ?? "";
-    const request = REQUEST_ID_PATTERN.test(id) ? deps.store.get(id) : undefined;
+    const request = deps.store.get(id);
     if (!request || (deps.agents?.required && request.agent !== c.get("agent"))) {
       throw new GatewayError("not_found", "not_found", "Request not found");
     }
@@ -112,13 +116,10 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
     return release;
   };
 
-  app.get("/execute/:id/status", async (c) => {
+  app.openapi(statusRoute, async (c) => {
     let request = visible(c);
     const id = request.id;
-    const wait = c.req.query("wait");
-    if (wait !== undefined && !/^\d{1,3}(\.\d+)?$/.test(wait)) {
-      throw new GatewayError("invalid", "invalid_wait", "wait must be a number of seconds (0..60)");
-    }
+    const { wait } = c.req.valid("query");
     if (wait !== undefined && !FINAL_STATUSES.has(request.status)) {
       const deadline = Date.now() + Math.min(Number(wait), MAX_WAIT_SECONDS) * 1000;
       // The wait ends when the client goes away: a dropped long-poll holds nothing.
@@ -133,12 +134,12 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
         release();
       }
     }
-    return c.json(statusView(request));
+    return c.json(statusView(request), 200);
   });
 
   // Server-sent events: the current status at once, then one `status` event per transition, until
   // a final status; a comment every 15 s keeps proxies from closing the stream.
-  app.get("/execute/:id/events", (c) => {
+  app.openapi(eventsRoute, (c) => {
     const first = visible(c);
     const release = enterWaiter(c.get("agent"));
     return streamSSE(c, async (stream) => {
@@ -177,16 +178,31 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: AgentVaria
   return jsonErrors(app, deps.logger);
 }
 
+/**
+ * A route's validation failed: the same refusals, with the same codes, as before the routes had
+ * schemas. A malformed id is not found (like an unknown one); a body is judged by parseExecuteBody
+ * (its error names the field).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: one hook for every route's validation target
+const refusal: Hook<any, any, any, any> = (result) => {
+  if (result.success) return;
+  if (result.target === "param") throw new GatewayError("not_found", "not_found", "Request not found");
+  if (result.target === "query") throw new GatewayError("invalid", "invalid_wait", "wait must be a number of seconds (0..60)");
+  if (result.target === "header") throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
+  const issue = result.error.issues[0];
+  throw new GatewayError("invalid", "invalid_body", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
+};
+
 /** The POST /execute answer (upstream's fields, plus ours). */
-function accepted(c: Context, r: ExecRequest, merged: boolean): Response {
-  return c.json<z.input<typeof AcceptedDocument>>({
+function accepted(c: Context, r: ExecRequest, merged: boolean) {
+  return c.json<z.input<typeof AcceptedDocument>, 200>({
     request_id: r.id,
     status: r.status,
     message: merged ? "Awaiting approval (identical to a pending request)" : r.status === "pending" ? "Awaiting approval" : `Request is ${r.status}`,
     code_hash: r.codeSha256,
     expires_at: r.expiresAt,
     ...(merged && { merged: true }),
-  });
+  }, 200);
 }
 
 /** The HTTP part of intake: application/json, parsed; its shape is the use case's to judge. */

@@ -13,7 +13,7 @@ export const AcceptedDocument = z.object({
   code_hash: z.string(),
   expires_at: z.number().int(),
   merged: z.literal(true).optional(),
-});
+}).meta({ id: "Accepted" });
 
 export const ResultDocument = z.object({
   success: z.boolean(),
@@ -56,7 +56,7 @@ export const StatusDocument = z.object({
   result: ResultDocument.optional(),
   output_purged_at: z.number().int().optional(),
   error: z.string().optional(),
-});
+}).meta({ id: "Status" });
 
 export const HealthDocument = z.object({
   status: z.enum(["ok", "degraded"]),
@@ -70,6 +70,6 @@ export const HealthDocument = z.object({
   runner_signing_key_source: z.enum(["dstack", "local"]).optional(),
   gateway_signing_key: z.string().optional(),
   timestamp: z.number().int(),
-});
+}).meta({ id: "Health" });
 
-export const ErrorDocument = z.object({ error: z.string(), code: z.string() });
+export const ErrorDocument = z.object({ error: z.string(), code: z.string() }).meta({ id: "Error" });

@@ -21,13 +21,15 @@ export const ExecuteBody = z.strictObject({
     .string()
     .min(1)
     .max(LIMITS.maxSkillIdLength)
-    .regex(/^[^\p{Cc}\p{Cf}]+$/u, "must not contain control or invisible formatting characters"),
+    .regex(/^[^\p{Cc}\p{Cf}]+$/u, "must not contain control or invisible formatting characters")
+    // The document's pattern without the JS flag (the OpenAPI generator would append "/u").
+    .meta({ pattern: "^[^\\p{Cc}\\p{Cf}]+$" }),
   skill_url: z.string().min(1),
   secrets: z.array(z.string()).max(LIMITS.maxSecrets).default([]),
   network: z.array(z.string()).max(LIMITS.maxHosts).optional(),
   args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
   timeout_seconds: z.number().int().positive().optional(),
-});
+}).meta({ id: "ExecuteBody" });
 export type ExecuteBody = z.infer<typeof ExecuteBody>;
 
 /**

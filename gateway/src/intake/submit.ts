@@ -3,7 +3,7 @@ import type { ApprovalService } from "../approval/approvals.js";
 import { GatewayError } from "../errors.js";
 import { IdempotencyKeys } from "./idempotency.js";
 import { admission, RateLimiter } from "./limits.js";
-import { parseExecuteBody, prepareRequest, type IntakeDeps } from "./prepare.js";
+import { prepareRequest, type ExecuteBody, type IntakeDeps } from "./prepare.js";
 import type { ExecRequest, RequestStore } from "../store/store.js";
 
 export interface SubmitDeps {
@@ -25,8 +25,9 @@ export interface Submission {
  * GatewayError). In order, cheapest first: the agent's rate limit, the body's shape, the skill
  * fetched once and checked by the shared rules, the held secret names, then (in one store
  * transaction) the pending cap, the identical-request merge and a covering grant. Approvers learn
- * of it from the store's change event, so a submission never waits on Telegram.
- * `readBody` is the face's parser (HTTP: the JSON body), called only past the rate limit.
+ * of it from the store's change event, so a submission never waits on Telegram. A face calls
+ * `take` (the rate limit) before it even reads the body, then `submit` with the parsed body
+ * (parseExecuteBody: every key judged, none dropped).
  */
 export function createSubmit(deps: SubmitDeps) {
   const idempotency = new IdempotencyKeys(deps.store);
@@ -38,7 +39,7 @@ export function createSubmit(deps: SubmitDeps) {
     return limiter;
   };
 
-  const submitOnce = async (agent: string | undefined, body: ReturnType<typeof parseExecuteBody>): Promise<Submission & { requestId: string }> => {
+  const submitOnce = async (agent: string | undefined, body: ExecuteBody): Promise<Submission & { requestId: string }> => {
     const prepared = await prepareRequest(body, deps.intake);
     const request = agent === undefined ? prepared.request : { ...prepared.request, agent };
     const outcome = await deps.approvals.open(request, prepared.code, admission(request, deps.limits.maxPending));
@@ -54,15 +55,19 @@ export function createSubmit(deps: SubmitDeps) {
     return { requestId: request.id, request: stored, outcome: "created" };
   };
 
-  return async (agent: string | undefined, readBody: () => Promise<unknown>, idempotencyKey?: string): Promise<Submission> => {
-    if (!limiterFor(agent).take()) {
-      throw new GatewayError("limited", "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
-    }
-    const body = parseExecuteBody(await readBody());
-    if (idempotencyKey === undefined) return submitOnce(agent, body);
-    const result = await idempotency.once(agent, idempotencyKey, body, () => submitOnce(agent, body));
-    if ("outcome" in result) return result;
-    return { request: deps.store.get(result.requestId)!, outcome: "replayed" };
+  return {
+    /** One submission attempt of this agent against its rate limit (cheapest refusal: nothing read yet). */
+    take(agent: string | undefined): void {
+      if (!limiterFor(agent).take()) {
+        throw new GatewayError("limited", "rate_limited", `more than ${deps.limits.submissionsPerMinute} submissions in a minute`);
+      }
+    },
+    async submit(agent: string | undefined, body: ExecuteBody, idempotencyKey?: string): Promise<Submission> {
+      if (idempotencyKey === undefined) return submitOnce(agent, body);
+      const result = await idempotency.once(agent, idempotencyKey, body, () => submitOnce(agent, body));
+      if ("outcome" in result) return result;
+      return { request: deps.store.get(result.requestId)!, outcome: "replayed" };
+    },
   };
 }
 
