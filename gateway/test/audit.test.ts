@@ -55,7 +55,7 @@ test("every step lands in one hash chain; the CLI verifies it offline", async ()
 test("a write that cannot be recorded does not happen (fail-closed)", async () => {
   const fx = gatewayFixture();
   const id = ((await (await fx.post({ skill_id: "x", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string }).request_id;
-  fx.store.beforeAuditWrite = () => {
+  fx.faults.auditWrite = () => {
     throw new Error("MDB_MAP_FULL (simulated)");
   };
   await assert.rejects(fx.approvals.decide(id, decide(true)), /MDB_MAP_FULL/);
@@ -65,14 +65,14 @@ test("a write that cannot be recorded does not happen (fail-closed)", async () =
   assert.equal(fx.store.list(() => true).length, 1, "the new request was not stored");
   await fx.dispatcher.idle(); // a recorded approval would have started a run by now
   assert.equal(fx.executor.jobs.length, 0, "nothing ran");
-  fx.store.beforeAuditWrite = undefined;
+  fx.faults.auditWrite = undefined;
   assert.equal((await fx.approvals.decide(id, decide(true))).outcome, "approved");
 });
 
 test("tampering is caught: an edit, a deletion, a reordering, a forged entry", async () => {
   for (const tamper of ["edit", "delete", "reorder", "forge"] as const) {
     const { fx, cli } = await flow();
-    const db = fx.store.auditDb;
+    const db = fx.rawAuditDb();
     const e2 = db.get(2)!;
     const e3 = db.get(3)!;
     if (tamper === "edit") await db.put(2, { ...e2, data: { ...e2.data, by: "telegram:999" } });
@@ -94,7 +94,7 @@ test("tampering is caught: an edit, a deletion, a reordering, a forged entry", a
 });
 
 /** Rewrites the whole chain from `from` on with correct hashes: what a compromised gateway could do. */
-async function rewrite(db: ReturnType<typeof gatewayFixture>["store"]["auditDb"], events: AuditEvent[]): Promise<void> {
+async function rewrite(db: ReturnType<ReturnType<typeof gatewayFixture>["rawAuditDb"]>, events: AuditEvent[]): Promise<void> {
   let prev = events[0]!.prev;
   for (const e of events) {
     const base = { ...e, prev };
@@ -121,7 +121,7 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   const altered = events.map((e) => (e.seq === finished.seq
     ? { ...e, data: { ...e.data, exitCode: 7, receipt: { ...receipt, payloadJson: receipt.payloadJson.replace('"exitCode":0', '"exitCode":7') } } }
     : e));
-  await rewrite(fx.store.auditDb, altered);
+  await rewrite(fx.rawAuditDb(), altered);
   await fx.store.flushed;
   const r1 = await cli("audit");
   assert.equal(r1.code, 5);
@@ -131,7 +131,7 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   const head = fx.store.auditPage(0, 100).at(-1)!;
   const invented: AuditEvent = { ...head, seq: head.seq + 1, type: "status", requestId: "exec_00000000000000ff",
     data: { from: "executing", to: "completed", exitCode: 0, outputSha256: "0".repeat(64) }, prev: head.hash, hash: "" };
-  await rewrite(fx.store.auditDb, [...fx.store.auditPage(0, 100).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e)), invented]);
+  await rewrite(fx.rawAuditDb(), [...fx.store.auditPage(0, 100).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e)), invented]);
   await fx.store.flushed;
   const r2 = await cli("audit");
   assert.equal(r2.code, 5);
@@ -144,8 +144,8 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   assert.deepEqual([payload.approval.decidedBy, payload.approval.channel], ["test:1", "test"], "the receipt carries the approval the runner was given");
   assert.ok("uid" in payload, "and the uid the skill ran as (null: the runner's own)");
   const decisionEntry = original.find((e) => e.requestId === ran && e.type === "decision")!;
-  await fx.store.auditDb.remove(invented.seq);
-  await rewrite(fx.store.auditDb, original.map((e) => (e.seq === decisionEntry.seq ? { ...e, data: { ...e.data, by: "telegram:999" } } : e)));
+  await fx.rawAuditDb().remove(invented.seq);
+  await rewrite(fx.rawAuditDb(), original.map((e) => (e.seq === decisionEntry.seq ? { ...e, data: { ...e.data, by: "telegram:999" } } : e)));
   await fx.store.flushed;
   const r3 = await cli("audit");
   assert.equal(r3.code, 5);
@@ -205,14 +205,14 @@ test("receipts are compared with the request and the decision: a consistent rewr
       /approved by grant:0123456789ab, but no grant_created entry precedes it/],
   ];
   for (const [name, change, problem] of attacks) {
-    await rewrite(fx.store.auditDb, honest.map(change));
+    await rewrite(fx.rawAuditDb(), honest.map(change));
     await fx.store.flushed;
     const r = await cli("audit");
     assert.equal(r.code, 5, `${name}: ${r.out}`);
     assert.match(r.out, problem, name);
     assert.doesNotMatch(r.out, /content does not match|does not link/, `${name}: the rewrite itself was consistent`);
   }
-  await rewrite(fx.store.auditDb, honest);
+  await rewrite(fx.rawAuditDb(), honest);
   await fx.store.flushed;
   assert.equal((await cli("audit")).code, 0, "the honest chain verifies again");
 });
@@ -221,7 +221,7 @@ test("a run's outcome that cannot be recorded at first (full disk) is retried, n
   const fx = gatewayFixture();
   const id = ((await (await fx.post({ skill_id: "x", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string }).request_id;
   let refusals = 0;
-  fx.store.beforeAuditWrite = (e) => {
+  fx.faults.auditWrite = (e) => {
     if (e.type === "status" && e.data.to === "completed" && refusals++ === 0) throw new Error("MDB_MAP_FULL (simulated)");
   };
   await fx.approvals.decide(id, decide(true));
@@ -229,7 +229,7 @@ test("a run's outcome that cannot be recorded at first (full disk) is retried, n
   assert.equal(refusals, 2, "refused once, recorded on the retry");
   assert.equal(done!.result?.exitCode, 0);
   assert.ok(done!.result?.receipt, "with the runner's receipt");
-  fx.store.beforeAuditWrite = undefined;
+  fx.faults.auditWrite = undefined;
   assert.ok(verifyAuditChain(fx.store.auditPage(0, 100)).ok);
 });
 

@@ -16,9 +16,9 @@ test("operator /metrics: statuses, approval latency, pending, runner queue, audi
   await fx.approvals.decide(a, { approve: true, channel: "test", decidedBy: "t" });
   await eventually(() => (fx.store.get(a)?.status === "completed" ? true : undefined));
   const pendingId = await submit(3);
-  fx.store.beforeAuditWrite = () => { throw new Error("simulated"); };
+  fx.faults.auditWrite = () => { throw new Error("simulated"); };
   await assert.rejects(fx.approvals.decide(pendingId, { approve: false, channel: "test", decidedBy: "t" }));
-  fx.store.beforeAuditWrite = undefined;
+  fx.faults.auditWrite = undefined;
 
   const res = await operator.request("/metrics");
   assert.equal(res.status, 200);

@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { after } from "node:test";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
+import { open, type Database, type RootDatabase } from "lmdb";
 import { pino } from "pino";
+import type { AuditEvent } from "@oauth3/shared";
 import type { AgentRegistry } from "../../gateway/src/http/agent-auth.ts";
 import { createAgentApp } from "../../gateway/src/http/agent-api.ts";
 import { ApprovalService } from "../../gateway/src/approval/approvals.ts";
@@ -48,7 +50,28 @@ export interface GatewayFixtureOptions {
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
 export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   const dbPath = options.dbPath ?? join(tempDir("oauth3-gw-"), "db");
-  const store = RequestStore.open(dbPath);
+  // The store's LMDB, through lmdb-js's own open: a test can make audit writes fail (as a full disk
+  // would) and can reach the file's databases directly (as someone who took over the gateway could).
+  const faults: { auditWrite?: (event: AuditEvent) => void } = {};
+  let root: RootDatabase | undefined;
+  const store = RequestStore.open(dbPath, ((options: Parameters<typeof open>[0]) => {
+    root = open(options);
+    const openDB = root.openDB.bind(root);
+    root.openDB = ((dbOptions: { name: string }) => {
+      const db = openDB(dbOptions as never) as Database;
+      if (dbOptions.name !== "audit") return db;
+      return new Proxy(db, {
+        get(target, prop, receiver) {
+          if (prop === "put") return (key: number, value: AuditEvent) => (faults.auditWrite?.(value), target.put(key, value));
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    }) as typeof root.openDB;
+    return root;
+  }) as typeof open);
+  /** The audit chain's database itself, past the store: what a compromised gateway could rewrite. */
+  const rawAuditDb = () => root!.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
   after(() => store.close());
   const executor = options.executor ?? new RecordingExecutor();
   const runner: RunnerClient = createClient(
@@ -90,7 +113,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     });
   /** Listeners the wiring itself holds (the dispatcher, the feed): what a test sees when nothing is left open. */
   const wiredListeners = store.changeListenerCount;
-  return { store, executor, runner, dispatcher, approvals, feed, app, operator, channel, post, dbPath, grants, wiredListeners };
+  return { store, executor, runner, dispatcher, approvals, feed, app, operator, channel, post, dbPath, grants, wiredListeners, faults, rawAuditDb };
 }
 
 export function dataUrl(code: string): string {

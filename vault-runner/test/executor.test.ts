@@ -11,6 +11,7 @@ import { MAX_SECRET_BYTES } from "../src/secrets.ts";
 import { assertPoolIdsUnassigned, chooseIsolation } from "../src/isolation.ts";
 import { resolveDenoBinary } from "../src/deno-binary.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
+import { eventually } from "../../test/helpers/gateway-fixture.ts";
 
 const dir = tempDir("oauth3-exec-");
 const executor = realDenoExecutor(dir, 62_000, 64 * 1024, 256);
@@ -105,9 +106,13 @@ test("per-run uid: a skill cannot read the secrets file or the runner's environ,
 test("per-run uid: concurrent skills run under distinct uids, none the runner's; none left afterwards",
   { skip: !IS_ROOT && "per-run uids need root (CI runs as root)" }, async () => {
     const runs = [run("await new Promise((r) => setTimeout(r, 1500))"), run("await new Promise((r) => setTimeout(r, 1500))")];
-    await new Promise((r) => setTimeout(r, 700));
-    const uids = new Set<number>();
-    for (let uid = 62_000; uid < 62_008; uid++) if (processesOf(uid).length > 0) uids.add(uid);
+    // Both skills are running (each started as its own pool uid); waited for, not slept on.
+    const inUse = () => {
+      const uids = new Set<number>();
+      for (let uid = 62_000; uid < 62_008; uid++) if (processesOf(uid).length > 0) uids.add(uid);
+      return uids;
+    };
+    const uids = await eventually(() => (inUse().size >= 2 ? inUse() : undefined), 5000).catch(() => inUse());
     await Promise.all(runs);
     assert.equal(uids.size, 2, `uids in use: ${[...uids]}`);
     assert.ok(!uids.has(process.getuid!()));

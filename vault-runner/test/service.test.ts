@@ -5,6 +5,7 @@ import { VaultRunnerService } from "@oauth3/proto/runner/v1";
 import { verifyReceipt } from "@oauth3/shared";
 import { RunQueue } from "../src/run-queue.ts";
 import { RecordingExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
+import { eventually } from "../../test/helpers/gateway-fixture.ts";
 
 function setup(executor = new RecordingExecutor(), queue?: RunQueue) {
   const deps = runnerDeps(executor, queue ? { queue } : {});
@@ -87,10 +88,11 @@ test("the runner re-validates every name, host and limit itself", async () => {
 });
 
 test("a full queue refuses at admission, without burning the id", async () => {
-  const { client, executor } = setup(new RecordingExecutor(300), new RunQueue(1, 1));
+  const queue = new RunQueue(1, 1);
+  const { client, executor } = setup(new RecordingExecutor(300), queue);
   const first = client.runSkill(skillRequest("console.log(1)"));
   const second = client.runSkill(skillRequest("console.log(2)"));
-  await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => (queue.activeCount === 1 && queue.queuedCount === 1 ? true : undefined));
   const third = skillRequest("console.log(3)");
   await refusedWith(client.runSkill(third), Code.ResourceExhausted);
   await Promise.all([first, second]);
@@ -110,10 +112,12 @@ test("names only: ListSecretNames and GetHealth carry no value, length or digest
 
 test("the run queue is fair per agent: one agent's burst cannot starve another's run", async () => {
   // Before: one FIFO; bob's run waited behind all twelve of alice's.
-  const { client, executor } = setup(new RecordingExecutor(40), new RunQueue(1, 32));
+  const queue = new RunQueue(1, 32);
+  const { client, executor } = setup(new RecordingExecutor(40), queue);
   const alice = Array.from({ length: 12 }, (_, n) => skillRequest(`console.log("alice ${n}")`, { agent: "alice" }));
   const runs = alice.map((r) => client.runSkill(r));
-  await new Promise((r) => setTimeout(r, 10)); // alice's first runs, the rest queue
+  // Every one of alice's runs is admitted (started or queued) before bob and carol come.
+  await eventually(() => (executor.jobs.length + queue.queuedCount === 12 ? true : undefined));
   const bob = skillRequest(`console.log("bob")`, { agent: "bob" });
   const carol = skillRequest(`console.log("carol")`, { agent: "" }); // unidentified agents share one line
   runs.push(client.runSkill(bob), client.runSkill(carol));

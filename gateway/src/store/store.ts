@@ -124,8 +124,6 @@ export class RequestStore {
   private readonly events = new EventEmitter().setMaxListeners(0);
 
   private readonly audit: Database<AuditEvent, number>;
-  /** Test seam: called inside the transaction before an audit entry is written (to make it fail). */
-  beforeAuditWrite?: (event: AuditEvent) => void;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -135,11 +133,15 @@ export class RequestStore {
     this.audit = root.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
   }
 
-  /** Opens DB_PATH as db-location.ts decides (a directory or one LMDB file), private to the gateway's user. */
-  static open(path: string | DbLocation): RequestStore {
+  /**
+   * Opens DB_PATH as db-location.ts decides (a directory or one LMDB file), private to the gateway's
+   * user. `openLmdb` is lmdb-js's `open` (tests pass one whose writes can be made to fail, as a full
+   * disk would).
+   */
+  static open(path: string | DbLocation, openLmdb: typeof open = open): RequestStore {
     const loc = typeof path === "string" ? resolveDbLocation(path) : path;
     prepareDbLocation(loc);
-    const root = open({ path: loc.lmdbPath, noSubdir: loc.noSubdir, compression: false });
+    const root = openLmdb({ path: loc.lmdbPath, noSubdir: loc.noSubdir, compression: false });
     return new RequestStore(
       root,
       root.openDB<ExecRequest, string>({ name: "requests" }),
@@ -312,14 +314,13 @@ export class RequestStore {
 
   /**
    * Appends to the hash chain. Runs inside the caller's write transaction: if it throws (disk or
-   * map full, the test seam), the whole transaction, and so the state change, does not happen.
+   * map full), the whole transaction, and so the state change, does not happen.
    */
   private appendAudit(requestId: string | undefined, note: AuditNote): number {
     let head: AuditEvent | undefined;
     for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
     const base = { v: AUDIT_FORMAT, seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
     const event: AuditEvent = { ...base, hash: auditHash(base) };
-    this.beforeAuditWrite?.(event);
     void this.audit.put(event.seq, event);
     return event.seq;
   }
@@ -337,10 +338,6 @@ export class RequestStore {
     return out;
   }
 
-  /** Direct access for tamper tests only. */
-  get auditDb(): Database<AuditEvent, number> {
-    return this.audit;
-  }
 
   /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */
   list(filter: (r: ExecRequest) => boolean): ExecRequest[] {
