@@ -8,7 +8,10 @@ const room = (name, mayImport) => ({
   from: { path: `^gateway/src/${name}/` },
   to: {
     path: "^gateway/src/",
-    pathNot: [`^gateway/src/${name}/`, ...mayImport.map((r) => (r.endsWith(".ts") ? `^gateway/src/${r.replace(".", "\\.")}$` : `^gateway/src/${r}/`))],
+    pathNot: [
+      `^gateway/src/${name}/`,
+      ...mayImport.map((r) => (r.endsWith(".ts") ? `^gateway/src/${r.replace(".", "\\.")}$` : `^gateway/src/${r}/`)),
+    ],
   },
 });
 
@@ -16,12 +19,47 @@ module.exports = {
   forbidden: [
     { name: "no-circular", severity: "error", from: {}, to: { circular: true } },
     { name: "not-to-unresolvable", severity: "error", from: {}, to: { couldNotResolve: true } },
-    { name: "gateway-not-runner", comment: "the privilege split: the gateway never imports the vault-runner", severity: "error", from: { path: "^gateway/" }, to: { path: "^vault-runner/" } },
-    { name: "runner-not-gateway", comment: "the privilege split: the vault-runner never imports the gateway", severity: "error", from: { path: "^vault-runner/" }, to: { path: "^(gateway|cli)/" } },
-    { name: "shared-stands-alone", comment: "shared/ is imported by both processes and imports neither", severity: "error", from: { path: "^shared/" }, to: { path: "^(gateway|vault-runner|cli)/" } },
-    { name: "cli-needs-only-shared", comment: "the CLI installs without the server: it imports shared/ and node only", severity: "error", from: { path: "^cli/" }, to: { path: "^(gateway|vault-runner|proto)/" } },
-    { name: "cli-no-server-packages", severity: "error", from: { path: "^cli/" }, to: { path: "node_modules/(lmdb|grammy|hono|@hono|@connectrpc|pino|prom-client)/" } },
-    { name: "nobody-imports-main", comment: "main.ts is the composition root", severity: "error", from: { path: "^gateway/src/" }, to: { path: "^gateway/src/main\\.ts$" } },
+    {
+      name: "gateway-not-runner",
+      comment: "the privilege split: the gateway never imports the vault-runner",
+      severity: "error",
+      from: { path: "^gateway/" },
+      to: { path: "^vault-runner/" },
+    },
+    {
+      name: "runner-not-gateway",
+      comment: "the privilege split: the vault-runner never imports the gateway",
+      severity: "error",
+      from: { path: "^vault-runner/" },
+      to: { path: "^(gateway|cli)/" },
+    },
+    {
+      name: "shared-stands-alone",
+      comment: "shared/ is imported by both processes and imports neither",
+      severity: "error",
+      from: { path: "^shared/" },
+      to: { path: "^(gateway|vault-runner|cli)/" },
+    },
+    {
+      name: "cli-needs-only-shared",
+      comment: "the CLI installs without the server: it imports shared/ and node only",
+      severity: "error",
+      from: { path: "^cli/" },
+      to: { path: "^(gateway|vault-runner|proto)/" },
+    },
+    {
+      name: "cli-no-server-packages",
+      severity: "error",
+      from: { path: "^cli/" },
+      to: { path: "node_modules/(lmdb|grammy|hono|@hono|@connectrpc|pino|prom-client)/" },
+    },
+    {
+      name: "nobody-imports-main",
+      comment: "main.ts is the composition root",
+      severity: "error",
+      from: { path: "^gateway/src/" },
+      to: { path: "^gateway/src/main\\.ts$" },
+    },
     {
       name: "only-main-wires-consumers",
       comment: "telegram/ and notify/ are wired by main.ts only",
@@ -51,6 +89,10 @@ module.exports = {
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
     exclude: { path: "^dist/" },
-    enhancedResolveOptions: { exportsFields: ["exports"], conditionNames: ["import", "require", "node", "default"], extensions: [".ts", ".js", ".mjs", ".json"] },
+    enhancedResolveOptions: {
+      exportsFields: ["exports"],
+      conditionNames: ["import", "require", "node", "default"],
+      extensions: [".ts", ".js", ".mjs", ".json"],
+    },
   },
 };

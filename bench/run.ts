@@ -61,13 +61,24 @@ async function waitDone(stack: Stack, id: string): Promise<Record<string, any>> 
 
 async function main(): Promise<void> {
   const deno = resolveDenoBinary();
-  out.machine = { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, deno: denoVersion(deno), root: process.getuid?.() === 0, date: new Date().toISOString() };
+  out.machine = {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    node: process.version,
+    deno: denoVersion(deno),
+    root: process.getuid?.() === 0,
+    date: new Date().toISOString(),
+  };
   const stack = new Stack({
     dir: work,
     port: await freePort(),
     env: {
-      LOG_LEVEL: "warn", RUNNER_SKILL_UID_BASE: "66000", RUNNER_MAX_CONCURRENT: "64", RUNNER_MAX_QUEUE: "64",
-      SUBMISSIONS_PER_MINUTE: "100000", MAX_PENDING_REQUESTS: "10000",
+      LOG_LEVEL: "warn",
+      RUNNER_SKILL_UID_BASE: "66000",
+      RUNNER_MAX_CONCURRENT: "64",
+      RUNNER_MAX_QUEUE: "64",
+      SUBMISSIONS_PER_MINUTE: "100000",
+      MAX_PENDING_REQUESTS: "10000",
     },
   });
   await stack.start();
@@ -83,8 +94,12 @@ async function main(): Promise<void> {
   mkdirSync(join(bareDir, "deno-dir"), { recursive: true, mode: 0o755 });
   chmodSync(bareDir, 0o755);
   writeFileSync(join(bareDir, "skill.ts"), code, { mode: 0o644 });
-  const inv = buildInvocation(spec, new Map(), { skillFile: join(bareDir, "skill.ts"), homeDir: join(bareDir, "home"), denoDir: join(bareDir, "deno-dir") },
-    { v8MaxOldSpaceMb: 128, proxyUrl: "http://run:x@127.0.0.1:9" });
+  const inv = buildInvocation(
+    spec,
+    new Map(),
+    { skillFile: join(bareDir, "skill.ts"), homeDir: join(bareDir, "home"), denoDir: join(bareDir, "deno-dir") },
+    { v8MaxOldSpaceMb: 128, proxyUrl: "http://run:x@127.0.0.1:9" },
+  );
   const asRoot = process.getuid?.() === 0;
   const bare = async () => {
     // The same fresh, private DENO_DIR the runner gives each run, prepared outside the timing.
@@ -92,8 +107,13 @@ async function main(): Promise<void> {
     mkdirSync(join(bareDir, "deno-dir"), { mode: 0o700 });
     if (asRoot) chownSync(join(bareDir, "deno-dir"), 66900, 66900);
     const t0 = performance.now();
-    const child = spawn(deno, inv.args, { env: inv.env, cwd: join(bareDir, "home"), stdio: "ignore", detached: true,
-      ...(asRoot && { uid: 66900, gid: 66900 }) });
+    const child = spawn(deno, inv.args, {
+      env: inv.env,
+      cwd: join(bareDir, "home"),
+      stdio: "ignore",
+      detached: true,
+      ...(asRoot && { uid: 66900, gid: 66900 }),
+    });
     await once(child, "close");
     return performance.now() - t0;
   };
@@ -106,12 +126,18 @@ async function main(): Promise<void> {
     if (final.status !== "completed") throw new Error(JSON.stringify(final));
     return performance.now() - t0;
   };
-  await bare(); await system(-1); // warm-up
+  await bare();
+  await system(-1); // warm-up
   const sys: number[] = [];
   const flo: number[] = [];
   for (let i = 0; i < PAIRS; i++) {
-    if (i % 2 === 0) { sys.push(await system(i)); flo.push(await bare()); }
-    else { flo.push(await bare()); sys.push(await system(i)); }
+    if (i % 2 === 0) {
+      sys.push(await system(i));
+      flo.push(await bare());
+    } else {
+      flo.push(await bare());
+      sys.push(await system(i));
+    }
   }
   out.p1 = {
     pairs: PAIRS,
@@ -126,8 +152,10 @@ async function main(): Promise<void> {
   await operator(stack, `/requests/${statusId}/approve`);
   const statusDocument = await waitDone(stack, statusId);
   const helloPort = await freePort();
-  const hello = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "bench/hello.ts")],
-    { env: { PATH: process.env.PATH, PORT: String(helloPort), STATUS_DOCUMENT: JSON.stringify(statusDocument) }, stdio: ["ignore", "pipe", "inherit"] });
+  const hello = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "bench/hello.ts")], {
+    env: { PATH: process.env.PATH, PORT: String(helloPort), STATUS_DOCUMENT: JSON.stringify(statusDocument) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await once(hello.stdout!, "data");
   const load = async (url: string, extra: Partial<autocannon.Options> = {}) => {
     const r = await autocannon({ url, connections: 32, duration: 5, ...extra });
@@ -140,19 +168,37 @@ async function main(): Promise<void> {
   const sameSize = await load(`http://127.0.0.1:${helloPort}/same`);
   let n = 200_000;
   const accept = await load(`${stack.baseUrl}/execute`, {
-    connections: 8, duration: 5, method: "POST", headers: { "content-type": "application/json" },
-    requests: [{ setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ skill_id: "bench", skill_url: data(code), args: { n: String(n++) } }) }) }],
+    connections: 8,
+    duration: 5,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    requests: [
+      {
+        setupRequest: (req: any) => ({
+          ...req,
+          body: JSON.stringify({ skill_id: "bench", skill_url: data(code), args: { n: String(n++) } }),
+        }),
+      },
+    ],
   } as Partial<autocannon.Options>);
   hello.kill();
   out.p2 = {
-    status, hello_world: ceiling, ratio_rps: ms((status.rps / ceiling.rps) * 100) / 100,
-    same_size_document: sameSize, ratio_vs_same_size: ms((status.rps / sameSize.rps) * 100) / 100,
+    status,
+    hello_world: ceiling,
+    ratio_rps: ms((status.rps / ceiling.rps) * 100) / 100,
+    same_size_document: sameSize,
+    ratio_vs_same_size: ms((status.rps / sameSize.rps) * 100) / 100,
     post_execute: accept,
   };
   const afterP2 = { gateway: rssMb(gatewayPid), runner: rssMb(runnerPid) };
 
   // P4 (+1000 stored requests) on a fresh count: the POST load above already stored thousands.
-  const storedAfterP2 = JSON.parse(execFileSync(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), "list", "--json"], { env: { ...process.env, OPERATOR_SOCKET: stack.operatorSocket }, maxBuffer: 1 << 30 }).toString()).requests.length;
+  const storedAfterP2 = JSON.parse(
+    execFileSync(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), "list", "--json"], {
+      env: { ...process.env, OPERATOR_SOCKET: stack.operatorSocket },
+      maxBuffer: 1 << 30,
+    }).toString(),
+  ).requests.length;
 
   // P3: 64 one-second skills approved at once (limit 64), then 140 at once (64 run, 64 queue, the rest refused).
   const sleeper = "await new Promise((r) => setTimeout(r, 1000)); console.log('done')";
@@ -168,8 +214,14 @@ async function main(): Promise<void> {
     const wall = performance.now() - t0;
     clearInterval(sampler);
     const by: Record<string, number> = {};
-    for (const f of finals) by[`${f.status}${f.error ? `: ${f.error}` : ""}`] = (by[`${f.status}${f.error ? `: ${f.error}` : ""}`] ?? 0) + 1;
-    return { count, wall_ms: Math.round(wall), outcomes: by, peak_rss_mb: { gateway: Math.round(peak.gateway), runner: Math.round(peak.runner) } };
+    for (const f of finals)
+      by[`${f.status}${f.error ? `: ${f.error}` : ""}`] = (by[`${f.status}${f.error ? `: ${f.error}` : ""}`] ?? 0) + 1;
+    return {
+      count,
+      wall_ms: Math.round(wall),
+      outcomes: by,
+      peak_rss_mb: { gateway: Math.round(peak.gateway), runner: Math.round(peak.runner) },
+    };
   };
   const p3a = await burst(64, 300_000);
   const p3b = await burst(140, 400_000);
@@ -192,17 +244,39 @@ async function main(): Promise<void> {
   const noop: SkillExecutor = {
     isolation: "bench-noop",
     async run(): Promise<ExecutionResult> {
-      return { termination: "exited", exitCode: 0, signal: "", stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, redacted: false, durationMs: 0, denoArgs: [], envNames: [] };
+      return {
+        termination: "exited",
+        exitCode: 0,
+        signal: "",
+        stdout: "",
+        stderr: "",
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        redacted: false,
+        durationMs: 0,
+        denoArgs: [],
+        envNames: [],
+      };
     },
   };
   const ledger = RunLedger.open(join(work, "p5-ledger"));
   const socketPath = join(work, "p5", "runner.sock");
   const server = await startRunnerServer({
-    socketPath, maxTimeoutSeconds: 60,
-    routes: (router) => registerRunnerService(router, {
-      secrets: new SecretStore(new Map()), ledger, executor: noop, queue: new RunQueue(4, 64), logger: pino({ level: "silent" }),
-      denoVersion: "bench", runnerVersion: "bench", maxTimeoutSeconds: 60, outputLimitBytes: 1024, signer: SigningKey.ephemeral(),
-    }),
+    socketPath,
+    maxTimeoutSeconds: 60,
+    routes: (router) =>
+      registerRunnerService(router, {
+        secrets: new SecretStore(new Map()),
+        ledger,
+        executor: noop,
+        queue: new RunQueue(4, 64),
+        logger: pino({ level: "silent" }),
+        denoVersion: "bench",
+        runnerVersion: "bench",
+        maxTimeoutSeconds: 60,
+        outputLimitBytes: 1024,
+        signer: SigningKey.ephemeral(),
+      }),
   });
   const client = createRunnerClient(socketPath);
   const p5Code = Buffer.from("console.log(1)");
@@ -230,7 +304,10 @@ async function main(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
-main().then(() => process.exit(0), (err) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

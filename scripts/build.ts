@@ -32,13 +32,16 @@ export async function buildBundles(names: readonly BundleName[] = ["gateway", "v
       target: "node20",
       sourcemap: true,
       logLevel: "warning",
-      plugins: [{
-        name: "npm-packages-external",
-        setup(b) {
-          b.onResolve({ filter: /^[^./]/ }, (args) =>
-            args.path.startsWith("@oauth3/") ? undefined : { path: args.path, external: true });
+      plugins: [
+        {
+          name: "npm-packages-external",
+          setup(b) {
+            b.onResolve({ filter: /^[^./]/ }, (args) =>
+              args.path.startsWith("@oauth3/") ? undefined : { path: args.path, external: true },
+            );
+          },
         },
-      }],
+      ],
     });
   }
   await stop(); // esbuild keeps a service process otherwise
@@ -47,5 +50,5 @@ export async function buildBundles(names: readonly BundleName[] = ["gateway", "v
 // `npm run build [-- <name>...]`; the Dockerfiles build only what their image runs.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const names = process.argv.slice(2) as BundleName[];
-  await buildBundles(names.length > 0 ? names : Object.keys(ENTRIES) as BundleName[]);
+  await buildBundles(names.length > 0 ? names : (Object.keys(ENTRIES) as BundleName[]));
 }

@@ -52,7 +52,11 @@ after(async () => {
 const data = (code: string) => `data:text/typescript,${encodeURIComponent(code)}`;
 
 async function runOne(s: Stack): Promise<void> {
-  const { status, json } = await s.post({ skill_id: "uses-foo", skill_url: data('console.log(Deno.env.get("FOO")!.length)'), secrets: ["FOO"] });
+  const { status, json } = await s.post({
+    skill_id: "uses-foo",
+    skill_url: data('console.log(Deno.env.get("FOO")!.length)'),
+    secrets: ["FOO"],
+  });
   assert.equal(status, 200, JSON.stringify(json));
   assert.equal(s.cli("approve", String(json.request_id)).code, 0);
   const final = await s.waitFinal(String(json.request_id));
@@ -66,8 +70,20 @@ async function verifyJson(s: Stack, ...args: string[]): Promise<{ code: number; 
 
 /** The runner's receipt key, derived here independently from the fake agent's key for that path. */
 function expectedRunnerKey(): string {
-  const seed = Buffer.from(hkdfSync("sha256", fakeKey("oauth3-proxy/vault-runner/receipt-signing", "receipt-signing"), "oauth3-proxy", "receipt-signing ed25519 v1", 32));
-  const priv = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const seed = Buffer.from(
+    hkdfSync(
+      "sha256",
+      fakeKey("oauth3-proxy/vault-runner/receipt-signing", "receipt-signing"),
+      "oauth3-proxy",
+      "receipt-signing ed25519 v1",
+      32,
+    ),
+  );
+  const priv = createPrivateKey({
+    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]),
+    format: "der",
+    type: "pkcs8",
+  });
   return createPublicKey(priv).export({ type: "spki", format: "der" }).subarray(-32).toString("hex");
 }
 
@@ -89,7 +105,11 @@ describe("attestation with a dstack guest agent", () => {
     const fields = tdxReportData(String(ev.quote)) as { reportData: string; rtmr3: string; version: number };
     assert.deepEqual([fields.reportData, fields.version], [ev.report_data, 4]);
     const checks = (body.checks as { check: string; ok: boolean }[]).map((c) => c.check);
-    for (const c of ["RTMR3 replayed from the event log matches the quote", "RTMR3 compose-hash event = Info compose_hash", "RTMR3 app-id event = Info app_id"]) {
+    for (const c of [
+      "RTMR3 replayed from the event log matches the quote",
+      "RTMR3 compose-hash event = Info compose_hash",
+      "RTMR3 app-id event = Info app_id",
+    ]) {
       assert.ok(checks.includes(c), c);
     }
     const policy = ev.policy as { runner: Record<string, unknown>; gateway: Record<string, unknown> };
@@ -127,31 +147,62 @@ describe("attestation with a dstack guest agent", () => {
     const events = (JSON.parse(stack.cli("audit", "--json").out) as { events: AuditEvent[] }).events;
     const checkpoint = body.checkpoint as Parameters<typeof verifyEvidence>[3];
     assert.equal(verifyEvidence(structuredClone(ev), nonce, events, checkpoint).ok, true, "the genuine evidence passes");
-    const failing = (mutate: (e: Record<string, unknown>) => void, n = nonce, evs = events, cp: { checkpoint: typeof checkpoint } = { checkpoint }) => {
+    const failing = (
+      mutate: (e: Record<string, unknown>) => void,
+      n = nonce,
+      evs = events,
+      cp: { checkpoint: typeof checkpoint } = { checkpoint },
+    ) => {
       const e = structuredClone(ev);
       mutate(e);
-      return verifyEvidence(e, n, evs, cp.checkpoint).checks.filter((c) => !c.ok).map((c) => c.check);
+      return verifyEvidence(e, n, evs, cp.checkpoint)
+        .checks.filter((c) => !c.ok)
+        .map((c) => c.check);
     };
     const st = (e: Record<string, unknown>) => e.statement as Record<string, unknown>;
-    assert.deepEqual(failing(() => {}, "c3".repeat(16)), ["statement carries our nonce"], "a replayed answer");
-    assert.ok(failing((e) => ((e.policy as { gateway: Record<string, unknown> }).gateway.telegram = { chatId: 666 })).includes("policy digest matches the policy shown"));
-    assert.ok(failing((e) => (st(e).runnerPublicKey = "00".repeat(32))).includes("report_data = SHA-512(statement)"), "a swapped runner key");
-    assert.ok(failing((e) => (st(e).auditHead = { seq: 1, hash: events[0]!.hash })).includes("report_data = SHA-512(statement)"), "an older head");
+    assert.deepEqual(
+      failing(() => {}, "c3".repeat(16)),
+      ["statement carries our nonce"],
+      "a replayed answer",
+    );
+    assert.ok(
+      failing((e) => ((e.policy as { gateway: Record<string, unknown> }).gateway.telegram = { chatId: 666 })).includes(
+        "policy digest matches the policy shown",
+      ),
+    );
+    assert.ok(
+      failing((e) => (st(e).runnerPublicKey = "00".repeat(32))).includes("report_data = SHA-512(statement)"),
+      "a swapped runner key",
+    );
+    assert.ok(
+      failing((e) => (st(e).auditHead = { seq: 1, hash: events[0]!.hash })).includes("report_data = SHA-512(statement)"),
+      "an older head",
+    );
     assert.ok(failing((e) => (e.report_data = "00".repeat(64))).length > 0);
     // A quote made for another report_data (e.g. replayed from another call).
     const other = (await verifyJson(stack)).body.evidence as Record<string, unknown>;
-    assert.deepEqual(failing((e) => (e.quote = other.quote)), ["the quote's report_data is that value"]);
-    assert.ok(failing((e) => (e.gateway_signature = other.gateway_signature)).includes("gateway countersigned the statement with the key it names"));
+    assert.deepEqual(
+      failing((e) => (e.quote = other.quote)),
+      ["the quote's report_data is that value"],
+    );
+    assert.ok(
+      failing((e) => (e.gateway_signature = other.gateway_signature)).includes("gateway countersigned the statement with the key it names"),
+    );
     // An event log or Info that does not match the quote's RTMR3 (another app's compose, say).
     const otherCompose = "9".repeat(64);
-    assert.deepEqual(failing((e) => ((e.dstack_info as Record<string, unknown>).compose_hash = otherCompose)),
-      ["RTMR3 compose-hash event = Info compose_hash", "compose_hash = sha256(app_compose)"]);
+    assert.deepEqual(
+      failing((e) => ((e.dstack_info as Record<string, unknown>).compose_hash = otherCompose)),
+      ["RTMR3 compose-hash event = Info compose_hash", "compose_hash = sha256(app_compose)"],
+    );
     const relabelled = (e: Record<string, unknown>) => {
       const log = JSON.parse(String(e.event_log)) as { event: string; event_payload: string }[];
       log.find((x) => x.event === "compose-hash")!.event_payload = otherCompose;
       e.event_log = JSON.stringify(log);
     };
-    assert.ok(failing(relabelled).includes("RTMR3 replayed from the event log matches the quote"), "an event whose payload is not its digest");
+    assert.ok(
+      failing(relabelled).includes("RTMR3 replayed from the event log matches the quote"),
+      "an event whose payload is not its digest",
+    );
     const reordered = (e: Record<string, unknown>) => {
       const log = JSON.parse(String(e.event_log)) as unknown[];
       e.event_log = JSON.stringify([log[0], log[2], log[1], ...log.slice(3)]);
@@ -164,9 +215,20 @@ describe("attestation with a dstack guest agent", () => {
     assert.ok(failing(() => {}, nonce, events.slice(0, -1)).includes("attested audit head is in the chain"));
     // No checkpoint, or one for another head, or signed by another key.
     const cpCheck = "checkpoint signed by the attested gateway key, naming the chain's head";
-    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: undefined }), [cpCheck]);
-    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: { ...checkpoint!, payload_json: checkpoint!.payload_json.replace(/"seq":\d+/, '"seq":1') } }), [cpCheck]);
-    assert.deepEqual(failing(() => {}, nonce, events, { checkpoint: { ...checkpoint!, public_key: "ab".repeat(32) } }), [cpCheck]);
+    assert.deepEqual(
+      failing(() => {}, nonce, events, { checkpoint: undefined }),
+      [cpCheck],
+    );
+    assert.deepEqual(
+      failing(() => {}, nonce, events, {
+        checkpoint: { ...checkpoint!, payload_json: checkpoint!.payload_json.replace(/"seq":\d+/, '"seq":1') },
+      }),
+      [cpCheck],
+    );
+    assert.deepEqual(
+      failing(() => {}, nonce, events, { checkpoint: { ...checkpoint!, public_key: "ab".repeat(32) } }),
+      [cpCheck],
+    );
   });
 
   test("a chain edited on disk fails verify; a truncated one fails --known-head", async () => {
@@ -218,7 +280,10 @@ describe("attestation with a dstack guest agent", () => {
     try {
       const r = await stack.cliAsync("verify");
       assert.equal(r.code, 3, r.out);
-      assert.match(r.out, /attestation refused: dstack guest agent GetQuote .* failed: GetQuote failed \(injected\) \(attestation_failed\)/);
+      assert.match(
+        r.out,
+        /attestation refused: dstack guest agent GetQuote .* failed: GetQuote failed \(injected\) \(attestation_failed\)/,
+      );
     } finally {
       dstack.failing.delete("GetQuote");
     }
@@ -231,7 +296,12 @@ describe("attestation with a dstack guest agent", () => {
 
   test("self-audit: ids, env names, sockets, Deno flags; the same-uid launcher is flagged", async () => {
     const r = await stack.cliAsync("self-audit", "--json");
-    const audit = JSON.parse(r.out) as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: Record<string, unknown>; runner: Record<string, unknown> };
+    const audit = JSON.parse(r.out) as {
+      ok: boolean;
+      checks: { check: string; status: string; detail: string }[];
+      gateway: Record<string, unknown>;
+      runner: Record<string, unknown>;
+    };
     const status = Object.fromEntries(audit.checks.map((c) => [c.check, c.status]));
     // npm start runs both processes as one user in one PID namespace: the gateway could read the
     // runner's memory. The self-audit says so (compose.yaml separates them).
@@ -239,10 +309,16 @@ describe("attestation with a dstack guest agent", () => {
     assert.equal(r.code, 6);
     assert.equal(audit.ok, false);
     for (const ok of [
-      "gateway environment holds no runner secrets", "runner environment holds no gateway credentials", "runner socket restricted",
-      "runner listens only on its socket (and the loopback egress proxy)", "Deno flags deny everything not granted per run",
-      "receipt key from the TEE", "operator socket is private", "gateway has no dstack socket",
-    ]) assert.equal(status[ok], "ok", `${ok}: ${JSON.stringify(audit.checks.find((c) => c.check === ok))}`);
+      "gateway environment holds no runner secrets",
+      "runner environment holds no gateway credentials",
+      "runner socket restricted",
+      "runner listens only on its socket (and the loopback egress proxy)",
+      "Deno flags deny everything not granted per run",
+      "receipt key from the TEE",
+      "operator socket is private",
+      "gateway has no dstack socket",
+    ])
+      assert.equal(status[ok], "ok", `${ok}: ${JSON.stringify(audit.checks.find((c) => c.check === ok))}`);
     assert.ok((audit.runner.envNames as string[]).includes("RUNNER_DSTACK_ENDPOINT"));
     assert.ok(!(audit.gateway.envNames as string[]).includes("RUNNER_DSTACK_ENDPOINT"));
     assert.ok((audit.runner.listening as string[]).includes(`unix:${stack.runnerSocket}`));
@@ -274,7 +350,12 @@ describe("remote audit (AUDIT_TOKENS, for auditors who cannot reach the machine)
     // Read-only: no listing of requests (with their code), no decisions, no metrics remotely; and
     // the agent port serves none of it.
     const auth = { authorization: `Bearer ${auditor.token}` };
-    for (const [method, path] of [["GET", "/operator/requests"], ["POST", "/operator/requests/exec_0000000000000001/approve"], ["GET", "/operator/metrics"], ["GET", "/execute/exec_0000000000000001/status"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/operator/requests"],
+      ["POST", "/operator/requests/exec_0000000000000001/approve"],
+      ["GET", "/operator/metrics"],
+      ["GET", "/execute/exec_0000000000000001/status"],
+    ] as const) {
       assert.equal((await fetch(`${auditUrl}${path}`, { method, headers: auth })).status, 404, path);
     }
     assert.equal((await fetch(`${stack.baseUrl}/operator/audit`, { headers: auth })).status, 404, "not on the agent port");

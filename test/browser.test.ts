@@ -68,10 +68,17 @@ describe("a web page attacking the gateway, in real Chromium", { skip: NO_CHROMI
     const { chromium } = await import("playwright-core");
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync",
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         // DNS rebinding, made deterministic: the attacker's name resolves to the machine itself.
-        "--host-resolver-rules=MAP rebind.evil.test 127.0.0.1"],
+        "--host-resolver-rules=MAP rebind.evil.test 127.0.0.1",
+      ],
     });
     try {
       const before = JSON.parse(stack.cli("list", "--json").out).requests.length;
@@ -84,8 +91,11 @@ describe("a web page attacking the gateway, in real Chromium", { skip: NO_CHROMI
       await tab.goto(`http://rebind.evil.test:${stack.options.port}/`).catch(() => undefined);
       const rebound = await tab.evaluate(async () => {
         const r = await fetch("/health");
-        const w = await fetch("/execute", { method: "POST", headers: { "content-type": "application/json" },
-          body: JSON.stringify({ skill_id: "rebind", skill_url: "data:,console.log(1)" }) });
+        const w = await fetch("/execute", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ skill_id: "rebind", skill_url: "data:,console.log(1)" }),
+        });
         return { health: `${r.status} ${(await r.text()).slice(0, 120)}`, submit: `${w.status}` };
       });
       await context.close();
@@ -99,7 +109,10 @@ describe("a web page attacking the gateway, in real Chromium", { skip: NO_CHROMI
       assert.match(rebound.health, /^403 .*is not a name this gateway serves/, JSON.stringify(rebound));
       assert.equal(rebound.submit, "403");
       // The simple requests did reach the gateway, and were refused there, saying why.
-      const refusals = stack.log().split("\n").filter((l) => l.includes('"msg":"refused a request from a web page"'));
+      const refusals = stack
+        .log()
+        .split("\n")
+        .filter((l) => l.includes('"msg":"refused a request from a web page"'));
       const by = (code: string) => refusals.filter((l) => l.includes(`"code":"${code}"`) && l.includes('"method":"POST"')).length;
       assert.ok(by("forbidden_origin") >= 2, `the no-cors POST and the form were refused by Origin:\n${refusals.join("\n")}`);
       assert.ok(by("forbidden_host") >= 1, `the rebinding POST was refused by Host:\n${refusals.join("\n")}`);

@@ -22,8 +22,12 @@ function gatewayStart(dbPath: string): { status: number | null; stderr: string }
   const dir = tempDir("oauth3-dbstart-");
   const r = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "gateway/src/main.ts")], {
     env: {
-      PATH: process.env.PATH, DB_PATH: dbPath, PORT: "0", RUNNER_SOCKET: join(dir, "none.sock"),
-      OPERATOR_SOCKET: join(dir, "op", "operator.sock"), LOG_LEVEL: "silent",
+      PATH: process.env.PATH,
+      DB_PATH: dbPath,
+      PORT: "0",
+      RUNNER_SOCKET: join(dir, "none.sock"),
+      OPERATOR_SOCKET: join(dir, "op", "operator.sock"),
+      LOG_LEVEL: "silent",
     },
     encoding: "utf8",
     timeout: 20_000,
@@ -82,14 +86,22 @@ describe("DB_PATH", () => {
     assert.equal(resolveDbLocation(file).form, "file");
   });
 
-  const noSqlite = spawnSync("python3", ["-c", "import sqlite3"]).status !== 0
-    && "needs python3 with its sqlite3 module to make a real SQLite file (apt-get install python3)";
+  const noSqlite =
+    spawnSync("python3", ["-c", "import sqlite3"]).status !== 0 &&
+    "needs python3 with its sqlite3 module to make a real SQLite file (apt-get install python3)";
   test("an upstream SQLite database is refused with what was found and what to do; nothing is touched", { skip: noSqlite }, () => {
     const dir = tempDir("oauth3-sqlite-");
     const dbPath = join(dir, "proxy.db");
-    const py = spawnSync("python3", ["-c",
-      "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table requests (id text primary key, status text)'); " +
-        "c.execute(\"insert into requests values ('exec_0123456789abcdef','pending')\"); c.commit()", dbPath], { encoding: "utf8" });
+    const py = spawnSync(
+      "python3",
+      [
+        "-c",
+        "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table requests (id text primary key, status text)'); " +
+          "c.execute(\"insert into requests values ('exec_0123456789abcdef','pending')\"); c.commit()",
+        dbPath,
+      ],
+      { encoding: "utf8" },
+    );
     assert.equal(py.status, 0, `python3's sqlite3 made the upstream database: ${py.stderr}`);
     const before = readFileSync(dbPath);
     const r = gatewayStart(dbPath);

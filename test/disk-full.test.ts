@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
-import { type AuditEvent } from "../shared/src/index.ts";
+import type { AuditEvent } from "../shared/src/index.ts";
 import { freePort, Stack } from "./helpers/stack.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -61,7 +61,11 @@ describe("gateway on a full disk", { skip: !ROOT_USER && "needs root to mount a 
     assert.equal(audit.code, 0, audit.out.slice(-500));
     const { events, verdict } = JSON.parse(audit.out) as { events: AuditEvent[]; verdict: { ok: boolean } };
     assert.equal(verdict.ok, true);
-    assert.deepEqual(events.filter((e) => e.type === "request_received").map((e) => e.requestId), accepted, "no entry without its request, no request without its entry");
+    assert.deepEqual(
+      events.filter((e) => e.type === "request_received").map((e) => e.requestId),
+      accepted,
+      "no entry without its request, no request without its entry",
+    );
     const list = await stack.cliAsync("list", "--json");
     assert.equal((JSON.parse(list.out) as { requests: unknown[] }).requests.length, accepted.length);
 
@@ -71,7 +75,9 @@ describe("gateway on a full disk", { skip: !ROOT_USER && "needs root to mount a 
         let body = "";
         res.on("data", (c: Buffer) => (body += c.toString("utf8")));
         res.on("end", () => resolve(body));
-      }).on("error", reject).end();
+      })
+        .on("error", reject)
+        .end();
     });
     assert.match(metrics, /oauth3_audit_write_failures_total [1-9]/);
     assert.doesNotMatch(stack.log(), /unhandled rejection/);

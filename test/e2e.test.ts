@@ -95,8 +95,17 @@ try { console.log(JSON.stringify(Deno.env.toObject())); } catch (e) { console.lo
     assert.ok(result.redacted);
     const policy = (final.result as { policy: Record<string, unknown> }).policy;
     assertHealthMode(policy);
-    assert.deepEqual(policy.env_names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "FOO", "HOME",
-      ...(PROXIED ? ["HTTPS_PROXY", "HTTP_PROXY"] : []), "LANG", "NO_COLOR", "PATH", "TZ"]);
+    assert.deepEqual(policy.env_names, [
+      "DENO_DIR",
+      "DENO_NO_UPDATE_CHECK",
+      "FOO",
+      "HOME",
+      ...(PROXIED ? ["HTTPS_PROXY", "HTTP_PROXY"] : []),
+      "LANG",
+      "NO_COLOR",
+      "PATH",
+      "TZ",
+    ]);
     assert.ok((policy.deno_args as string[]).includes("--allow-env=FOO"));
   });
 
@@ -179,19 +188,36 @@ while (true) {}`),
     const runnerEnv = environ(runnerPid!);
     const gatewayEnv = environ(gatewayPid!);
     assert.ok(!runnerEnv.some((e) => e.startsWith("TELEGRAM_") || e.includes(TOKEN)), "runner env has no token");
-    assert.ok(gatewayEnv.some((e) => e.startsWith("TELEGRAM_BOT_TOKEN=")), "gateway does hold the token");
+    assert.ok(
+      gatewayEnv.some((e) => e.startsWith("TELEGRAM_BOT_TOKEN=")),
+      "gateway does hold the token",
+    );
     assert.ok(!gatewayEnv.some((e) => e.startsWith("SECRETS_") || e.includes(FOO) || e.includes(BAR)));
     // The operator socket is the gateway's alone.
     assert.equal(statSync(stack.operatorSocket).mode & 0o777, 0o600);
   });
 
   test("curl submits as an agent; the same request as a web page or through a rebound name is refused", () => {
-    const curl = (...args: string[]) => spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", ...args], { encoding: "utf8" }).stdout;
+    const curl = (...args: string[]) =>
+      spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", ...args], { encoding: "utf8" }).stdout;
     const body = JSON.stringify({ skill_id: "curl", skill_url: data("console.log('curl')") });
     const before = JSON.parse(stack.cli("list", "--json").out).requests.length;
     assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: application/json", "-d", body), "200");
     assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: text/plain", "-d", body), "415");
-    assert.equal(curl("-X", "POST", `${stack.baseUrl}/execute`, "-H", "Content-Type: application/json", "-H", "Origin: https://evil.example", "-d", body), "403");
+    assert.equal(
+      curl(
+        "-X",
+        "POST",
+        `${stack.baseUrl}/execute`,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Origin: https://evil.example",
+        "-d",
+        body,
+      ),
+      "403",
+    );
     assert.equal(curl(`${stack.baseUrl}/health`, "-H", "Host: rebind.evil.example"), "403");
     assert.equal(JSON.parse(stack.cli("list", "--json").out).requests.length, before + 1, "only curl's own request was stored");
   });
@@ -199,8 +225,13 @@ while (true) {}`),
   test("the operator's terminal cannot be made to lie: show, pending and --json hold no raw control byte; --raw gives the exact bytes to a pipe", async () => {
     // An ESC sequence that clears the line, a CR that rewrites it, a bidi override, a line separator,
     // C1 CSI, a tag character: in the code, the description and an arg.
-    const code = "// @description looks\u2028Secrets: none \u202eexe.txt\nconsole.log('shown');\u001b[2K\rconsole.log('hidden') \u009b31m \u{e0041}\n";
-    const { json } = await stack.post({ skill_id: "terminal", skill_url: data(code), args: { note: "\u001b]0;title\u0007\u202eevil\u2029" } });
+    const code =
+      "// @description looks\u2028Secrets: none \u202eexe.txt\nconsole.log('shown');\u001b[2K\rconsole.log('hidden') \u009b31m \u{e0041}\n";
+    const { json } = await stack.post({
+      skill_id: "terminal",
+      skill_url: data(code),
+      args: { note: "\u001b]0;title\u0007\u202eevil\u2029" },
+    });
     const id = String(json.request_id);
     const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f]|\u{e0041}/u;
     for (const args of [["show", id], ["pending"], ["show", id, "--json"], ["pending", "--json"]]) {
@@ -268,14 +299,19 @@ while (true) {}`),
 describe("refusing to start with the other side's credentials", () => {
   const run = (entry: string, env: Record<string, string>) =>
     spawnSync(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, entry)], {
-      env: { PATH: process.env.PATH, ...env }, encoding: "utf8", timeout: 20_000, cwd: tempDir(),
+      env: { PATH: process.env.PATH, ...env },
+      encoding: "utf8",
+      timeout: 20_000,
+      cwd: tempDir(),
     });
 
   test("a gateway without its runner says so: 503 runner_unavailable, health degraded", async () => {
     const port = await freePort();
     const cwd = tempDir();
     const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "gateway/src/main.ts")], {
-      cwd, env: { PATH: process.env.PATH, PORT: String(port), RUNNER_SOCKET: join(cwd, "nobody.sock") }, stdio: "ignore",
+      cwd,
+      env: { PATH: process.env.PATH, PORT: String(port), RUNNER_SOCKET: join(cwd, "nobody.sock") },
+      stdio: "ignore",
     });
     try {
       let health: Response | undefined;
@@ -286,7 +322,8 @@ describe("refusing to start with the other side's credentials", () => {
       assert.equal(health!.status, 503);
       assert.equal(((await health!.json()) as { status: string }).status, "degraded");
       const res = await fetch(`http://127.0.0.1:${port}/execute`, {
-        method: "POST", headers: { "content-type": "application/json" },
+        method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ skill_id: "x", skill_url: "data:text/typescript,1" }),
       });
       assert.equal(res.status, 503);

@@ -28,19 +28,55 @@ function makeCerts(): { ca: string; key: string; cert: string } {
     const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
   };
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=oauth3 test CA",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=oauth3 test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ]);
   run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=api.anthropic.com"]);
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=DNS:api.anthropic.com,DNS:api.github.com\nextendedKeyUsage=serverAuth\n");
-  run(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf"]);
+  run([
+    "x509",
+    "-req",
+    "-in",
+    "leaf.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "leaf.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
   return { ca: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
 }
 
 describe("SKILL.md examples", () => {
   before(async () => {
     writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
-    const env: Record<string, string> = { SECRETS_FILE: join(dir, "secrets.env"), TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
-      RUNNER_SKILL_UID_BASE: "66400" };
+    const env: Record<string, string> = {
+      SECRETS_FILE: join(dir, "secrets.env"),
+      TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
+      RUNNER_SKILL_UID_BASE: "66400",
+    };
     // The API examples need the egress proxy (it maps the real API names to the fake on 127.0.0.1:443).
     if (PROXIED) Object.assign(env, await startFakeApis());
     stack = new Stack({ dir, port: await freePort(), env });
@@ -76,7 +112,8 @@ describe("SKILL.md examples", () => {
   /** `oauth3 run <example> ... --wait` as a separate process, approved by the operator meanwhile. */
   async function runExample(file: string, args: string[], urlVar = "OAUTH3_URL"): Promise<{ code: number; out: string }> {
     const child = spawn(process.execPath, [join(ROOT, "cli/bin/oauth3.js"), "run", join(ROOT, "examples", file), ...args, "--wait"], {
-      env: { PATH: process.env.PATH, [urlVar]: stack.baseUrl }, stdio: ["ignore", "pipe", "pipe"],
+      env: { PATH: process.env.PATH, [urlVar]: stack.baseUrl },
+      stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c));
@@ -84,9 +121,15 @@ describe("SKILL.md examples", () => {
     const id = await new Promise<string>((resolve, reject) => {
       const t = setInterval(() => {
         const m = /exec_[0-9a-f]{16}/.exec(out);
-        if (m) { clearInterval(t); resolve(m[0]); }
+        if (m) {
+          clearInterval(t);
+          resolve(m[0]);
+        }
       }, 50);
-      setTimeout(() => { clearInterval(t); reject(new Error(`no request id: ${out}`)); }, 20_000);
+      setTimeout(() => {
+        clearInterval(t);
+        reject(new Error(`no request id: ${out}`));
+      }, 20_000);
     });
     assert.equal(stack.cli("approve", id).code, 0);
     const [code] = (await once(child, "exit")) as [number];

@@ -27,7 +27,10 @@ function readStat(pid: number): string {
 }
 
 describe("npm start's exit status", () => {
-  for (const [victim, index] of [["vault-runner", 0], ["gateway", 1]] as const) {
+  for (const [victim, index] of [
+    ["vault-runner", 0],
+    ["gateway", 1],
+  ] as const) {
     test(`kill -9 of the ${victim}: the other is stopped and the launcher exits 137, naming it`, async () => {
       const stack = await startStack();
       const pids = stack.childPids();
@@ -70,12 +73,19 @@ describe("npm start's exit status", () => {
       writeFileSync(join(dir, "secrets.env"), "", { mode: 0o600 }); // not the repository's own ./secrets.env
       const stack = new Stack({ dir, port, env: { RUNNER_SKILL_UID_BASE: "66950", SECRETS_FILE: join(dir, "secrets.env") } });
       const npm = spawn("npm", ["start", "--silent"], {
-        cwd: ROOT, env: { ...stack.env, HOME: process.env.HOME ?? dir }, stdio: ["ignore", "ignore", "pipe"],
+        cwd: ROOT,
+        env: { ...stack.env, HOME: process.env.HOME ?? dir },
+        stdio: ["ignore", "ignore", "pipe"],
       });
       let err = "";
       npm.stderr!.on("data", (c: Buffer) => (err += c));
       const deadline = Date.now() + 60_000;
-      while (!(await fetch(`${stack.baseUrl}/health`).then((r) => r.ok, () => false))) {
+      while (
+        !(await fetch(`${stack.baseUrl}/health`).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      ) {
         assert.ok(Date.now() < deadline && npm.exitCode === null, `npm start came up: ${err}`);
         await new Promise((r) => setTimeout(r, 200));
       }

@@ -36,10 +36,18 @@ describe("no skill outlives its runner", () => {
   test(`kill -9 of the runner mid-run (${MODE.isolation}): the skill is dead within a second; the request ends interrupted`, async () => {
     const dir = tempDir("oauth3-orphan-");
     writeFileSync(join(dir, "secrets.env"), `FOO=${SECRET}\n`, { mode: 0o600 });
-    const stack = new Stack({ dir, port: await freePort(), env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_SKILL_UID_BASE: "67200" } });
+    const stack = new Stack({
+      dir,
+      port: await freePort(),
+      env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_SKILL_UID_BASE: "67200" },
+    });
     await stack.start();
     const code = `// @secrets FOO\nconst held = Deno.env.get("FOO"); await new Promise((r) => setTimeout(r, 25_000)); console.log(held.length);`;
-    const { json } = await stack.post({ skill_id: "sleeper", skill_url: `data:text/typescript,${encodeURIComponent(code)}`, secrets: ["FOO"] });
+    const { json } = await stack.post({
+      skill_id: "sleeper",
+      skill_url: `data:text/typescript,${encodeURIComponent(code)}`,
+      secrets: ["FOO"],
+    });
     const id = String(json.request_id);
     assert.equal(stack.cli("approve", id).code, 0);
     const deadline = Date.now() + 20_000;
@@ -48,7 +56,11 @@ describe("no skill outlives its runner", () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     const skill = runProcesses(id);
-    if (MODE.isolation === "per-run-uid") assert.ok(skill.every((p) => p.uid >= 67200 && p.uid < 67212), JSON.stringify(skill));
+    if (MODE.isolation === "per-run-uid")
+      assert.ok(
+        skill.every((p) => p.uid >= 67200 && p.uid < 67212),
+        JSON.stringify(skill),
+      );
     const [runner] = stack.childPids();
     process.kill(runner, "SIGKILL");
     await new Promise((r) => setTimeout(r, 1000));

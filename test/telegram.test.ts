@@ -74,36 +74,55 @@ async function press(opts: { fromId?: number; chatId?: number; messageId: number
 }
 
 function runsOf(id: string): number {
-  return stack.log().split("\n").filter((l) => l.includes('"msg":"run started"') && l.includes(id)).length;
+  return stack
+    .log()
+    .split("\n")
+    .filter((l) => l.includes('"msg":"run started"') && l.includes(id)).length;
 }
 
 describe("telegram approvals", () => {
   test("the card shows exactly what will run; Run once runs it once; the card follows", async () => {
     const { id, card } = await submit({
       skill_id: "weather",
-      skill_url: data("// @description Says the secret\n// @secrets FOO\n// @network api.example.com\nconsole.log('key', Deno.env.get('FOO'))"),
+      skill_url: data(
+        "// @description Says the secret\n// @secrets FOO\n// @network api.example.com\nconsole.log('key', Deno.env.get('FOO'))",
+      ),
       secrets: ["FOO"],
       args: { city: "Zürich" },
     });
     const status = await stack.status(id);
     assert.equal(card.parse_mode, "HTML");
     assert.ok(card.link_preview_disabled, "link previews disabled");
-    for (const expected of [String(status.code_hash), "<code>FOO</code>", "<code>api.example.com:443</code>", "Timeout: 30 s",
-      "Says the secret", "<code>city</code> = &quot;Zürich&quot;", `${status.code_size} bytes`, "console.log(&#39;key&#39;", "Expires:"]) {
+    for (const expected of [
+      String(status.code_hash),
+      "<code>FOO</code>",
+      "<code>api.example.com:443</code>",
+      "Timeout: 30 s",
+      "Says the secret",
+      "<code>city</code> = &quot;Zürich&quot;",
+      `${status.code_size} bytes`,
+      "console.log(&#39;key&#39;",
+      "Expires:",
+    ]) {
       if (expected.includes("&#39;")) continue; // quotes in code are left as-is (only & < > " are escaped)
       assert.ok(card.text!.includes(expected), `card lacks ${expected}:\n${card.text}`);
     }
     assert.ok(card.text!.includes("console.log('key', Deno.env.get('FOO'))"), "the exact code is inline");
-    assert.match(card.text!, MODE.isolation === "per-run-uid" && MODE.egress === "proxy+firewall"
-      ? /Sandbox: own uid, egress only via the checking proxy/
-      : new RegExp(`Weaker sandbox</b>: isolation ${MODE.isolation}, egress ${MODE.egress}`));
+    assert.match(
+      card.text!,
+      MODE.isolation === "per-run-uid" && MODE.egress === "proxy+firewall"
+        ? /Sandbox: own uid, egress only via the checking proxy/
+        : new RegExp(`Weaker sandbox</b>: isolation ${MODE.isolation}, egress ${MODE.egress}`),
+    );
     assert.equal(card.reply_markup!.inline_keyboard.flat().length, 3);
 
     assert.equal(await press({ messageId: card.message_id, data: button(card, "a:") }), "Approved: running once.");
     const final = await stack.waitFinal(id);
     assert.equal(final.status, "completed");
     assert.equal(final.decided_by, `telegram:${CHAT}`);
-    const edited = await tg.waitFor(() => (tg.messages.get(card.message_id)!.text!.includes("Completed") ? tg.messages.get(card.message_id) : undefined));
+    const edited = await tg.waitFor(() =>
+      tg.messages.get(card.message_id)!.text!.includes("Completed") ? tg.messages.get(card.message_id) : undefined,
+    );
     assert.match(edited!.text!, /Approved<\/b> by telegram:7001 at/);
     assert.match(edited!.text!, /key \[REDACTED:FOO\]/, "a short redacted excerpt");
     assert.deepEqual(edited!.reply_markup?.inline_keyboard ?? [], [], "buttons removed");
@@ -126,7 +145,7 @@ describe("telegram approvals", () => {
       { messageId: a.card.message_id, data: wrongNonce(approveA) }, // wrong nonce
       { messageId: a.card.message_id, data: `a:${a.id.slice(5)}:${nonceB}` }, // another request's nonce
       { messageId: a.card.message_id, data: "a:0123456789abcdef:AAAAAAAAAAAAAAAAAAAAAA" }, // unknown request
-      { messageId: a.card.message_id, data: "approve:" + a.id + ":once" }, // upstream's format
+      { messageId: a.card.message_id, data: `approve:${a.id}:once` }, // upstream's format
       { messageId: a.card.message_id, data: "\u0000\u202e" }, // junk
     ];
     // Each press was answered, and the answer comes after the whole check: nothing is still going on.
@@ -145,8 +164,8 @@ describe("telegram approvals", () => {
 
   test("injection attempts render as inert, flagged text", async () => {
     const { card } = await submit({
-      skill_id: "<b>trusted</b> & <a href=\"tg://x\">",
-      skill_url: data("// @description <a href=\"https://evil.example\">click</a> \u202egnp.exe\nconsole.log(1)"),
+      skill_id: '<b>trusted</b> & <a href="tg://x">',
+      skill_url: data('// @description <a href="https://evil.example">click</a> \u202egnp.exe\nconsole.log(1)'),
       args: { note: "</code><i>x</i>\u200b" },
     });
     const text = card.text!;
@@ -173,7 +192,10 @@ describe("telegram approvals", () => {
   test("a grant auto-approves identical requests, reported in the chat, until revoked", async () => {
     const skill = { skill_id: "granted", skill_url: data("// @secrets FOO\nconsole.log('granted run')"), secrets: ["FOO"] };
     const first = await submit({ ...skill, args: { n: "1" } });
-    assert.match(String(await press({ messageId: first.card.message_id, data: button(first.card, "g:") })), /^Running once\. Identical requests are allowed until/);
+    assert.match(
+      String(await press({ messageId: first.card.message_id, data: button(first.card, "g:") })),
+      /^Running once\. Identical requests are allowed until/,
+    );
     await stack.waitFinal(first.id);
 
     // Same code, secrets and hosts, other args: runs without asking, and the chat is told.
@@ -183,12 +205,17 @@ describe("telegram approvals", () => {
     assert.equal(second.status, "completed");
     assert.match(String(second.decided_by), /^grant:[0-9a-f]{12}$/);
     const grantId = String(second.decided_by).slice("grant:".length);
-    const report = structuredClone(await tg.waitFor(() =>
-      tg.sentTo(CHAT).find((m) => m.text?.includes("Auto-approved") && m.text.includes(secondId) && m.text.includes("Completed"))));
+    const report = structuredClone(
+      await tg.waitFor(() =>
+        tg.sentTo(CHAT).find((m) => m.text?.includes("Auto-approved") && m.text.includes(secondId) && m.text.includes("Completed")),
+      ),
+    );
     assert.ok(report.text!.includes(`grant <code>${grantId}</code>`));
 
     tg.sendText({ fromId: CHAT, chatId: CHAT, text: "/grants" });
-    const listed = await tg.waitFor(() => tg.sentTo(CHAT).find((m) => m.text?.startsWith(`<code>${grantId}</code> agent (unidentified) skill <b>granted</b>`)));
+    const listed = await tg.waitFor(() =>
+      tg.sentTo(CHAT).find((m) => m.text?.startsWith(`<code>${grantId}</code> agent (unidentified) skill <b>granted</b>`)),
+    );
     assert.ok(listed.text!.includes(`sha256 <code>${String(second.code_hash)}</code>`), "the grant listing shows the full hash");
 
     // The report's Revoke button: forged nonce refused, a non-approver's /revoke ignored, then revoked.
@@ -278,7 +305,11 @@ describe("telegram approvals", () => {
   });
 
   test("409 Conflict is reported clearly, polling recovers; the token is never printed", async () => {
-    tg.failNext("getUpdates", { error_code: 409, description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running" }, 2);
+    tg.failNext(
+      "getUpdates",
+      { error_code: 409, description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running" },
+      2,
+    );
     await tg.waitFor(() => stack.log().includes("409 Conflict: another process is already receiving updates"), 15_000);
     const during = (await (await fetch(`${stack.baseUrl}/health`)).json()) as Record<string, unknown>;
     assert.equal(during.telegram, "conflict");
@@ -304,9 +335,12 @@ describe("telegram webhook mode", () => {
       dir: whDir,
       port: await freePort(),
       env: {
-        TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_CHAT_ID: String(CHAT), TELEGRAM_API_ROOT: whTg.apiRoot,
+        TELEGRAM_BOT_TOKEN: TOKEN,
+        TELEGRAM_CHAT_ID: String(CHAT),
+        TELEGRAM_API_ROOT: whTg.apiRoot,
         TELEGRAM_WEBHOOK_URL: "https://bot.example.com/telegram/webhook",
-        TELEGRAM_WEBHOOK_SECRET: secret, TELEGRAM_WEBHOOK_PORT: String(whPort),
+        TELEGRAM_WEBHOOK_SECRET: secret,
+        TELEGRAM_WEBHOOK_PORT: String(whPort),
         RUNNER_SKILL_UID_BASE: "64100",
       },
     });

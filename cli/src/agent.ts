@@ -75,12 +75,12 @@ export async function agentCommand(command: "run" | "status", argv: string[], en
 
   for (;;) {
     const res = await fetch(`${base}/execute/${encodeURIComponent(id)}/status${values.wait ? "?wait=55" : ""}`, { headers });
-    const s = (await res.json()) as Record<string, any>;
+    const s = (await res.json()) as StatusReply;
     if (!res.ok) {
       out(`oauth3: ${String(s.error)} (${String(s.code)})`);
       return 1;
     }
-    const final = !["pending", "approved", "executing"].includes(s.status);
+    const final = !["pending", "approved", "executing"].includes(String(s.status));
     if (!final && values.wait) continue;
     if (values.json || !final) {
       out(JSON.stringify(s, null, 2));
@@ -90,12 +90,23 @@ export async function agentCommand(command: "run" | "status", argv: string[], en
       if (s.result.stdout) out(String(s.result.stdout).replace(/\n$/, ""));
       if (s.result.stderr) out(`--- stderr ---\n${String(s.result.stderr).replace(/\n$/, "")}`);
     }
-    out(`${id} ${s.status}${s.result ? ` (${s.result.reason}, exit ${s.result.exitCode}, ${s.result.duration} ms)` : ""}${s.error ? `: ${s.error}` : ""}`);
+    out(
+      `${id} ${s.status}${s.result ? ` (${s.result.reason}, exit ${s.result.exitCode}, ${s.result.duration} ms)` : ""}${s.error ? `: ${s.error}` : ""}`,
+    );
     return exitCodeFor(s);
   }
 }
 
-function exitCodeFor(s: Record<string, any>): number {
+/** What the agent API answers (status, or an error): only the fields the CLI reads. */
+interface StatusReply {
+  [field: string]: unknown;
+  status?: string;
+  error?: string;
+  code?: string;
+  result?: { success: boolean; exitCode: number; reason?: string; duration?: number; stdout?: string; stderr?: string };
+}
+
+function exitCodeFor(s: StatusReply): number {
   if (s.result) return s.result.success ? 0 : s.result.exitCode > 0 ? s.result.exitCode : 4;
   return s.status === "denied" || s.status === "expired" ? 3 : 4;
 }

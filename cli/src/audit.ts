@@ -11,7 +11,12 @@ type Row = Record<string, unknown>;
  * --url and OAUTH3_AUDIT_TOKEN, over a gateway's remote audit port.
  */
 export async function auditorCommand(
-  command: "audit" | "verify" | "self-audit", argv: string[], auditToken: string | undefined, socketPath: string, json: boolean, out: (s: string) => void,
+  command: "audit" | "verify" | "self-audit",
+  argv: string[],
+  auditToken: string | undefined,
+  socketPath: string,
+  json: boolean,
+  out: (s: string) => void,
 ): Promise<number> {
   // Each command's own options, strictly: an unknown option or one without its value is an error,
   // never a default (`verify --nonce` with no value used to verify against a random nonce).
@@ -66,7 +71,6 @@ async function downloadChain(target: Target): Promise<{ events: AuditEvent[]; ch
   return { events, ...(checkpoint && { checkpoint }) };
 }
 
-
 /** Downloads every page of the audit chain, verifies hashes and links offline, prints a table. */
 async function auditCommand(target: Target, json: boolean, out: (s: string) => void, runnerKey?: string): Promise<number> {
   let events: AuditEvent[];
@@ -78,30 +82,44 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
   }
   const chain = verifyAuditChain(events);
   const receipts = verifyRunReceipts(events, runnerKey);
-  const verdict = { ok: chain.ok && receipts.ok, count: chain.count, head: chain.head, problems: [...chain.problems, ...receipts.problems] };
+  const verdict = {
+    ok: chain.ok && receipts.ok,
+    count: chain.count,
+    head: chain.head,
+    problems: [...chain.problems, ...receipts.problems],
+  };
   if (json) {
     out(JSON.stringify({ verdict, runnerKeys: receipts.keys, events }, null, 2));
   } else {
     const signed = new Map(receipts.summaries.map((s) => [s.seq, s] as const));
     for (const e of events) {
       const d = e.data as Record<string, unknown>;
-      const what = e.type === "request_received"
-        ? `skill=${JSON.stringify(d.skillId)} agent=${JSON.stringify(d.agent ?? null)} code=${String(d.codeSha256)} ` +
-          `secrets=${(d.secretNames as string[]).join(",") || "-"} hosts=${((d.network as string[] | undefined) ?? []).join(",") || "-"} timeout=${String(d.timeoutSeconds)}`
-        : Object.entries(d).filter(([k]) => k !== "receipt").map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+      const what =
+        e.type === "request_received"
+          ? `skill=${JSON.stringify(d.skillId)} agent=${JSON.stringify(d.agent ?? null)} code=${String(d.codeSha256)} ` +
+            `secrets=${(d.secretNames as string[]).join(",") || "-"} hosts=${((d.network as string[] | undefined) ?? []).join(",") || "-"} timeout=${String(d.timeoutSeconds)}`
+          : Object.entries(d)
+              .filter(([k]) => k !== "receipt")
+              .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+              .join(" ");
       out(`${String(e.seq).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.type.padEnd(16)} ${e.requestId ?? ""}  ${what}`);
       const s = signed.get(e.seq);
       if (s) {
         // What the runner itself signed about this run, beside what the gateway recorded.
-        out(`${" ".repeat(8)}runner receipt: secrets=${s.secretNames.join(",") || "-"} hosts=${s.network.join(",") || "-"} ` +
-          `uid=${s.uid ?? "runner's own"} termination=${s.termination} exit=${s.exitCode}` +
-          (s.approval ? ` approved-by=${s.approval.decidedBy} via=${s.approval.channel}` : ""));
+        out(
+          `${" ".repeat(8)}runner receipt: secrets=${s.secretNames.join(",") || "-"} hosts=${s.network.join(",") || "-"} ` +
+            `uid=${s.uid ?? "runner's own"} termination=${s.termination} exit=${s.exitCode}` +
+            (s.approval ? ` approved-by=${s.approval.decidedBy} via=${s.approval.channel}` : ""),
+        );
       }
     }
-    out(verdict.ok
-      ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ${receipts.keys[0] ?? "(none yet)"}`
-      : `CHAIN BROKEN (${verdict.problems.length} problems):\n  ${verdict.problems.join("\n  ")}`);
-    if (verdict.ok && !runnerKey) out("Compare the runner key with the one the runner publishes (/health runner_signing_key), or pin it with --runner-key.");
+    out(
+      verdict.ok
+        ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ${receipts.keys[0] ?? "(none yet)"}`
+        : `CHAIN BROKEN (${verdict.problems.length} problems):\n  ${verdict.problems.join("\n  ")}`,
+    );
+    if (verdict.ok && !runnerKey)
+      out("Compare the runner key with the one the runner publishes (/health runner_signing_key), or pin it with --runner-key.");
   }
   return verdict.ok ? 0 : 5;
 }
@@ -121,7 +139,11 @@ const STILL_TO_CHECK = [
  * chain up to the attested head, and that every run receipt is signed by the attested runner key.
  */
 async function verifyCommand(
-  target: Target, json: boolean, out: (s: string) => void, givenNonce?: string, knownHead?: string,
+  target: Target,
+  json: boolean,
+  out: (s: string) => void,
+  givenNonce?: string,
+  knownHead?: string,
 ): Promise<number> {
   const nonce = givenNonce ?? randomBytes(32).toString("hex");
   const known = knownHead === undefined ? undefined : /^(\d+):([0-9a-f]{64})$/.exec(knownHead);
@@ -154,17 +176,38 @@ async function verifyCommand(
     const seq = Number(known[1]);
     const found = chain.events.find((e) => e.seq === seq);
     const ok = found?.hash === known[2];
-    result.checks.push({ check: "the chain still contains the head you saw before", ok, detail: found ? `entry ${seq}${ok ? "" : " has another hash (rewritten)"}` : `entry ${seq} is gone (truncated)` });
+    result.checks.push({
+      check: "the chain still contains the head you saw before",
+      ok,
+      detail: found ? `entry ${seq}${ok ? "" : " has another hash (rewritten)"}` : `entry ${seq} is gone (truncated)`,
+    });
     result.ok &&= ok;
   }
   const last = chain.events.at(-1);
   const headNow = last ? `${last.seq}:${last.hash}` : undefined;
   if (json) {
-    out(JSON.stringify({ ok: result.ok, attested: result.ok && evidence.tee === true, checks: result.checks, still_to_check: STILL_TO_CHECK, head: headNow ?? null, evidence, checkpoint: chain.checkpoint }, null, 2));
+    out(
+      JSON.stringify(
+        {
+          ok: result.ok,
+          attested: result.ok && evidence.tee === true,
+          checks: result.checks,
+          still_to_check: STILL_TO_CHECK,
+          head: headNow ?? null,
+          evidence,
+          checkpoint: chain.checkpoint,
+        },
+        null,
+        2,
+      ),
+    );
   } else {
     for (const c of result.checks) out(`${c.ok ? "  ok  " : "  FAIL"}  ${c.check}${c.detail ? `: ${c.detail}` : ""}`);
     if (!result.ok) out("VERIFICATION FAILED: do not trust this deployment's evidence.");
-    else if (evidence.tee !== true) out(`NOT ATTESTED: ${String(evidence.no_tee_reason)}\nThe chain and signatures check out, but nothing proves what code produced them.`);
+    else if (evidence.tee !== true)
+      out(
+        `NOT ATTESTED: ${String(evidence.no_tee_reason)}\nThe chain and signatures check out, but nothing proves what code produced them.`,
+      );
     else out("Binding verified: the quote's report_data commits to your nonce, this audit head, both keys and the policy shown.");
     if (headNow) out(`Head now ${headNow}: pass it as --known-head next time to catch truncation or rewriting.`);
     out("Still to check elsewhere:");
@@ -182,7 +225,9 @@ async function selfAuditCommand(target: Target, json: boolean, out: (s: string) 
     out(`oauth3: cannot reach the gateway at ${describeTarget(target)}: ${(err as Error).message}`);
     return 3;
   }
-  const audit = reply.body.self_audit as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: Row; runner: Row | null } | undefined;
+  const audit = reply.body.self_audit as
+    | { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: Row; runner: Row | null }
+    | undefined;
   if (!audit) {
     out(`oauth3: ${String(reply.body.error ?? "no self-audit in the answer")}`);
     return 1;
@@ -190,7 +235,9 @@ async function selfAuditCommand(target: Target, json: boolean, out: (s: string) 
   if (json) out(JSON.stringify(audit, null, 2));
   else {
     const who = (name: string, p: Row | null) =>
-      p ? `${name}: pid ${String(p.pid)} uid ${String(p.uid)} gid ${String(p.gid)}; env ${(p.envNames as string[] | undefined ?? []).join(" ")}; listening ${(p.listening as string[] | undefined ?? []).join(" ") || "-"}` : `${name}: not reachable`;
+      p
+        ? `${name}: pid ${String(p.pid)} uid ${String(p.uid)} gid ${String(p.gid)}; env ${((p.envNames as string[] | undefined) ?? []).join(" ")}; listening ${((p.listening as string[] | undefined) ?? []).join(" ") || "-"}`
+        : `${name}: not reachable`;
     out(who("gateway", audit.gateway));
     out(who("runner ", audit.runner));
     for (const c of audit.checks) out(`  ${c.status.toUpperCase().padEnd(4)}  ${c.check}: ${c.detail}`);

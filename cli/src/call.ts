@@ -14,7 +14,9 @@ export async function call(target: Target, method: string, path: string): Promis
   if (typeof target !== "string") {
     // Remote audit: GET /operator/<path> on the gateway's AUDIT_PORT with an AUDIT_TOKENS token.
     const res = await fetch(`${target.url.replace(/\/+$/, "")}/operator${path}`, {
-      method, headers: { authorization: `Bearer ${target.token}` }, signal: AbortSignal.timeout(15_000),
+      method,
+      headers: { authorization: `Bearer ${target.token}` },
+      signal: AbortSignal.timeout(15_000),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }

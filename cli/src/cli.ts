@@ -57,7 +57,9 @@ function summary(r: Row): string {
   return [
     `${s(r.request_id)}  ${s(r.status)}  skill=${s(JSON.stringify(r.skill_id))}`,
     `  code sha256 ${s(r.code_hash)} (${s(r.code_size)} bytes)   secrets: ${list(r.secrets)}   network: ${list(r.network)}`,
-    ...(st?.flagged_fields.length ? [`  WARNING: control, invisible or direction-changing characters (shown as \\u escapes) in: ${st.flagged_fields.map(s).join(", ")}`] : []),
+    ...(st?.flagged_fields.length
+      ? [`  WARNING: control, invisible or direction-changing characters (shown as \\u escapes) in: ${st.flagged_fields.map(s).join(", ")}`]
+      : []),
   ].join("\n");
 }
 
@@ -90,9 +92,21 @@ export async function runCli(argv: string[], rawEnv: NodeJS.ProcessEnv, out: (s:
     const json = argv.includes("--json");
     return auditorCommand(first, argv, env.OAUTH3_AUDIT_TOKEN, socketPath, json, terminalSafe(out, json));
   }
-  let parsed;
+  let parsed: ReturnType<
+    typeof parseArgs<{
+      args: string[];
+      allowPositionals: true;
+      strict: true;
+      options: { json: { type: "boolean"; default: false }; raw: { type: "boolean"; default: false } };
+    }>
+  >;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { json: { type: "boolean", default: false }, raw: { type: "boolean", default: false } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { json: { type: "boolean", default: false }, raw: { type: "boolean", default: false } },
+    });
   } catch (err) {
     out(`oauth3: ${(err as Error).message.split("\n")[0]}\n${USAGE}`);
     return 2;
@@ -110,7 +124,11 @@ export async function runCli(argv: string[], rawEnv: NodeJS.ProcessEnv, out: (s:
       return 2;
     }
     const { token, entry } = newAgentToken(arg);
-    out(json ? JSON.stringify({ agent: arg, token, entry }) : `token for ${arg} (shown once; give it to the agent):\n  ${token}\nadd to the gateway's AGENT_TOKENS (comma-separated):\n  ${entry}`);
+    out(
+      json
+        ? JSON.stringify({ agent: arg, token, entry })
+        : `token for ${arg} (shown once; give it to the agent):\n  ${token}\nadd to the gateway's AGENT_TOKENS (comma-separated):\n  ${entry}`,
+    );
     return 0;
   }
   if (!command || command === "help" || command === "--help" || (needsId && !arg)) {

@@ -2,7 +2,6 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
-
 const tokenList = z
   .string()
   .default("")
@@ -15,7 +14,10 @@ const hostPortList = z
   .string()
   .default("")
   .transform((s, ctx) => {
-    const items = s.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean);
+    const items = s
+      .split(",")
+      .map((x) => x.trim().toLowerCase())
+      .filter(Boolean);
     for (const item of items) {
       if (!/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/.test(item)) {
         ctx.addIssue({ code: "custom", message: `"${item}" must be host:port` });
@@ -32,7 +34,10 @@ const schema = z.object({
   OPERATOR_SOCKET: z.string().min(1).default(DEFAULT_PATHS.operatorSocket),
   EXECUTOR_MODE: z.string().default("direct"),
   TELEGRAM_BOT_TOKEN: z.string().min(1).optional(),
-  TELEGRAM_CHAT_ID: z.string().regex(/^-?\d+$/, "must be a numeric chat id").optional(),
+  TELEGRAM_CHAT_ID: z
+    .string()
+    .regex(/^-?\d+$/, "must be a numeric chat id")
+    .optional(),
   TELEGRAM_APPROVER_IDS: z
     .string()
     .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "must be comma-separated numeric user ids")
@@ -40,7 +45,10 @@ const schema = z.object({
   TELEGRAM_API_ROOT: z.url({ protocol: /^https?$/ }).default("https://api.telegram.org"),
   TELEGRAM_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
   // The Bot API allows 1-256 characters of A-Z a-z 0-9 _ -; we demand enough to be unguessable.
-  TELEGRAM_WEBHOOK_SECRET: z.string().regex(/^[A-Za-z0-9_-]{32,256}$/, "must be 32-256 characters of A-Z a-z 0-9 _ -").optional(),
+  TELEGRAM_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{32,256}$/, "must be 32-256 characters of A-Z a-z 0-9 _ -")
+    .optional(),
   TELEGRAM_WEBHOOK_PORT: int(1, 65535, 3738),
   GRANT_TTL_SECONDS: int(60, 24 * 3600, 3600),
   MAX_PENDING_REQUESTS: int(1, 10_000, 20),
@@ -59,12 +67,30 @@ const schema = z.object({
   AUDIT_PORT: int(1, 65_535, 3739),
   // More names agents or auditors reach this gateway by (e.g. a dstack gateway domain), and origins
   // of web pages allowed to call it (none by default): http/browser-guard.ts.
-  ALLOWED_HOSTS: z.string().default("")
-    .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((h) => /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i.test(h)),
-      "must be host names without ports, comma-separated (IPv6 in brackets)"),
-  ALLOWED_ORIGINS: z.string().default("")
-    .refine((s) => s.split(",").map((x) => x.trim()).filter(Boolean).every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
-      "must be origins like https://app.example, comma-separated"),
+  ALLOWED_HOSTS: z
+    .string()
+    .default("")
+    .refine(
+      (s) =>
+        s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean)
+          .every((h) => /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i.test(h)),
+      "must be host names without ports, comma-separated (IPv6 in brackets)",
+    ),
+  ALLOWED_ORIGINS: z
+    .string()
+    .default("")
+    .refine(
+      (s) =>
+        s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean)
+          .every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
+      "must be origins like https://app.example, comma-separated",
+    ),
   LOG_LEVEL,
   // The agent port's open sockets, and its open long-polls (?wait) plus event streams, in total and
   // per agent: what an agent can hold open is bounded, whatever it sends.
@@ -82,7 +108,13 @@ const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON"]);
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
 function tokenMap(list: string): Map<string, string> {
-  return new Map(list.replace(/\s/g, "").split(",").filter(Boolean).map((e) => e.split(":") as [string, string]));
+  return new Map(
+    list
+      .replace(/\s/g, "")
+      .split(",")
+      .filter(Boolean)
+      .map((e) => e.split(":") as [string, string]),
+  );
 }
 
 export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
@@ -94,7 +126,9 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     throw new Error("AGENT_NOTIFY_URL needs AGENT_NOTIFY_TOKEN (the agent gateway's hook token)");
   }
   if (c.TELEGRAM_WEBHOOK_URL && !c.TELEGRAM_WEBHOOK_SECRET) {
-    throw new Error("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (32+ random characters): without it anyone could post fake updates");
+    throw new Error(
+      "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (32+ random characters): without it anyone could post fake updates",
+    );
   }
   const agentHashes = new Set(tokenMap(c.AGENT_TOKENS).values());
   if ([...tokenMap(c.AUDIT_TOKENS).values()].some((h) => agentHashes.has(h))) {
@@ -122,7 +156,9 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
           approverIds: new Set(
             c.TELEGRAM_APPROVER_IDS
               ? c.TELEGRAM_APPROVER_IDS.split(",").map((x) => Number(x.trim()))
-              : c.TELEGRAM_CHAT_ID !== undefined && Number(c.TELEGRAM_CHAT_ID) > 0 ? [Number(c.TELEGRAM_CHAT_ID)] : [],
+              : c.TELEGRAM_CHAT_ID !== undefined && Number(c.TELEGRAM_CHAT_ID) > 0
+                ? [Number(c.TELEGRAM_CHAT_ID)]
+                : [],
           ),
           apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ""),
           webhook: c.TELEGRAM_WEBHOOK_URL
@@ -145,8 +181,12 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     agentTokens: tokenMap(c.AGENT_TOKENS),
     auditTokens: tokenMap(c.AUDIT_TOKENS),
     auditPort: c.AUDIT_PORT,
-    allowedHosts: c.ALLOWED_HOSTS.split(",").map((x) => x.trim()).filter(Boolean),
-    allowedOrigins: c.ALLOWED_ORIGINS.split(",").map((x) => x.trim()).filter(Boolean),
+    allowedHosts: c.ALLOWED_HOSTS.split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+    allowedOrigins: c.ALLOWED_ORIGINS.split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
     logLevel: c.LOG_LEVEL,
   };
 }

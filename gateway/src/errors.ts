@@ -1,7 +1,7 @@
 /**
  * What went wrong, in the gateway's own terms: a kind (what sort of refusal), a stable code and a
  * human message. Use cases throw these; they never know about HTTP. The one mapping to HTTP
- * statuses is http-errors.ts, so every face (agent API, operator socket, remote audit) answers
+ * statuses is http/errors.ts, so every face (agent API, operator socket, remote audit) answers
  * the same kind with the same status.
  */
 export type ErrorKind =

@@ -46,15 +46,25 @@ async function main(): Promise<void> {
   const approvals = new ApprovalService({ store, logger, grants });
   const dispatcher = new Dispatcher({ store, runner: runnerClient, logger });
   const feed = new ChangeFeed(store, logger);
-  const telegram = config.telegram && createTelegram(config.telegram, {
-    store, approvals, grants, feed, grantTtlMs: config.grantTtlMs, host: config.host, logger, sandbox: () => runner.summary(),
-  });
+  const telegram =
+    config.telegram &&
+    createTelegram(config.telegram, {
+      store,
+      approvals,
+      grants,
+      feed,
+      grantTtlMs: config.grantTtlMs,
+      host: config.host,
+      logger,
+      sandbox: () => runner.summary(),
+    });
 
   // What the operator may read (socket; with AUDIT_TOKENS also /operator on the audit port).
   const readOnly = {
     store,
     gatewayKey,
-    attestation: (nonce: string | undefined) => attestation({ store, runner: runnerClient, gatewayKey, policy: gatewayPolicy(config) }, nonce),
+    attestation: (nonce: string | undefined) =>
+      attestation({ store, runner: runnerClient, gatewayKey, policy: gatewayPolicy(config) }, nonce),
     selfAudit: () => gatewaySelfAudit(runner, config.operatorSocket),
   };
   const guard = defaultBrowserGuard(config.allowedHosts, config.allowedOrigins);
@@ -78,11 +88,22 @@ async function main(): Promise<void> {
     browserGuard: guard,
   });
   const agentServer = await serveTcp(agentApp, config.port, config.host, { maxConnections: config.maxConnections });
-  const auditServer = config.auditTokens.size > 0
-    ? await serveTcp(createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger, guard), config.auditPort, config.host)
-    : undefined;
+  const auditServer =
+    config.auditTokens.size > 0
+      ? await serveTcp(
+          createRemoteAuditApp(createReadOnlyOperatorApp(readOnly), createAgentRegistry(config.auditTokens), logger, guard),
+          config.auditPort,
+          config.host,
+        )
+      : undefined;
   const operatorServer = await startOperatorServer(
-    createOperatorApp({ ...readOnly, approvals, logger, sandbox: () => runner.summary(), metrics: createMetrics(store, () => runner.health()) }),
+    createOperatorApp({
+      ...readOnly,
+      approvals,
+      logger,
+      sandbox: () => runner.summary(),
+      metrics: createMetrics(store, () => runner.health()),
+    }),
     config.operatorSocket,
   );
 
@@ -98,7 +119,10 @@ async function main(): Promise<void> {
     void dispatcher.markLeftOver();
     void approvals.expireDue();
   }, 5000);
-  const purge = () => purgeExpiredOutput(store, Date.now(), config.outputRetentionMs).catch((err: unknown) => logger.error({ err: String(err) }, "output retention sweep failed"));
+  const purge = () =>
+    purgeExpiredOutput(store, Date.now(), config.outputRetentionMs).catch((err: unknown) =>
+      logger.error({ err: String(err) }, "output retention sweep failed"),
+    );
   await purge();
   const purger = setInterval(() => void purge(), 10 * 60 * 1000);
   const address = agentServer.address();

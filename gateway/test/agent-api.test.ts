@@ -14,7 +14,10 @@ test("upstream-compatible submit and status", async () => {
   assert.equal(body.message, "Awaiting approval");
   assert.match(String(body.code_hash), /^[0-9a-f]{64}$/);
   assert.equal(channel.announced.length, 1);
-  assert.deepEqual(channel.announced[0]!.args, [{ name: "n", value: "3" }, { name: "prompt", value: "hi" }]);
+  assert.deepEqual(channel.announced[0]!.args, [
+    { name: "n", value: "3" },
+    { name: "prompt", value: "hi" },
+  ]);
 
   const status = (await (await app.request(`/execute/${body.request_id}/status`)).json()) as Record<string, unknown>;
   assert.equal(status.status, "pending");
@@ -76,7 +79,14 @@ test("bad input gets a clear 4xx JSON error and leaves no request behind", async
     [`{"skill_id":"x\\ud800","skill_url":"data:,1"}`, 400, "invalid_body"],
     [`{"skill_id":"x","skill_url":"data:,1","args":{"a":"\\udfff"}}`, 400, "invalid_body"],
     [`{"skill_id":"x","skill_url":"data:,1","args":{"k\\ud800":"v"}}`, 400, "invalid_body"],
-    [{ skill_id: "x", skill_url: `data:text/typescript;charset=utf-16le;base64,${Buffer.from("console.log(1)", "utf16le").toString("base64")}` }, 400, "invalid_skill_url"],
+    [
+      {
+        skill_id: "x",
+        skill_url: `data:text/typescript;charset=utf-16le;base64,${Buffer.from("console.log(1)", "utf16le").toString("base64")}`,
+      },
+      400,
+      "invalid_skill_url",
+    ],
     [{ skill_id: "x", skill_url: "data:text/typescript;charset=iso-8859-1,console.log(1)" }, 400, "invalid_skill_url"],
   ];
   for (const [body, status, code] of cases) {
@@ -87,8 +97,10 @@ test("bad input gets a clear 4xx JSON error and leaves no request behind", async
     assert.ok(json.error.length > 0);
   }
   // What stays accepted: a valid pair (an emoji), an explicit UTF-8 charset.
-  for (const body of [`{"skill_id":"x\\ud83d\\ude00","skill_url":"data:,console.log(1)"}`,
-    { skill_id: "y", skill_url: "data:text/typescript;charset=UTF-8,console.log(2)" }]) {
+  for (const body of [
+    `{"skill_id":"x\\ud83d\\ude00","skill_url":"data:,console.log(1)"}`,
+    { skill_id: "y", skill_url: "data:text/typescript;charset=UTF-8,console.log(2)" },
+  ]) {
     const res = await post(body);
     assert.equal(res.status, 200, await res.text());
   }
@@ -125,5 +137,8 @@ test("redirects are re-checked: a hop to a private address is refused", async ()
   const res = await post({ skill_id: "x", skill_url: `http://127.0.0.1:${redirector.port}/skill.ts` });
   assert.equal(res.status, 400);
   assert.equal(((await res.json()) as { code: string }).code, "skill_fetch_forbidden");
-  assert.deepEqual(store.list(() => true), []);
+  assert.deepEqual(
+    store.list(() => true),
+    [],
+  );
 });

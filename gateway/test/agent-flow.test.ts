@@ -50,7 +50,10 @@ test("SSE: the current status at once, then each transition exactly once, then t
   await eventually(() => (text.includes("data: ") ? true : undefined)); // subscribed: the first event is out
   await fx.approvals.decide(id, { approve: true, channel: "test", decidedBy: "test:1" });
   await Promise.race([read, new Promise((_, reject) => setTimeout(() => reject(new Error("stream did not end")), 5000))]);
-  const statuses = text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => JSON.parse(l.slice(6)).status);
+  const statuses = text
+    .split("\n")
+    .filter((l) => l.startsWith("data: "))
+    .map((l) => JSON.parse(l.slice(6)).status);
   assert.deepEqual(statuses, ["pending", "approved", "executing", "completed"]);
   assert.match(text, /^event: status$/m);
   assert.equal(fx.store.changeListenerCount, fx.wiredListeners, "the listener is removed");

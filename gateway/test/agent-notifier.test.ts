@@ -18,7 +18,12 @@ test("the agent is woken once per finished request, retried after a 500, with no
       res.end("{}");
     });
   });
-  const notifier = new AgentNotifier({ url: `http://127.0.0.1:${port}/hooks/wake`, token: "hook-token", logger: pino({ level: "silent" }), retryDelaysMs: [20, 20] });
+  const notifier = new AgentNotifier({
+    url: `http://127.0.0.1:${port}/hooks/wake`,
+    token: "hook-token",
+    logger: pino({ level: "silent" }),
+    retryDelaysMs: [20, 20],
+  });
   const fx = gatewayFixture({ extraFollowers: [notifier] });
   const res = await fx.post({ skill_id: "notify-me", skill_url: dataUrl("console.log('SECRETISH OUTPUT')") });
   const id = ((await res.json()) as { request_id: string }).request_id;
@@ -29,6 +34,11 @@ test("the agent is woken once per finished request, retried after a 500, with no
   assert.equal(calls, 2, "the 500 was retried");
   assert.equal(received[0]!.auth, "Bearer hook-token");
   assert.equal(received[0]!.body.mode, "now");
-  assert.match(received[0]!.body.text, new RegExp(`request ${id} \\(skill "notify-me"\\) completed \\(exit 0, \\d+ ms\\)\\. Read the result with GET /execute/${id}/status\\.`));
+  assert.match(
+    received[0]!.body.text,
+    new RegExp(
+      `request ${id} \\(skill "notify-me"\\) completed \\(exit 0, \\d+ ms\\)\\. Read the result with GET /execute/${id}/status\\.`,
+    ),
+  );
   assert.ok(!received[0]!.body.text.includes("SECRETISH"), "no output in the notification");
 });

@@ -18,7 +18,10 @@ test("with agent tokens configured, requests without a valid one are refused and
     assert.equal(res.status, 401, String(token));
     assert.equal(((await res.json()) as { code: string }).code, "unauthorized");
   }
-  assert.deepEqual(fx.store.list(() => true), []);
+  assert.deepEqual(
+    fx.store.list(() => true),
+    [],
+  );
   assert.equal((await fx.app.request("/health")).status, 200, "health stays open");
 });
 
@@ -68,10 +71,25 @@ test("oauth3 token prints a new token once and the hashed entry for AGENT_TOKENS
 test("the approver's card names the agent; --help answers for each command", async () => {
   const { renderCard } = await import("../src/telegram/render.ts");
   const { approvalStatement } = await import("@oauth3/shared");
-  const card = renderCard(approvalStatement({
-    id: "exec_0123456789abcdef", skillId: "s", agent: "alice<script>", source: "data:", codeSha256: "a".repeat(64),
-    codeSize: 1, secretNames: [], network: [], args: [], timeoutSeconds: 30, expiresAt: 1,
-  }, "1"), "1").html;
+  const card = renderCard(
+    approvalStatement(
+      {
+        id: "exec_0123456789abcdef",
+        skillId: "s",
+        agent: "alice<script>",
+        source: "data:",
+        codeSha256: "a".repeat(64),
+        codeSize: 1,
+        secretNames: [],
+        network: [],
+        args: [],
+        timeoutSeconds: 30,
+        expiresAt: 1,
+      },
+      "1",
+    ),
+    "1",
+  ).html;
   assert.match(card, /Agent: alice&lt;script&gt;/);
   for (const argv of [["--help"], ["run", "--help"], ["status", "-h"], ["approve", "--help"]]) {
     const lines: string[] = [];
@@ -86,13 +104,17 @@ test("a grant pressed on alice's card auto-approves alice's skill only: not bob'
   const submit = async (token: string, skillId: string, n: number) => {
     const res = await fx.post({ skill_id: skillId, skill_url: code, secrets: ["FOO"], args: { n: String(n) } }, token);
     assert.equal(res.status, 200);
-    return ((await res.json()) as { request_id: string }).request_id;
+    const body = (await res.json()) as { request_id: string; status: string };
+    answered.set(body.request_id, body.status);
+    return body.request_id;
   };
+  const answered = new Map<string, string>();
   const first = await submit(alice.token, "weather", 1);
-  // What the Telegram "Run + allow" button does: grant from the request, then approve it.
-  const grant = await fx.grants!.create(fx.store.get(first)!, "telegram:7001", 60_000);
+  // What the Telegram "Run + allow" button does: approve it, and the approval service makes the grant.
+  const decided = await fx.approvals.decide(first, { approve: true, channel: "telegram", decidedBy: "telegram:7001", grantTtlMs: 60_000 });
+  assert.ok(decided.outcome === "approved" && decided.grant, "approved with a grant");
+  const grant = decided.grant;
   assert.equal(grant.agent, "alice");
-  await fx.approvals.decide(first, { approve: true, channel: "telegram", decidedBy: "telegram:7001" });
   await eventually(() => (fx.store.get(first)!.status === "completed" ? true : undefined));
 
   const bobs = await submit(bob.token, "weather", 2);
@@ -100,6 +122,9 @@ test("a grant pressed on alice's card auto-approves alice's skill only: not bob'
   const alices = await submit(alice.token, "weather", 4);
   await eventually(() => (fx.store.get(alices)!.status === "completed" ? true : undefined));
   assert.equal(fx.store.get(alices)!.decidedBy, `grant:${grant.id}`, "the granted agent and skill id run without asking");
+  // Decided in the same transaction as its creation: the agent is told so, and no approver was asked.
+  assert.equal(answered.get(alices), "approved");
+  assert.ok(!fx.channel.announced.some((r) => r.id === alices), "never shown as pending");
   for (const id of [bobs, renamed]) {
     const r = fx.store.get(id)!;
     assert.equal(r.status, "pending", `${r.agent}/${r.skillId} must ask the approver`);
@@ -107,15 +132,34 @@ test("a grant pressed on alice's card auto-approves alice's skill only: not bob'
   }
   // Bob's output is never produced: only alice's two requests ran.
   assert.deepEqual(fx.executor.jobs.map((j) => j.requestId).sort(), [first, alices].sort());
-  assert.deepEqual(fx.channel.announced.map((r) => r.id).filter((id) => id === bobs || id === renamed).sort(), [bobs, renamed].sort());
+  assert.deepEqual(
+    fx.channel.announced
+      .map((r) => r.id)
+      .filter((id) => id === bobs || id === renamed)
+      .sort(),
+    [bobs, renamed].sort(),
+  );
 
   // Creation and revocation are in the audit chain, with who and what.
   assert.equal(await fx.grants!.revoke(grant.id, "telegram:7001"), true);
   const entries = fx.store.auditPage(0, 1000).filter((e) => e.type.startsWith("grant_"));
-  assert.deepEqual(entries.map((e) => e.type), ["grant_created", "grant_revoked"]);
+  assert.deepEqual(
+    entries.map((e) => e.type),
+    ["grant_created", "grant_revoked"],
+  );
   assert.deepEqual(
     { ...entries[0]!.data, expiresAt: 0 },
-    { grantId: grant.id, agent: "alice", skillId: "weather", codeSha256: grant.codeSha256, secretNames: ["FOO"], network: [], timeoutSeconds: grant.timeoutSeconds, by: "telegram:7001", expiresAt: 0 },
+    {
+      grantId: grant.id,
+      agent: "alice",
+      skillId: "weather",
+      codeSha256: grant.codeSha256,
+      secretNames: ["FOO"],
+      network: [],
+      timeoutSeconds: grant.timeoutSeconds,
+      by: "telegram:7001",
+      expiresAt: 0,
+    },
   );
   assert.deepEqual(entries[1]!.data, { grantId: grant.id, by: "telegram:7001" });
   assert.equal(verifyAuditChain(fx.store.auditPage(0, 1000)).ok, true);

@@ -60,7 +60,10 @@ test("operator API: approve once, a second decision is a 409", async () => {
   const fx = gatewayFixture();
   const id = await submit(fx, "// @description says hi\nconsole.log('hi')");
   const pending = (await (await fx.operator.request("/requests?status=pending")).json()) as { requests: Array<{ request_id: string }> };
-  assert.deepEqual(pending.requests.map((r) => r.request_id), [id]);
+  assert.deepEqual(
+    pending.requests.map((r) => r.request_id),
+    [id],
+  );
   const shown = (await (await fx.operator.request(`/requests/${id}`)).json()) as { code: string; description: string };
   assert.equal(shown.code, "// @description says hi\nconsole.log('hi')");
   assert.equal(shown.description, "says hi");
@@ -91,7 +94,10 @@ test("restart: pending stays approvable, in-flight becomes interrupted, never re
   await second.dispatcher.recover();
   assert.equal(second.store.get(inFlightId)!.status, "interrupted");
   await eventually(() => (second.store.get(approvedId)?.status === "completed" ? true : undefined));
-  assert.deepEqual(executor.jobs.map((j) => j.requestId), [approvedId]);
+  assert.deepEqual(
+    executor.jobs.map((j) => j.requestId),
+    [approvedId],
+  );
   assert.equal((await second.approvals.decide(pendingId, decide(true))).outcome, "approved");
   await eventually(() => (second.store.get(pendingId)?.status === "completed" ? true : undefined));
   assert.deepEqual(executor.jobs.map((j) => j.requestId).sort(), [approvedId, pendingId].sort());
@@ -166,8 +172,9 @@ test("spam bounds: identical pending requests merge onto one card; pending cap; 
 test("the pending cap and the identical-request merge hold under concurrent submissions (one transaction each)", async () => {
   // Before: 30 concurrent POSTs with MAX_PENDING_REQUESTS=3 were all accepted, with 30 cards.
   const fx = gatewayFixture({ maxPending: 3 });
-  const distinct = await Promise.all(Array.from({ length: 30 }, (_, n) =>
-    fx.post({ skill_id: "race", skill_url: dataUrl("console.log('race')"), args: { n: String(n) } })));
+  const distinct = await Promise.all(
+    Array.from({ length: 30 }, (_, n) => fx.post({ skill_id: "race", skill_url: dataUrl("console.log('race')"), args: { n: String(n) } })),
+  );
   const statuses = distinct.map((r) => r.status);
   assert.equal(statuses.filter((s) => s === 200).length, 3, JSON.stringify(statuses));
   assert.equal(statuses.filter((s) => s === 429).length, 27);
@@ -177,7 +184,9 @@ test("the pending cap and the identical-request merge hold under concurrent subm
 
   const merged = gatewayFixture({ maxPending: 100 });
   const same = { skill_id: "twin", skill_url: dataUrl("console.log('twin')"), args: { a: "1" } };
-  const answers = await Promise.all(Array.from({ length: 20 }, async () => (await (await merged.post(same)).json()) as Record<string, unknown>));
+  const answers = await Promise.all(
+    Array.from({ length: 20 }, async () => (await (await merged.post(same)).json()) as Record<string, unknown>),
+  );
   assert.equal(new Set(answers.map((a) => a.request_id)).size, 1, "one request for twenty identical submissions");
   assert.equal(answers.filter((a) => a.merged === true).length, 19);
   assert.equal(merged.store.list(() => true).length, 1);

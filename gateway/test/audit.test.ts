@@ -24,7 +24,11 @@ async function operatorCli(fx: ReturnType<typeof gatewayFixture>) {
 async function flow() {
   const fx = gatewayFixture();
   const submit = async (n: number) =>
-    ((await (await fx.post({ skill_id: "audited", skill_url: dataUrl("console.log(1)"), args: { secretish: `arg-value-${n}` } })).json()) as { request_id: string }).request_id;
+    (
+      (await (
+        await fx.post({ skill_id: "audited", skill_url: dataUrl("console.log(1)"), args: { secretish: `arg-value-${n}` } })
+      ).json()) as { request_id: string }
+    ).request_id;
   const ran = await submit(1);
   await fx.approvals.decide(ran, decide(true));
   await eventually(() => (fx.store.get(ran)?.status === "completed" ? true : undefined));
@@ -37,10 +41,17 @@ async function flow() {
 test("every step lands in one hash chain; the CLI verifies it offline", async () => {
   const { fx, ran, denied, cli } = await flow();
   const events = fx.store.auditPage(0, 100);
-  assert.deepEqual(events.map((e) => [e.type, e.requestId === ran ? "ran" : "denied"]), [
-    ["request_received", "ran"], ["decision", "ran"], ["run_started", "ran"], ["status", "ran"],
-    ["request_received", "denied"], ["decision", "denied"],
-  ]);
+  assert.deepEqual(
+    events.map((e) => [e.type, e.requestId === ran ? "ran" : "denied"]),
+    [
+      ["request_received", "ran"],
+      ["decision", "ran"],
+      ["run_started", "ran"],
+      ["status", "ran"],
+      ["request_received", "denied"],
+      ["decision", "denied"],
+    ],
+  );
   assert.equal(events[1]!.data.by, "test:1");
   assert.equal(events[3]!.data.to, "completed");
   assert.match(String(events[3]!.data.outputSha256), /^[0-9a-f]{64}$/);
@@ -83,7 +94,14 @@ test("tampering is caught: an edit, a deletion, a reordering, a forged entry", a
     }
     if (tamper === "forge") {
       // A well-formed entry with a correct hash of its own, slipped in: the next link breaks.
-      const base: Omit<AuditEvent, "hash"> = { seq: 3, at: e3.at, type: "decision", requestId: e3.requestId, data: { by: "attacker" }, prev: e2.hash };
+      const base: Omit<AuditEvent, "hash"> = {
+        seq: 3,
+        at: e3.at,
+        type: "decision",
+        requestId: e3.requestId,
+        data: { by: "attacker" },
+        prev: e2.hash,
+      };
       await db.put(3, { ...base, hash: auditHash(base) });
     }
     await fx.store.flushed;
@@ -118,9 +136,18 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
   const events = fx.store.auditPage(0, 100);
   const finished = events.find((e) => e.requestId === ran && e.data.exitCode !== undefined)!;
   const receipt = finished.data.receipt as { payloadJson: string; signature: string; publicKey: string };
-  const altered = events.map((e) => (e.seq === finished.seq
-    ? { ...e, data: { ...e.data, exitCode: 7, receipt: { ...receipt, payloadJson: receipt.payloadJson.replace('"exitCode":0', '"exitCode":7') } } }
-    : e));
+  const altered = events.map((e) =>
+    e.seq === finished.seq
+      ? {
+          ...e,
+          data: {
+            ...e.data,
+            exitCode: 7,
+            receipt: { ...receipt, payloadJson: receipt.payloadJson.replace('"exitCode":0', '"exitCode":7') },
+          },
+        }
+      : e,
+  );
   await rewrite(fx.rawAuditDb(), altered);
   await fx.store.flushed;
   const r1 = await cli("audit");
@@ -129,23 +156,43 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
 
   // 2. Invent a run the runner never did: a finished entry without a receipt, chain re-hashed.
   const head = fx.store.auditPage(0, 100).at(-1)!;
-  const invented: AuditEvent = { ...head, seq: head.seq + 1, type: "status", requestId: "exec_00000000000000ff",
-    data: { from: "executing", to: "completed", exitCode: 0, outputSha256: "0".repeat(64) }, prev: head.hash, hash: "" };
-  await rewrite(fx.rawAuditDb(), [...fx.store.auditPage(0, 100).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e)), invented]);
+  const invented: AuditEvent = {
+    ...head,
+    seq: head.seq + 1,
+    type: "status",
+    requestId: "exec_00000000000000ff",
+    data: { from: "executing", to: "completed", exitCode: 0, outputSha256: "0".repeat(64) },
+    prev: head.hash,
+    hash: "",
+  };
+  await rewrite(fx.rawAuditDb(), [
+    ...fx.store.auditPage(0, 100).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e)),
+    invented,
+  ]);
   await fx.store.flushed;
   const r2 = await cli("audit");
   assert.equal(r2.code, 5);
   assert.match(r2.out, /a run outcome without a runner receipt/);
 
   // 3. Rewrite who approved the run that happened (chain re-hashed, receipt untouched).
-  const original = fx.store.auditPage(0, 100).filter((e) => e.seq <= events.length).map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e));
+  const original = fx.store
+    .auditPage(0, 100)
+    .filter((e) => e.seq <= events.length)
+    .map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e));
   const payload = JSON.parse(receipt.payloadJson) as { v: number; uid: unknown; approval: { decidedBy: string; channel: string } };
   assert.equal(payload.v, 3);
-  assert.deepEqual([payload.approval.decidedBy, payload.approval.channel], ["test:1", "test"], "the receipt carries the approval the runner was given");
+  assert.deepEqual(
+    [payload.approval.decidedBy, payload.approval.channel],
+    ["test:1", "test"],
+    "the receipt carries the approval the runner was given",
+  );
   assert.ok("uid" in payload, "and the uid the skill ran as (null: the runner's own)");
   const decisionEntry = original.find((e) => e.requestId === ran && e.type === "decision")!;
   await fx.rawAuditDb().remove(invented.seq);
-  await rewrite(fx.rawAuditDb(), original.map((e) => (e.seq === decisionEntry.seq ? { ...e, data: { ...e.data, by: "telegram:999" } } : e)));
+  await rewrite(
+    fx.rawAuditDb(),
+    original.map((e) => (e.seq === decisionEntry.seq ? { ...e, data: { ...e.data, by: "telegram:999" } } : e)),
+  );
   await fx.store.flushed;
   const r3 = await cli("audit");
   assert.equal(r3.code, 5);
@@ -156,16 +203,36 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
 test("the auditor's CLI shows what a (compromised) gateway answers through the sanitiser: no raw control reaches the terminal", async () => {
   const { createServer } = await import("node:http");
   const evil = "x\u001b[2K\r\u202eOK\u2028chain OK\u{e0041}";
-  const events = [{ seq: 1, at: 0, type: `request_received${evil}`, requestId: "exec_0123456789abcdef", prev: "0".repeat(64), hash: "1".repeat(64),
-    data: { skillId: evil, codeSha256: "a".repeat(64), secretNames: [evil] } }];
+  const events = [
+    {
+      seq: 1,
+      at: 0,
+      type: `request_received${evil}`,
+      requestId: "exec_0123456789abcdef",
+      prev: "0".repeat(64),
+      hash: "1".repeat(64),
+      data: { skillId: evil, codeSha256: "a".repeat(64), secretNames: [evil] },
+    },
+  ];
   const server = createServer((req, res) => {
     res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify(req.url!.startsWith("/operator/audit") ? { events, next: null, head: { seq: 1, hash: "1".repeat(64) } } : { error: evil, code: evil }));
+    res.end(
+      JSON.stringify(
+        req.url!.startsWith("/operator/audit")
+          ? { events, next: null, head: { seq: 1, hash: "1".repeat(64) } }
+          : { error: evil, code: evil },
+      ),
+    );
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   try {
-    for (const argv of [["audit", "--url", url], ["audit", "--url", url, "--json"], ["verify", "--url", url], ["self-audit", "--url", url]]) {
+    for (const argv of [
+      ["audit", "--url", url],
+      ["audit", "--url", url, "--json"],
+      ["verify", "--url", url],
+      ["self-audit", "--url", url],
+    ]) {
       const lines: string[] = [];
       await runCli(argv, { OAUTH3_AUDIT_TOKEN: "t" }, (s) => lines.push(s));
       const output = lines.join("\n");
@@ -181,7 +248,11 @@ test("the auditor's CLI shows what a (compromised) gateway answers through the s
 test("receipts are compared with the request and the decision: a consistent rewrite of secrets, hosts, uid, termination or a grant is caught", async () => {
   const fx = gatewayFixture();
   const cli = await operatorCli(fx);
-  const res = await fx.post({ skill_id: "held", skill_url: dataUrl("// @secrets FOO\n// @network api.example.com\nconsole.log(1)"), secrets: ["FOO"] });
+  const res = await fx.post({
+    skill_id: "held",
+    skill_url: dataUrl("// @secrets FOO\n// @network api.example.com\nconsole.log(1)"),
+    secrets: ["FOO"],
+  });
   const id = ((await res.json()) as { request_id: string }).request_id;
   await fx.approvals.decide(id, decide(true));
   await eventually(() => (fx.store.get(id)?.status === "completed" ? true : undefined));
@@ -189,20 +260,38 @@ test("receipts are compared with the request and the decision: a consistent rewr
   const ok = await cli("audit");
   assert.equal(ok.code, 0, ok.out);
   // The receipt's own values are printed beside the entry they vouch for.
-  assert.match(ok.out, /runner receipt: secrets=FOO hosts=api\.example\.com:443 uid=runner's own termination=exited exit=0 approved-by=test:1 via=test/);
+  assert.match(
+    ok.out,
+    /runner receipt: secrets=FOO hosts=api\.example\.com:443 uid=runner's own termination=exited exit=0 approved-by=test:1 via=test/,
+  );
 
   const attacks: Array<[string, (e: AuditEvent) => AuditEvent, RegExp]> = [
     // What the issue reproduced: the approver was shown no secret and no host; the runner was sent both.
-    ["secrets: none", (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, secretNames: [], network: [] } } : e),
-      /receipt does not match the recorded run: secrets \(receipt FOO, request none\); hosts \(receipt api\.example\.com:443, request none\)/],
-    ["another timeout", (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, timeoutSeconds: 1 } } : e),
-      /timeout \(receipt \d+ s, request 1 s\)/],
-    ["per-run uid claimed", (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, isolation: "per-run-uid" } } : e),
-      /uid \(receipt the runner's own, recorded isolation per-run-uid\)/],
-    ["timeout recorded as a clean exit's opposite", (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, reason: "timeout" } } : e),
-      /termination \(receipt exited, recorded timeout\)/],
-    ["a grant that never was", (e) => (e.type === "decision" ? { ...e, data: { ...e.data, by: "grant:0123456789ab", channel: "grant" } } : e),
-      /approved by grant:0123456789ab, but no grant_created entry precedes it/],
+    [
+      "secrets: none",
+      (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, secretNames: [], network: [] } } : e),
+      /receipt does not match the recorded run: secrets \(receipt FOO, request none\); hosts \(receipt api\.example\.com:443, request none\)/,
+    ],
+    [
+      "another timeout",
+      (e) => (e.type === "request_received" ? { ...e, data: { ...e.data, timeoutSeconds: 1 } } : e),
+      /timeout \(receipt \d+ s, request 1 s\)/,
+    ],
+    [
+      "per-run uid claimed",
+      (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, isolation: "per-run-uid" } } : e),
+      /uid \(receipt the runner's own, recorded isolation per-run-uid\)/,
+    ],
+    [
+      "timeout recorded as a clean exit's opposite",
+      (e) => (e.data.exitCode !== undefined ? { ...e, data: { ...e.data, reason: "timeout" } } : e),
+      /termination \(receipt exited, recorded timeout\)/,
+    ],
+    [
+      "a grant that never was",
+      (e) => (e.type === "decision" ? { ...e, data: { ...e.data, by: "grant:0123456789ab", channel: "grant" } } : e),
+      /approved by grant:0123456789ab, but no grant_created entry precedes it/,
+    ],
   ];
   for (const [name, change, problem] of attacks) {
     await rewrite(fx.rawAuditDb(), honest.map(change));
@@ -236,7 +325,14 @@ test("a run's outcome that cannot be recorded at first (full disk) is retried, n
 test("auditor options are strict: a missing value or an unknown option is an error, never a default", async () => {
   const fx = gatewayFixture();
   const cli = await operatorCli(fx);
-  for (const argv of [["verify", "--nonce"], ["verify", "--known-head"], ["audit", "--runner-key"], ["audit", "--nonce", "x"], ["self-audit", "--bogus"], ["audit", "extra"]]) {
+  for (const argv of [
+    ["verify", "--nonce"],
+    ["verify", "--known-head"],
+    ["audit", "--runner-key"],
+    ["audit", "--nonce", "x"],
+    ["self-audit", "--bogus"],
+    ["audit", "extra"],
+  ]) {
     const r = await cli(...argv);
     assert.equal(r.code, 2, `${argv.join(" ")}: ${r.out}`);
     assert.match(r.out, new RegExp(`^oauth3 ${argv[0]}: `), argv.join(" "));
@@ -247,7 +343,11 @@ test("auditor options are strict: a missing value or an unknown option is an err
 test("operator commands and the CLI's environment are strict: an unknown option, an extra argument or a bad variable is a usage error", async () => {
   const fx = gatewayFixture();
   const cli = await operatorCli(fx);
-  for (const argv of [["pending", "--jsno"], ["show", "exec_0123456789abcdef", "extra"], ["list", "--raw=1"]]) {
+  for (const argv of [
+    ["pending", "--jsno"],
+    ["show", "exec_0123456789abcdef", "extra"],
+    ["list", "--raw=1"],
+  ]) {
     const r = await cli(...argv);
     assert.equal(r.code, 2, `${argv.join(" ")}: ${r.out}`);
     assert.match(r.out, /^oauth3: /, argv.join(" "));

@@ -17,7 +17,11 @@ test("what a web page can send is refused with a clear 403/415, stores nothing a
   const { app, store, channel } = gatewayFixture();
   const cases: Array<[Record<string, string>, number, string]> = [
     // a "simple" cross-origin POST (no preflight): text/plain, a form
-    [{ "content-type": "text/plain;charset=UTF-8", origin: "https://evil.example", "sec-fetch-site": "cross-site" }, 403, "forbidden_origin"],
+    [
+      { "content-type": "text/plain;charset=UTF-8", origin: "https://evil.example", "sec-fetch-site": "cross-site" },
+      403,
+      "forbidden_origin",
+    ],
     [{ "content-type": "text/plain" }, 415, "unsupported_media_type"],
     [{ "content-type": "application/x-www-form-urlencoded" }, 415, "unsupported_media_type"],
     [{}, 415, "unsupported_media_type"],
@@ -40,7 +44,11 @@ test("what a web page can send is refused with a clear 403/415, stores nothing a
     const res = await app.request(`http://rebind.evil.example${path}`);
     assert.equal(res.status, 403, path);
   }
-  assert.deepEqual(store.list(() => true), [], "nothing stored");
+  assert.deepEqual(
+    store.list(() => true),
+    [],
+    "nothing stored",
+  );
   assert.equal(channel.announced.length, 0, "no card");
 
   // What agents send keeps working: Node's fetch (sec-fetch-mode: cors, no Origin), curl, the CLI.

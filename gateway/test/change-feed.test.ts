@@ -44,7 +44,14 @@ test("a durable follower catches up after a restart with every change it missed,
   const after = new Recorder("cards");
   again.follow(after, { durable: true });
   await again.idle();
-  assert.deepEqual(after.seen.sort(), [[missedNew, "pending", true], [seenLive, "denied", true]].sort(), "each missed request once, as it is now");
+  assert.deepEqual(
+    after.seen.sort(),
+    [
+      [missedNew, "pending", true],
+      [seenLive, "denied", true],
+    ].sort(),
+    "each missed request once, as it is now",
+  );
   const fresh = new Recorder("newcomer");
   again.follow(fresh, { durable: true });
   await again.idle();

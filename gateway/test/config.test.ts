@@ -6,10 +6,21 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   const c = loadGatewayConfig({ PORT: "8080", DB_PATH: "/var/lib/x", TELEGRAM_BOT_TOKEN: "1:abc", TELEGRAM_CHAT_ID: "-100123" });
   assert.equal(c.port, 8080);
   assert.equal(c.dbPath, "/var/lib/x");
-  assert.deepEqual(c.telegram, { token: "1:abc", chatId: -100123, approverIds: new Set(), apiRoot: "https://api.telegram.org", webhook: undefined });
+  assert.deepEqual(c.telegram, {
+    token: "1:abc",
+    chatId: -100123,
+    approverIds: new Set(),
+    apiRoot: "https://api.telegram.org",
+    webhook: undefined,
+  });
   // A private chat's id is its user's id: that user approves by default.
   assert.deepEqual(loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "1:a", TELEGRAM_CHAT_ID: "42" }).telegram?.approverIds, new Set([42]));
-  const explicit = loadGatewayConfig({ TELEGRAM_BOT_TOKEN: "1:a", TELEGRAM_CHAT_ID: "-5", TELEGRAM_APPROVER_IDS: "1, 2", TELEGRAM_API_ROOT: "http://127.0.0.1:8081/" });
+  const explicit = loadGatewayConfig({
+    TELEGRAM_BOT_TOKEN: "1:a",
+    TELEGRAM_CHAT_ID: "-5",
+    TELEGRAM_APPROVER_IDS: "1, 2",
+    TELEGRAM_API_ROOT: "http://127.0.0.1:8081/",
+  });
   assert.deepEqual(explicit.telegram?.approverIds, new Set([1, 2]));
   assert.equal(explicit.telegram?.apiRoot, "http://127.0.0.1:8081");
   assert.throws(() => loadGatewayConfig({ TELEGRAM_APPROVER_IDS: "@me" }), /TELEGRAM_APPROVER_IDS/);
@@ -30,8 +41,10 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   assert.throws(() => loadGatewayConfig({ TELEGRAM_WEBHOOK_URL: "https://x.example/wh", TELEGRAM_WEBHOOK_SECRET: "short" }), /32-256/);
   assert.equal(loadGatewayConfig({}).host, "127.0.0.1");
   assert.equal(loadGatewayConfig({}).approvalTtlMs, 600_000);
-  assert.deepEqual([...loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1:8080, Skills.Local:80" }).fetch.allowPrivate],
-    ["127.0.0.1:8080", "skills.local:80"]);
+  assert.deepEqual(
+    [...loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1:8080, Skills.Local:80" }).fetch.allowPrivate],
+    ["127.0.0.1:8080", "skills.local:80"],
+  );
   assert.throws(() => loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1" }), /must be host:port/);
   assert.throws(() => loadGatewayConfig({ PORT: "http" }), /PORT/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_CHAT_ID: "@chan" }), /numeric chat id/);

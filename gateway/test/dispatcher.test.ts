@@ -14,7 +14,8 @@ function flaky(real: RunnerClient, failures: number, code: Code, cause?: string)
     runSkill: (async (req: Parameters<RunnerClient["runSkill"]>[0], opts?: Parameters<RunnerClient["runSkill"]>[1]) => {
       calls++;
       // `cause`: the socket error connect-node reports (ENOENT when the socket is gone, as measured).
-      if (calls <= failures) throw new ConnectError("injected", code, undefined, undefined, cause && Object.assign(new Error(cause), { code: cause }));
+      if (calls <= failures)
+        throw new ConnectError("injected", code, undefined, undefined, cause && Object.assign(new Error(cause), { code: cause }));
       return real.runSkill(req, opts);
     }) as RunnerClient["runSkill"],
   } as RunnerClient;
@@ -68,7 +69,12 @@ test("retries run out: failed with the reason; any other refusal is not retried"
 
 test("a runner that stops answering mid-run (what kill -9 gives: CANCEL on the stream) ends interrupted, never retried", async () => {
   const fx = gatewayFixture({ dispatch: false });
-  for (const [code, cause] of [[Code.Canceled, undefined], [Code.Unavailable, "ECONNRESET"], [Code.Internal, undefined], [Code.DeadlineExceeded, undefined]] as const) {
+  for (const [code, cause] of [
+    [Code.Canceled, undefined],
+    [Code.Unavailable, "ECONNRESET"],
+    [Code.Internal, undefined],
+    [Code.DeadlineExceeded, undefined],
+  ] as const) {
     const died = flaky(fx.runner, 99, code, cause);
     const d = new Dispatcher({ store: fx.store, runner: died.client, logger: pino({ level: "silent" }), retryDelaysMs: [5, 5] });
     const id = await approvedRequest(fx);

@@ -10,13 +10,19 @@ test("operator /metrics: statuses, approval latency, pending, runner queue, audi
   const metrics = createMetrics(fx.store, async () => ({ activeRuns: 2, queuedRuns: 5 }));
   const operator = createOperatorApp({ store: fx.store, approvals: fx.approvals, logger: pino({ level: "silent" }), metrics });
   const submit = async (n: number) =>
-    ((await (await fx.post({ skill_id: "m", skill_url: dataUrl("console.log(1)"), args: { n: String(n) } })).json()) as { request_id: string }).request_id;
+    (
+      (await (await fx.post({ skill_id: "m", skill_url: dataUrl("console.log(1)"), args: { n: String(n) } })).json()) as {
+        request_id: string;
+      }
+    ).request_id;
   const a = await submit(1);
   await submit(2);
   await fx.approvals.decide(a, { approve: true, channel: "test", decidedBy: "t" });
   await eventually(() => (fx.store.get(a)?.status === "completed" ? true : undefined));
   const pendingId = await submit(3);
-  fx.faults.auditWrite = () => { throw new Error("simulated"); };
+  fx.faults.auditWrite = () => {
+    throw new Error("simulated");
+  };
   await assert.rejects(fx.approvals.decide(pendingId, { approve: false, channel: "test", decidedBy: "t" }));
   fx.faults.auditWrite = undefined;
 

@@ -14,7 +14,8 @@ test("/openapi.json is OpenAPI 3.1 and real responses validate against it (an in
     const validate = ajv.getSchema(`doc#/components/schemas/${name}`)!;
     assert.ok(validate(value), `${name}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value).slice(0, 300)}`);
   };
-  const reject = (name: string, value: unknown) => assert.ok(!ajv.getSchema(`doc#/components/schemas/${name}`)!(value), JSON.stringify(value));
+  const reject = (name: string, value: unknown) =>
+    assert.ok(!ajv.getSchema(`doc#/components/schemas/${name}`)!(value), JSON.stringify(value));
 
   const good = { skill_id: "s", skill_url: dataUrl("// @secrets FOO\nconsole.log(1)"), secrets: ["FOO"], args: { n: 1 } };
   check("ExecuteBody", good);

@@ -16,7 +16,13 @@ import { dataUrl, eventually, gatewayFixture } from "../../test/helpers/gateway-
 async function serve(fx: ReturnType<typeof gatewayFixture>): Promise<{ port: number; close: () => void }> {
   const server = createAdaptorServer({ fetch: fx.app.fetch }) as Server;
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  return { port: (server.address() as { port: number }).port, close: () => { server.closeAllConnections(); server.close(); } };
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
 }
 
 /** Sends a GET and resolves once the request is written; the socket is returned open. */
@@ -35,7 +41,8 @@ test("dropped long-polls and event streams leave nothing registered", async () =
   const fx = gatewayFixture();
   const { port, close } = await serve(fx);
   try {
-    const id = ((await (await fx.post({ skill_id: "slow", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string }).request_id;
+    const id = ((await (await fx.post({ skill_id: "slow", skill_url: dataUrl("console.log(1)") })).json()) as { request_id: string })
+      .request_id;
     const base = listeners(fx);
     for (let round = 0; round < 10; round++) {
       const batch = Array.from({ length: 20 }, (_, n) => rawGet(port, n % 2 ? `/execute/${id}/status?wait=60` : `/execute/${id}/events`));
@@ -62,12 +69,18 @@ test("open waits are capped per agent and in total; other agents keep theirs", a
   const open: Array<ReturnType<typeof rawGet>> = [];
   try {
     const submit = async (token: string) =>
-      ((await (await fx.post({ skill_id: "w", skill_url: dataUrl("console.log(1)"), args: { n: token.slice(-6) } }, token)).json()) as { request_id: string }).request_id;
+      (
+        (await (await fx.post({ skill_id: "w", skill_url: dataUrl("console.log(1)"), args: { n: token.slice(-6) } }, token)).json()) as {
+          request_id: string;
+        }
+      ).request_id;
     const aliceId = await submit(alice.token);
     const bobId = await submit(bob.token);
     for (let n = 0; n < 4; n++) open.push(rawGet(port, `/execute/${aliceId}/status?wait=60`, alice.token));
     await eventually(() => (listeners(fx) >= fx.wiredListeners + 4 ? true : undefined), 5000);
-    const fifth = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/status?wait=60`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const fifth = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/status?wait=60`, {
+      headers: { authorization: `Bearer ${alice.token}` },
+    });
     assert.equal(fifth.status, 429);
     assert.equal(((await fifth.json()) as { code: string }).code, "too_many_waiters");
     const sse = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/events`, { headers: { authorization: `Bearer ${alice.token}` } });
@@ -75,10 +88,14 @@ test("open waits are capped per agent and in total; other agents keep theirs", a
     // Bob still has his own allowance, up to the total.
     for (let n = 0; n < 2; n++) open.push(rawGet(port, `/execute/${bobId}/status?wait=60`, bob.token));
     await eventually(() => (listeners(fx) >= fx.wiredListeners + 6 ? true : undefined), 5000);
-    const overTotal = await fetch(`http://127.0.0.1:${port}/execute/${bobId}/status?wait=60`, { headers: { authorization: `Bearer ${bob.token}` } });
+    const overTotal = await fetch(`http://127.0.0.1:${port}/execute/${bobId}/status?wait=60`, {
+      headers: { authorization: `Bearer ${bob.token}` },
+    });
     assert.equal(overTotal.status, 429);
     // A plain status read (no wait) is never refused.
-    const plain = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/status`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const plain = await fetch(`http://127.0.0.1:${port}/execute/${aliceId}/status`, {
+      headers: { authorization: `Bearer ${alice.token}` },
+    });
     assert.equal(plain.status, 200);
     // A decision ends the waits with the final state.
     await fx.approvals.decide(aliceId, { approve: false, channel: "test", decidedBy: "test:1" });

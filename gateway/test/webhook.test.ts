@@ -24,14 +24,19 @@ function webhook(handlerMs = 0, timeoutMs?: number) {
   });
   const app = createWebhookApp(bot, SECRET, pino({ level: "silent" }), timeoutMs);
   const post = (body: string, token?: string) =>
-    app.request(WEBHOOK_PATH, { method: "POST", headers: { "content-type": "application/json", ...(token !== undefined && { "x-telegram-bot-api-secret-token": token }) }, body });
+    app.request(WEBHOOK_PATH, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token !== undefined && { "x-telegram-bot-api-secret-token": token }) },
+      body,
+    });
   return { handled, post, lastHandled };
 }
 
-const update = (id: number) => JSON.stringify({
-  update_id: id,
-  callback_query: { id: String(id), from: { id: 1, is_bot: false, first_name: "a" }, chat_instance: "x", data: "d" },
-});
+const update = (id: number) =>
+  JSON.stringify({
+    update_id: id,
+    callback_query: { id: String(id), from: { id: 1, is_bot: false, first_name: "a" }, chat_instance: "x", data: "d" },
+  });
 
 test("webhook (grammY webhookCallback): the secret token, a JSON 401, a 400 for non-JSON, the 1 MiB limit", async () => {
   const { handled, post } = webhook();

@@ -76,7 +76,11 @@ export function approvalStatement(r: StatementSource, code: string, sandbox?: { 
   const warnings: ApprovalStatement["warnings"] = [];
   const strong = sandbox !== undefined && sandbox.isolation === STRONG_SANDBOX.isolation && sandbox.egress === STRONG_SANDBOX.egress;
   if (!sandbox) {
-    warnings.push({ kind: "unknown-sandbox", title: "Sandbox unknown", detail: ": the runner did not report it (see /health/policy before approving)" });
+    warnings.push({
+      kind: "unknown-sandbox",
+      title: "Sandbox unknown",
+      detail: ": the runner did not report it (see /health/policy before approving)",
+    });
   } else if (!strong) {
     warnings.push({
       kind: "sandbox",
@@ -85,10 +89,18 @@ export function approvalStatement(r: StatementSource, code: string, sandbox?: { 
     });
   }
   if (flagged.length > 0) {
-    warnings.push({ kind: "hidden-characters", title: "Hidden or direction-changing characters", detail: ` were shown as \\u escapes in: ${summarizeFields(flagged)}` });
+    warnings.push({
+      kind: "hidden-characters",
+      title: "Hidden or direction-changing characters",
+      detail: ` were shown as \\u escapes in: ${summarizeFields(flagged)}`,
+    });
   }
   if (sanitize(code, { keepLayout: true }).flagged) {
-    warnings.push({ kind: "code-characters", title: "The code contains hidden, control or direction-changing characters", detail: " (shown as \\u escapes)" });
+    warnings.push({
+      kind: "code-characters",
+      title: "The code contains hidden, control or direction-changing characters",
+      detail: " (shown as \\u escapes)",
+    });
   }
   return {
     v: 1,

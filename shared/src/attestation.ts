@@ -93,16 +93,22 @@ export function replayRtmr3(eventLogJson: string, rtmr3Hex: string): { ok: boole
       const name = Buffer.from(String(e.event), "utf8");
       const typeLe = Buffer.alloc(4);
       typeLe.writeUInt32LE(DSTACK_RUNTIME_EVENT_TYPE, 0);
-      const v1 = createHash("sha384").update(Buffer.concat([typeLe, Buffer.from(":"), name, Buffer.from(":"), payload])).digest();
+      const v1 = createHash("sha384")
+        .update(Buffer.concat([typeLe, Buffer.from(":"), name, Buffer.from(":"), payload]))
+        .digest();
       const v2 = createHash("sha384")
-        .update(canonicalJson({ event: String(e.event), event_type: DSTACK_RUNTIME_EVENT_TYPE, payload: payload.toString("hex"), version: 2 }))
+        .update(
+          canonicalJson({ event: String(e.event), event_type: DSTACK_RUNTIME_EVENT_TYPE, payload: payload.toString("hex"), version: 2 }),
+        )
         .digest();
       const expected = e.version === 2 ? [v2] : e.version === 1 ? [v1] : [v1, v2];
       if (!expected.some((d) => d.equals(digest))) problems.push(`event ${JSON.stringify(e.event)}: digest is not its content`);
       else payloads.set(String(e.event), payload.toString("hex"));
     }
     const padded = digest.length < 48 ? Buffer.concat([digest, Buffer.alloc(48 - digest.length)]) : digest;
-    mr = createHash("sha384").update(Buffer.concat([mr, padded])).digest();
+    mr = createHash("sha384")
+      .update(Buffer.concat([mr, padded]))
+      .digest();
   }
   if (mr.toString("hex") !== rtmr3Hex.toLowerCase()) problems.push("RTMR3 replayed from the event log differs from the quote's RTMR3");
   return { ok: problems.length === 0, problems, payloads };

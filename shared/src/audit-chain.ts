@@ -31,7 +31,10 @@ export const AUDIT_FORMAT = 2;
 export function auditHash(e: Omit<AuditEvent, "hash">): string {
   const fields = { seq: e.seq, at: e.at, type: e.type, requestId: e.requestId, data: e.data, prev: e.prev };
   if (e.v === undefined) return createHash("sha256").update(legacyCanonicalJson(fields)).digest("hex");
-  if (e.v === 2) return createHash("sha256").update(canonicalJson({ v: e.v, ...fields })).digest("hex");
+  if (e.v === 2)
+    return createHash("sha256")
+      .update(canonicalJson({ v: e.v, ...fields }))
+      .digest("hex");
   throw new Error(`unknown audit entry format ${JSON.stringify(e.v)}`);
 }
 
@@ -48,7 +51,8 @@ export function verifyAuditChain(events: readonly AuditEvent[], startPrev = GENE
   let prev = startPrev;
   let expectedSeq = startSeq;
   for (const e of events) {
-    if (e.seq !== expectedSeq) problems.push(`entry ${e.seq}: expected sequence number ${expectedSeq} (an entry is missing or out of order)`);
+    if (e.seq !== expectedSeq)
+      problems.push(`entry ${e.seq}: expected sequence number ${expectedSeq} (an entry is missing or out of order)`);
     if (e.prev !== prev) problems.push(`entry ${e.seq}: does not link to the entry before it`);
     let hash: string | undefined;
     try {

@@ -5,6 +5,15 @@
  * this list (deno-invocation.ts); the gateway's self-audit fails a runner that reports one missing.
  */
 export const DENO_BASE_FLAGS: readonly string[] = [
-  "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--no-npm", "--cached-only",
-  "--deny-read", "--deny-write", "--deny-run", "--deny-ffi", "--deny-sys",
+  "--no-prompt",
+  "--no-config",
+  "--no-lock",
+  "--no-remote",
+  "--no-npm",
+  "--cached-only",
+  "--deny-read",
+  "--deny-write",
+  "--deny-run",
+  "--deny-ffi",
+  "--deny-sys",
 ];

@@ -10,11 +10,23 @@ export { AUDIT_FORMAT, auditHash, GENESIS, verifyAuditChain, type AuditEvent, ty
 export { canonicalJson, legacyCanonicalJson } from "./canonical-json.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
 export {
-  ATTESTATION_DOMAIN, HEX32_PATTERN, NONCE_PATTERN, policyDigest, replayRtmr3, reportDataFor, tdxReportData, type AttestationStatement,
+  ATTESTATION_DOMAIN,
+  HEX32_PATTERN,
+  NONCE_PATTERN,
+  policyDigest,
+  replayRtmr3,
+  reportDataFor,
+  tdxReportData,
+  type AttestationStatement,
 } from "./attestation.js";
 export { escapeCodePoint, sanitize, sanitizeJson, type Sanitized } from "./sanitize.js";
 export {
-  approvalStatement, formatUtc, renderStatementText, STRONG_SANDBOX_LINE, type ApprovalStatement, type StatementSource,
+  approvalStatement,
+  formatUtc,
+  renderStatementText,
+  STRONG_SANDBOX_LINE,
+  type ApprovalStatement,
+  type StatementSource,
 } from "./approval-statement.js";
 export { retry } from "./retry.js";
 export { hashToken, newAgentToken } from "./tokens.js";

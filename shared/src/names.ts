@@ -3,20 +3,56 @@ import { PolicyError } from "./policy-error.js";
 /**
  * Environment names Deno (or the libraries under it) reads itself. A secret or arg with such a name
  * could steer the runtime: reroute traffic (HTTP_PROXY), ship logs elsewhere (OTEL_*), change the VM
- * (DENO_V8_FLAGS), load code (LD_PRELOAD). See ../shared/reference/deno-sandbox.md.
+ * (DENO_V8_FLAGS), load code (LD_PRELOAD).
  */
 const RESERVED_PREFIXES = [
-  "DENO_", "NODE_", "NPM_", "OTEL_", "LD_", "RUST_", "SSL", "JSR_", "ICU_", "SQLITE_", "GLIBC_",
-  "MALLOC_", "X_DENO_", "LC_",
+  "DENO_",
+  "NODE_",
+  "NPM_",
+  "OTEL_",
+  "LD_",
+  "RUST_",
+  "SSL",
+  "JSR_",
+  "ICU_",
+  "SQLITE_",
+  "GLIBC_",
+  "MALLOC_",
+  "X_DENO_",
+  "LC_",
   // Our own namespace, kept free for variables the runner may set in future.
   "OAUTH3_",
 ] as const;
 const RESERVED_NAMES = new Set([
-  "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "HOME", "PATH", "TMPDIR", "TZ", "LANG",
-  "TERM", "TMUX", "COLORTERM", "FORCE_COLOR", "NO_COLOR", "CI", "LANGUAGE", "SHELL", "USER",
-  "PWD", "TEMP", "TMP",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "ALL_PROXY",
+  "NO_PROXY",
+  "HOME",
+  "PATH",
+  "TMPDIR",
+  "TZ",
+  "LANG",
+  "TERM",
+  "TMUX",
+  "COLORTERM",
+  "FORCE_COLOR",
+  "NO_COLOR",
+  "CI",
+  "LANGUAGE",
+  "SHELL",
+  "USER",
+  "PWD",
+  "TEMP",
+  "TMP",
   // glibc: the resolver (a granted name's lookup sent to another zone), locale and iconv loading.
-  "LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES", "LOCPATH", "NLSPATH", "GCONV_PATH", "TZDIR",
+  "LOCALDOMAIN",
+  "RES_OPTIONS",
+  "HOSTALIASES",
+  "LOCPATH",
+  "NLSPATH",
+  "GCONV_PATH",
+  "TZDIR",
 ]);
 /** Prefixes glibc's resolver reads besides the names above. */
 const RESERVED_SECRET_PREFIXES = ["RESOLV_"] as const;
@@ -39,16 +75,16 @@ const PROXY_SUFFIX = /_PROXY$/i;
 /** Reserved regardless of letter case: Deno honours `http_proxy` as well as `HTTP_PROXY`. */
 export function isReservedEnvName(name: string): boolean {
   const upper = name.toUpperCase();
-  return RESERVED_NAMES.has(upper) || PROXY_SUFFIX.test(upper) ||
-    [...RESERVED_PREFIXES, ...RESERVED_SECRET_PREFIXES].some((p) => upper.startsWith(p));
+  return (
+    RESERVED_NAMES.has(upper) ||
+    PROXY_SUFFIX.test(upper) ||
+    [...RESERVED_PREFIXES, ...RESERVED_SECRET_PREFIXES].some((p) => upper.startsWith(p))
+  );
 }
 
 export function checkSecretName(name: unknown): string {
   if (typeof name !== "string" || !SECRET_NAME.test(name)) {
-    throw new PolicyError(
-      "invalid_secret_name",
-      `secret name ${describe(name)} must match ^[A-Z][A-Z0-9_]{0,63}$`,
-    );
+    throw new PolicyError("invalid_secret_name", `secret name ${describe(name)} must match ^[A-Z][A-Z0-9_]{0,63}$`);
   }
   if (isReservedEnvName(name)) {
     throw new PolicyError("reserved_name", `secret name ${name} is reserved for the runtime`);
@@ -58,10 +94,7 @@ export function checkSecretName(name: unknown): string {
 
 export function checkArgName(name: string): string {
   if (!ARG_NAME.test(name)) {
-    throw new PolicyError(
-      "invalid_arg_name",
-      `arg name ${describe(name)} must match ^[A-Za-z][A-Za-z0-9_]{0,63}$`,
-    );
+    throw new PolicyError("invalid_arg_name", `arg name ${describe(name)} must match ^[A-Za-z][A-Za-z0-9_]{0,63}$`);
   }
   if (isReservedEnvName(name)) {
     throw new PolicyError("reserved_name", `arg name ${name} is reserved for the runtime`);

@@ -44,8 +44,12 @@ export function socketFacts(path: string): SocketFacts | undefined {
     const sock = statSync(path);
     return {
       path,
-      dirUid: dir.uid, dirGid: dir.gid, dirMode: dir.mode & 0o7777,
-      socketUid: sock.uid, socketGid: sock.gid, socketMode: sock.mode & 0o7777,
+      dirUid: dir.uid,
+      dirGid: dir.gid,
+      dirMode: dir.mode & 0o7777,
+      socketUid: sock.uid,
+      socketGid: sock.gid,
+      socketMode: sock.mode & 0o7777,
     };
   } catch {
     return undefined;
@@ -74,14 +78,18 @@ function listeningSockets(): string[] {
   const mine = ownSocketInodes();
   const out: string[] = [];
   // /proc/net/unix: Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON (0x10000) = listening.
-  for (const line of safe(() => readFileSync("/proc/net/unix", "utf8"), "").split("\n").slice(1)) {
+  for (const line of safe(() => readFileSync("/proc/net/unix", "utf8"), "")
+    .split("\n")
+    .slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8 || !mine.has(f[6]!)) continue;
     if ((parseInt(f[3]!, 16) & 0x10000) !== 0) out.push(`unix:${f.slice(7).join(" ")}`);
   }
   // /proc/net/tcp{,6}: sl local_address rem_address st ... inode (field 9); st 0A = LISTEN.
   for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of safe(() => readFileSync(file, "utf8"), "").split("\n").slice(1)) {
+    for (const line of safe(() => readFileSync(file, "utf8"), "")
+      .split("\n")
+      .slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10 || f[3] !== "0A" || !mine.has(f[9]!)) continue;
       out.push(`tcp:${decodeAddress(f[1]!)}`);
@@ -97,9 +105,14 @@ function decodeAddress(field: string): string {
   if (hex.length === 8) return `${Buffer.from(hex, "hex").reverse().join(".")}:${port}`;
   const words: string[] = [];
   for (let i = 0; i < 32; i += 8) {
-    const w = Buffer.from(hex.slice(i, i + 8), "hex").reverse().toString("hex");
+    const w = Buffer.from(hex.slice(i, i + 8), "hex")
+      .reverse()
+      .toString("hex");
     words.push(w.slice(0, 4), w.slice(4));
   }
-  const v6 = words.map((w) => w.replace(/^0{1,3}/, "")).join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+  const v6 = words
+    .map((w) => w.replace(/^0{1,3}/, ""))
+    .join(":")
+    .replace(/(^|:)0(:0)+(:|$)/, "::");
   return `[${v6}]:${port}`;
 }

@@ -83,8 +83,15 @@ export interface ReceiptSummary {
  * unexpired when it decided). A gateway that records "secrets: none" for what it then ran with a
  * secret cannot produce a matching signature.
  */
-export function verifyRunReceipts(events: readonly ChainEntry[], pinnedKey?: string): {
-  ok: boolean; keys: string[]; receipts: number; problems: string[]; summaries: ReceiptSummary[];
+export function verifyRunReceipts(
+  events: readonly ChainEntry[],
+  pinnedKey?: string,
+): {
+  ok: boolean;
+  keys: string[];
+  receipts: number;
+  problems: string[];
+  summaries: ReceiptSummary[];
 } {
   const problems: string[] = [];
   const keys = new Set<string>();
@@ -98,9 +105,12 @@ export function verifyRunReceipts(events: readonly ChainEntry[], pinnedKey?: str
     if (e.type === "request_received" && e.requestId) {
       const d = e.data;
       requested.set(e.requestId, {
-        codeSha256: d.codeSha256, secretNames: Array.isArray(d.secretNames) ? d.secretNames.map(String) : [],
-        network: Array.isArray(d.network) ? d.network.map(String) : [], timeoutSeconds: d.timeoutSeconds,
-        skillId: d.skillId, agent: d.agent ?? null,
+        codeSha256: d.codeSha256,
+        secretNames: Array.isArray(d.secretNames) ? d.secretNames.map(String) : [],
+        network: Array.isArray(d.network) ? d.network.map(String) : [],
+        timeoutSeconds: d.timeoutSeconds,
+        skillId: d.skillId,
+        agent: d.agent ?? null,
       });
     }
     if (e.type === "grant_created" && typeof e.data.grantId === "string") grants.set(e.data.grantId, { at, data: e.data });
@@ -129,8 +139,14 @@ export function verifyRunReceipts(events: readonly ChainEntry[], pinnedKey?: str
     }
     const p = JSON.parse(r.payloadJson) as ReceiptPayload;
     summaries.push({
-      seq: e.seq, requestId: p.requestId, secretNames: p.secretNames, network: p.network, uid: p.uid,
-      termination: p.termination, exitCode: p.exitCode, approval: p.approval,
+      seq: e.seq,
+      requestId: p.requestId,
+      secretNames: p.secretNames,
+      network: p.network,
+      uid: p.uid,
+      termination: p.termination,
+      exitCode: p.exitCode,
+      approval: p.approval,
     });
     const differs: string[] = [];
     const req = p.requestId === e.requestId ? requested.get(p.requestId) : undefined;
@@ -151,17 +167,22 @@ export function verifyRunReceipts(events: readonly ChainEntry[], pinnedKey?: str
     if (p.exitCode !== e.data.exitCode) differs.push(`exit code (receipt ${p.exitCode})`);
     if (p.outputSha256 !== e.data.outputSha256) differs.push("output digest");
     const reason = p.termination === "cancelled" ? "signaled" : p.termination;
-    if (e.data.reason !== undefined && reason !== e.data.reason) differs.push(`termination (receipt ${p.termination}, recorded ${String(e.data.reason)})`);
+    if (e.data.reason !== undefined && reason !== e.data.reason)
+      differs.push(`termination (receipt ${p.termination}, recorded ${String(e.data.reason)})`);
     if (p.v >= 2 && e.data.isolation !== undefined) {
       const perRunUid = e.data.isolation === "per-run-uid";
       if (perRunUid !== (typeof p.uid === "number")) {
-        differs.push(`uid (receipt ${p.uid === null || p.uid === undefined ? "the runner's own" : p.uid}, recorded isolation ${String(e.data.isolation)})`);
+        differs.push(
+          `uid (receipt ${p.uid === null || p.uid === undefined ? "the runner's own" : p.uid}, recorded isolation ${String(e.data.isolation)})`,
+        );
       }
     }
     if (differs.length > 0) problems.push(`entry ${e.seq}: receipt does not match the recorded run: ${differs.join("; ")}`);
     const decision = decisionOf.get(p.requestId);
     if (p.approval && (!decision || decision.by !== p.approval.decidedBy || decision.channel !== p.approval.channel)) {
-      problems.push(`entry ${e.seq}: the approval the runner was given (${p.approval.decidedBy} via ${p.approval.channel}) differs from the recorded decision`);
+      problems.push(
+        `entry ${e.seq}: the approval the runner was given (${p.approval.decidedBy} via ${p.approval.channel}) differs from the recorded decision`,
+      );
     }
   }
   if (keys.size > 1) problems.push(`receipts are signed by ${keys.size} different keys`);
@@ -177,7 +198,12 @@ function grantProblem(by: string, grants: ReadonlyMap<string, GrantEntry>, req: 
   if (typeof g.data.expiresAt === "number" && g.data.expiresAt <= at) return `approved by ${by} after that grant expired`;
   if (!req) return undefined; // reported with the receipt
   const d = g.data;
-  const same = d.codeSha256 === req.codeSha256 && d.skillId === req.skillId && (d.agent ?? null) === req.agent &&
-    d.timeoutSeconds === req.timeoutSeconds && sameSet(d.secretNames, req.secretNames) && sameSet(d.network, req.network);
+  const same =
+    d.codeSha256 === req.codeSha256 &&
+    d.skillId === req.skillId &&
+    (d.agent ?? null) === req.agent &&
+    d.timeoutSeconds === req.timeoutSeconds &&
+    sameSet(d.secretNames, req.secretNames) &&
+    sameSet(d.network, req.network);
   return same ? undefined : `approved by ${by}, which does not cover this request's agent, skill, code, secrets, hosts or timeout`;
 }

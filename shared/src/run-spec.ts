@@ -26,11 +26,7 @@ export interface RunSpecInput {
  * hosts or a timeout, the request must agree with it exactly: a mismatch is an error, never a silent
  * choice between the two (upstream showed one list and injected the other).
  */
-export function resolveRunSpec(
-  input: RunSpecInput,
-  header: SkillHeader,
-  maxTimeoutSeconds: number,
-): RunSpec {
+export function resolveRunSpec(input: RunSpecInput, header: SkillHeader, maxTimeoutSeconds: number): RunSpec {
   const secretNames = uniqueSorted(input.secrets.map(checkSecretName), "duplicate_secret", "secret");
   if (secretNames.length > LIMITS.maxSecrets) {
     throw new PolicyError("too_many_secrets", `at most ${LIMITS.maxSecrets} secrets per skill`);
@@ -43,11 +39,7 @@ export function resolveRunSpec(
   const requested = input.network?.map(normalizeHost);
   const declared = header.network?.map(normalizeHost);
   if (requested && declared) {
-    requireSameSet(
-      "network",
-      uniqueSorted(declared, "duplicate_host", "host"),
-      uniqueSorted(requested, "duplicate_host", "host"),
-    );
+    requireSameSet("network", uniqueSorted(declared, "duplicate_host", "host"), uniqueSorted(requested, "duplicate_host", "host"));
   }
   const network = uniqueSorted(requested ?? declared ?? [], "duplicate_host", "host");
   if (network.length > LIMITS.maxHosts) {
@@ -59,10 +51,7 @@ export function resolveRunSpec(
   return { secretNames, network, args, timeoutSeconds };
 }
 
-function checkArgs(
-  args: ReadonlyArray<{ name: string; value: string }>,
-  secretNames: readonly string[],
-): RunSpec["args"] {
+function checkArgs(args: ReadonlyArray<{ name: string; value: string }>, secretNames: readonly string[]): RunSpec["args"] {
   if (args.length > LIMITS.maxArgs) {
     throw new PolicyError("too_many_args", `at most ${LIMITS.maxArgs} args per skill`);
   }
@@ -72,10 +61,7 @@ function checkArgs(
   for (const { name, value } of args) {
     checkArgName(name);
     if (taken.has(name.toUpperCase())) {
-      throw new PolicyError(
-        "arg_shadows_name",
-        `arg ${name} collides with a secret or another arg (names are compared ignoring case)`,
-      );
+      throw new PolicyError("arg_shadows_name", `arg ${name} collides with a secret or another arg (names are compared ignoring case)`);
     }
     taken.add(name.toUpperCase());
     if (typeof value !== "string" || value.includes("\0")) {
@@ -94,11 +80,7 @@ function checkArgs(
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-function resolveTimeout(
-  requested: number | undefined,
-  declared: string | undefined,
-  max: number,
-): number {
+function resolveTimeout(requested: number | undefined, declared: string | undefined, max: number): number {
   let fromHeader: number | undefined;
   if (declared !== undefined) {
     if (!/^\d{1,6}$/.test(declared)) {
@@ -107,10 +89,7 @@ function resolveTimeout(
     fromHeader = Number(declared);
   }
   if (requested !== undefined && fromHeader !== undefined && requested !== fromHeader) {
-    throw new PolicyError(
-      "header_mismatch",
-      `timeout ${requested}s in the request differs from @timeout ${fromHeader}s in the code`,
-    );
+    throw new PolicyError("header_mismatch", `timeout ${requested}s in the request differs from @timeout ${fromHeader}s in the code`);
   }
   const timeout = requested ?? fromHeader ?? Math.min(LIMITS.defaultTimeoutSeconds, max);
   if (!Number.isInteger(timeout) || timeout < 1 || timeout > max) {
@@ -130,8 +109,7 @@ function uniqueSorted(items: string[], code: string, what: string): string[] {
 }
 
 function requireSameSet(what: string, declared: string[], requested: string[]): void {
-  const same =
-    declared.length === requested.length && declared.every((item, i) => item === requested[i]);
+  const same = declared.length === requested.length && declared.every((item, i) => item === requested[i]);
   if (!same) {
     throw new PolicyError(
       "header_mismatch",

@@ -18,7 +18,7 @@ export async function prepareSocketPath(socketPath: string, dirMode: number): Pr
   }
   chmodSync(dir, dirMode);
 
-  let existing;
+  let existing: ReturnType<typeof lstatSync> | undefined;
   try {
     existing = lstatSync(socketPath);
   } catch {

@@ -5,18 +5,36 @@ import { policyDigest, replayRtmr3, reportDataFor, tdxReportData, verifyReceipt,
 import { SigningKey } from "@oauth3/shared/signing-key";
 
 const statement: AttestationStatement = {
-  v: 1, nonce: "ab".repeat(16), auditHead: { seq: 3, hash: "cd".repeat(32) },
-  gatewayPublicKey: "01".repeat(32), runnerPublicKey: "02".repeat(32), runnerKeySource: "dstack", policySha256: "ef".repeat(32),
+  v: 1,
+  nonce: "ab".repeat(16),
+  auditHead: { seq: 3, hash: "cd".repeat(32) },
+  gatewayPublicKey: "01".repeat(32),
+  runnerPublicKey: "02".repeat(32),
+  runnerKeySource: "dstack",
+  policySha256: "ef".repeat(32),
 };
 
 test("report_data is SHA-512 over the domain and the canonical statement, whatever the key order", () => {
   const shuffled = Object.fromEntries(Object.entries(statement).reverse()) as unknown as AttestationStatement;
   assert.equal(reportDataFor(shuffled), reportDataFor(statement));
-  const canonical = '{"auditHead":{"hash":"' + "cd".repeat(32) + '","seq":3},"gatewayPublicKey":"' + "01".repeat(32) +
-    '","nonce":"' + "ab".repeat(16) + '","policySha256":"' + "ef".repeat(32) + '","runnerKeySource":"dstack","runnerPublicKey":"' +
-    "02".repeat(32) + '","v":1}';
+  const canonical =
+    '{"auditHead":{"hash":"' +
+    "cd".repeat(32) +
+    '","seq":3},"gatewayPublicKey":"' +
+    "01".repeat(32) +
+    '","nonce":"' +
+    "ab".repeat(16) +
+    '","policySha256":"' +
+    "ef".repeat(32) +
+    '","runnerKeySource":"dstack","runnerPublicKey":"' +
+    "02".repeat(32) +
+    '","v":1}';
   assert.equal(reportDataFor(statement), createHash("sha512").update(`oauth3-proxy/attestation/v1\n${canonical}`).digest("hex"));
-  for (const [k, v] of [["nonce", "ac".repeat(16)], ["runnerKeySource", "local"], ["policySha256", "ee".repeat(32)]] as const) {
+  for (const [k, v] of [
+    ["nonce", "ac".repeat(16)],
+    ["runnerKeySource", "local"],
+    ["policySha256", "ee".repeat(32)],
+  ] as const) {
     assert.notEqual(reportDataFor({ ...statement, [k]: v }), reportDataFor(statement), k);
   }
   assert.notEqual(reportDataFor({ ...statement, auditHead: { seq: 4, hash: statement.auditHead.hash } }), reportDataFor(statement));
@@ -58,21 +76,43 @@ test("a key from a seed is deterministic and signs canonical JSON that verifyRec
 test("RTMR3 replay: dstack's v1 and v2 event digests, each event's digest checked against its content", () => {
   // Digests computed here straight from dstack's definitions (cc-eventlog runtime_events.rs).
   const type = Buffer.from([0x01, 0x00, 0x00, 0x08]);
-  const v1 = (name: string, payload: string) => createHash("sha384").update(Buffer.concat([type, Buffer.from(`:${name}:`), Buffer.from(payload, "hex")])).digest();
-  const v2 = (name: string, payload: string) => createHash("sha384").update(`{"event":"${name}","event_type":134217729,"payload":"${payload}","version":2}`).digest();
+  const v1 = (name: string, payload: string) =>
+    createHash("sha384")
+      .update(Buffer.concat([type, Buffer.from(`:${name}:`), Buffer.from(payload, "hex")]))
+      .digest();
+  const v2 = (name: string, payload: string) =>
+    createHash("sha384").update(`{"event":"${name}","event_type":134217729,"payload":"${payload}","version":2}`).digest();
   const events = [
     { imr: 3, event_type: 0x08000001, event: "app-id", event_payload: "deadbeef", digest: v1("app-id", "deadbeef").toString("hex") },
     { imr: 1, event_type: 5, event: "", event_payload: "", digest: "22".repeat(48) },
-    { imr: 3, event_type: 0x08000001, event: "compose-hash", event_payload: "abcd", digest: v2("compose-hash", "abcd").toString("hex"), version: 2 },
+    {
+      imr: 3,
+      event_type: 0x08000001,
+      event: "compose-hash",
+      event_payload: "abcd",
+      digest: v2("compose-hash", "abcd").toString("hex"),
+      version: 2,
+    },
   ];
   let mr = Buffer.alloc(48);
-  for (const d of [v1("app-id", "deadbeef"), v2("compose-hash", "abcd")]) mr = createHash("sha384").update(Buffer.concat([mr, d])).digest();
+  for (const d of [v1("app-id", "deadbeef"), v2("compose-hash", "abcd")])
+    mr = createHash("sha384")
+      .update(Buffer.concat([mr, d]))
+      .digest();
   const ok = replayRtmr3(JSON.stringify(events), mr.toString("hex"));
   assert.deepEqual(ok.problems, []);
-  assert.deepEqual([...ok.payloads], [["app-id", "deadbeef"], ["compose-hash", "abcd"]]);
+  assert.deepEqual(
+    [...ok.payloads],
+    [
+      ["app-id", "deadbeef"],
+      ["compose-hash", "abcd"],
+    ],
+  );
   const forged = structuredClone(events);
   forged[2]!.event_payload = "abce";
   assert.deepEqual(replayRtmr3(JSON.stringify(forged), mr.toString("hex")).problems, ['event "compose-hash": digest is not its content']);
-  assert.deepEqual(replayRtmr3(JSON.stringify([events[2], events[0]]), mr.toString("hex")).problems, ["RTMR3 replayed from the event log differs from the quote's RTMR3"]);
+  assert.deepEqual(replayRtmr3(JSON.stringify([events[2], events[0]]), mr.toString("hex")).problems, [
+    "RTMR3 replayed from the event log differs from the quote's RTMR3",
+  ]);
   assert.match(replayRtmr3("{", mr.toString("hex")).problems[0]!, /not a JSON array/);
 });

@@ -9,10 +9,21 @@ test("canonical JSON is RFC 8785: keys by UTF-16 code units, ECMAScript numbers,
     '{"":"empty","1":{"\\n":56,"f":{"F":5,"f":"hi"}},"10":{},"111":[{"E":"no","e":"yes"}],"A":{},"a":{}}',
   );
   assert.equal(
-    canonicalJson({ "\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis" }),
+    canonicalJson({
+      "\u20ac": "Euro Sign",
+      "\r": "Carriage Return",
+      "\ufb33": "Hebrew Letter Dalet With Dagesh",
+      "1": "One",
+      "\ud83d\ude00": "Emoji: Grinning Face",
+      "\u0080": "Control",
+      "\u00f6": "Latin Small Letter O With Diaeresis",
+    }),
     '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
   );
-  assert.equal(canonicalJson({ n: [1e21, 1e-7, -0, 0.1 + 0.2, 333333333.33333329] }), '{"n":[1e+21,1e-7,0,0.30000000000000004,333333333.3333333]}');
+  assert.equal(
+    canonicalJson({ n: [1e21, 1e-7, -0, 0.1 + 0.2, Number("333333333.33333329")] }),
+    '{"n":[1e+21,1e-7,0,0.30000000000000004,333333333.3333333]}',
+  );
   assert.equal(canonicalJson({ a: undefined, b: 1 }), '{"b":1}', "an absent optional member is left out, as JSON does");
 });
 
@@ -25,7 +36,7 @@ test("canonical JSON refuses what JSON would silently change, naming where", () 
   assert.throws(() => canonicalJson({ s: "\ud800" }), /Lone surrogate/);
   // What format 1 did with the same input: signed something else without a word.
   assert.equal(legacyCanonicalJson([1, undefined]), "[1,]", "not even JSON");
-  assert.equal(legacyCanonicalJson({ at: new Date(0) }), "{\"at\":{}}", "a Date signed as {}");
+  assert.equal(legacyCanonicalJson({ at: new Date(0) }), '{"at":{}}', "a Date signed as {}");
 });
 
 function chain(entries: Array<Partial<AuditEvent>>): AuditEvent[] {
@@ -39,7 +50,12 @@ function chain(entries: Array<Partial<AuditEvent>>): AuditEvent[] {
 }
 
 test("the chain: new entries carry format 2 (RFC 8785); entries without a format still verify as format 1", () => {
-  const mixed = chain([{ type: "request_received" }, { type: "decision" }, { v: AUDIT_FORMAT, type: "run_started" }, { v: AUDIT_FORMAT, type: "status" }]);
+  const mixed = chain([
+    { type: "request_received" },
+    { type: "decision" },
+    { v: AUDIT_FORMAT, type: "run_started" },
+    { v: AUDIT_FORMAT, type: "status" },
+  ]);
   assert.equal(mixed[0]!.v, undefined);
   assert.deepEqual(verifyAuditChain(mixed).problems, []);
   // A format-1 hash is what the code before format 2 computed (the same canonical text for plain data).
@@ -55,8 +71,14 @@ test("the chain: new entries carry format 2 (RFC 8785); entries without a format
 });
 
 test("an entry written before format 2 keeps its hash (computed by the previous release's code)", () => {
-  const written = { seq: 1, at: 1764700000000, type: "request_received", requestId: "exec_0123456789abcdef",
-    data: { skillId: "s", secretNames: ["FOO"], network: ["api.example.com:443"], agent: undefined, codeSize: 12 }, prev: GENESIS };
+  const written = {
+    seq: 1,
+    at: 1764700000000,
+    type: "request_received",
+    requestId: "exec_0123456789abcdef",
+    data: { skillId: "s", secretNames: ["FOO"], network: ["api.example.com:443"], agent: undefined, codeSize: 12 },
+    prev: GENESIS,
+  };
   const hash = "0150744b18d63c0fafd7c36d3709523fed5526461fc4fd946163f5a6fb158a35";
   assert.equal(auditHash(written), hash);
   assert.deepEqual(verifyAuditChain([{ ...written, hash }]).problems, []);

@@ -49,7 +49,8 @@ before(async () => {
     env: {
       SECRETS_FILE: join(dir, "secrets.env"),
       RUNNER_SKILL_UID_BASE: String(UID_BASE),
-      RUNNER_EGRESS_HOSTS: "api.test.example=127.0.0.1,weird.test.example=127.0.0.1,internal.test.example=127.0.0.1,v6.test.example=::1,mapped.test.example=::ffff:127.0.0.1,meta.test.example=169.254.169.254",
+      RUNNER_EGRESS_HOSTS:
+        "api.test.example=127.0.0.1,weird.test.example=127.0.0.1,internal.test.example=127.0.0.1,v6.test.example=::1,mapped.test.example=::ffff:127.0.0.1,meta.test.example=169.254.169.254",
       RUNNER_EGRESS_ALLOW_PRIVATE: `api.test.example:${apiPort},weird.test.example:${weirdPort}`,
     },
   });
@@ -72,10 +73,13 @@ async function run(code: string, secrets: string[] = []): Promise<Record<string,
 
 describe("egress", { skip: SKIP }, () => {
   test("a granted host:port works through the proxy, with the secret", async () => {
-    const final = await run(`// @secrets API_KEY
+    const final = await run(
+      `// @secrets API_KEY
 // @network api.test.example:${apiPort}
 const r = await fetch("http://api.test.example:${apiPort}/v1/data", { headers: { "x-api-key": Deno.env.get("API_KEY")! } });
-console.log(r.status, await r.text());`, ["API_KEY"]);
+console.log(r.status, await r.text());`,
+      ["API_KEY"],
+    );
     assert.equal(final.status, "completed", JSON.stringify(final.result));
     assert.equal(final.result.stdout, `200 {"ok":true,"path":"/v1/data"}\n`);
     assert.deepEqual(hits.at(-1), { path: "/v1/data", key: KEY });
@@ -117,13 +121,22 @@ catch (e) { console.log("blocked", e.name); }`);
 try { const r = await fetch("http://api.test.example:${apiPort}/redirect"); console.log("status", r.status, await r.text()); }
 catch (e) { console.log("blocked", e.name); }`);
     assert.equal(final.result.stdout, "blocked NotCapable\n");
-    assert.deepEqual(hits.slice(before).map((h) => h.path), ["/redirect"]);
+    assert.deepEqual(
+      hits.slice(before).map((h) => h.path),
+      ["/redirect"],
+    );
   });
 
   test("raw sockets from a skill uid reach nothing; the same connect as the runner's uid works", () => {
-    const probe = (uid?: number) => spawnSync(process.execPath, ["-e",
-      `const s = require("net").connect(${apiPort}, "127.0.0.1"); s.on("connect", () => { console.log("CONNECTED"); s.end(); }); s.on("error", (e) => console.log("ERR", e.code));`],
-      { encoding: "utf8", timeout: 10_000, ...(uid !== undefined && { uid, gid: uid }) });
+    const probe = (uid?: number) =>
+      spawnSync(
+        process.execPath,
+        [
+          "-e",
+          `const s = require("net").connect(${apiPort}, "127.0.0.1"); s.on("connect", () => { console.log("CONNECTED"); s.end(); }); s.on("error", (e) => console.log("ERR", e.code));`,
+        ],
+        { encoding: "utf8", timeout: 10_000, ...(uid !== undefined && { uid, gid: uid }) },
+      );
     assert.equal(probe().stdout.trim(), "CONNECTED", "control: the port is open");
     assert.match(probe(UID_BASE).stdout.trim(), /^ERR (ECONNREFUSED|EPERM|EACCES)$/);
     assert.match(probe(UID_BASE + 3).stdout.trim(), /^ERR (ECONNREFUSED|EPERM|EACCES)$/);

@@ -147,25 +147,35 @@ await new Promise((r) => setTimeout(r, 1000));`);
   test("static imports of secrets and other processes' environ: refused by per-run uids, readable under shared-uid as the README warns", async () => {
     const runnerPid = stack.childPids()[0]!;
     const paths = [secretsFile, `/proc/${runnerPid}/environ`, join(dir, "gateway-db", "data.mdb")];
-    const code = paths.map((p) =>
-      `try { const m = await import(${JSON.stringify(p)}, { with: { type: "text" } }); console.log("ESCAPED", m.default.length); }
-       catch (e) { console.log("blocked", /Permission denied/.test(String(e)) ? "EACCES" : String(e).slice(0, 80)); }`).join("\n");
+    const code = paths
+      .map(
+        (p) =>
+          `try { const m = await import(${JSON.stringify(p)}, { with: { type: "text" } }); console.log("ESCAPED", m.default.length); }
+       catch (e) { console.log("blocked", /Permission denied/.test(String(e)) ? "EACCES" : String(e).slice(0, 80)); }`,
+      )
+      .join("\n");
     const final = await run(code);
     if (PER_RUN_UID) assert.equal(final.result.stdout, "blocked EACCES\nblocked EACCES\nblocked EACCES\n");
     else assert.match(final.result.stdout, /^ESCAPED \d+\nESCAPED \d+\nESCAPED \d+\n$/, final.result.stderr);
   });
 
   test("two concurrent skills cannot read each other's secrets", { skip: needs({ uid: true }) }, async () => {
-    const victim = await submit(`// @secrets BAR\nconst held = Deno.env.get("BAR"); await new Promise((r) => setTimeout(r, 4000)); console.log(held ? "held" : "none");`, { secrets: ["BAR"] });
+    const victim = await submit(
+      `// @secrets BAR\nconst held = Deno.env.get("BAR"); await new Promise((r) => setTimeout(r, 4000)); console.log(held ? "held" : "none");`,
+      { secrets: ["BAR"] },
+    );
     let victimPid: number | undefined;
     for (let i = 0; i < 100 && victimPid === undefined; i++) {
       for (let uid = UID_BASE; uid < UID_BASE + 12; uid++) victimPid ??= processesOf(uid)[0];
       if (victimPid === undefined) await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(victimPid, "the victim skill is running");
-    const final = await run(`// @secrets FOO
+    const final = await run(
+      `// @secrets FOO
 try { const m = await import("/proc/${victimPid}/environ", { with: { type: "text" } }); console.log("ESCAPED", m.default.includes("BAR=")); }
-catch (e) { console.log("blocked", /Permission denied/.test(String(e))); }`, { secrets: ["FOO"] });
+catch (e) { console.log("blocked", /Permission denied/.test(String(e))); }`,
+      { secrets: ["FOO"] },
+    );
     assert.equal(final.result.stdout, "blocked true\n");
     const v = (await stack.waitFinal(victim, 30_000)) as Record<string, any>;
     results.push(v);
@@ -173,7 +183,9 @@ catch (e) { console.log("blocked", /Permission denied/.test(String(e))); }`, { s
   });
 
   test("resources: ArrayBuffer bomb, heap bomb, SIGTERM-proof busy Workers, output flood", async () => {
-    const ab = await run(`const k = []; for (let i = 0; i < 64; i++) { const b = new Uint8Array(32 << 20); b.fill(1); k.push(b); } console.log("ESCAPED");`);
+    const ab = await run(
+      `const k = []; for (let i = 0; i < 64; i++) { const b = new Uint8Array(32 << 20); b.fill(1); k.push(b); } console.log("ESCAPED");`,
+    );
     assert.equal(ab.result.reason, "memory");
     const heap = await run(`const a = []; while (true) a.push({ s: "x".repeat(64) + Math.random() });`);
     assert.ok(["memory", "signaled"].includes(heap.result.reason), heap.result.reason);
@@ -185,15 +197,19 @@ while (true) {}`);
     const flood = await run(`const s = "y".repeat(4095) + "\\n"; while (true) console.log(s);`);
     assert.equal(flood.result.reason, "output_limit");
     assert.ok(flood.result.truncated);
-    if (PER_RUN_UID) for (let uid = UID_BASE; uid < UID_BASE + 12; uid++) assert.deepEqual(processesOf(uid), [], `uid ${uid} left a process`);
+    if (PER_RUN_UID)
+      for (let uid = UID_BASE; uid < UID_BASE + 12; uid++) assert.deepEqual(processesOf(uid), [], `uid ${uid} left a process`);
   });
 
   test("redaction: a granted secret printed raw, base64, hex, URL-encoded", async () => {
-    const final = await run(`// @secrets FOO
+    const final = await run(
+      `// @secrets FOO
 const v = Deno.env.get("FOO");
 const hex = [...new TextEncoder().encode(v)].map((b) => b.toString(16).padStart(2, "0")).join("");
 console.log(v); console.log(btoa(v)); console.log(btoa("x" + v)); console.log(hex); console.log(encodeURIComponent(v + "/?"));
-console.error(JSON.stringify({ v }));`, { secrets: ["FOO"] });
+console.error(JSON.stringify({ v }));`,
+      { secrets: ["FOO"] },
+    );
     assert.equal(final.result.stdout.split("\n").filter((l: string) => l.includes("[REDACTED:FOO]")).length, 5, final.result.stdout);
     assert.match(final.result.stderr, /REDACTED:FOO/);
     assert.ok(final.result.redacted);
@@ -206,13 +222,31 @@ console.error(JSON.stringify({ v }));`, { secrets: ["FOO"] });
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets });
       assert.equal(r.status, 400, JSON.stringify(secrets));
     }
-    for (const args of [{ http_proxy: "http://evil" }, { DENO_DIR: "/" }, { LD_PRELOAD: "/x.so" }, { foo: "shadow" },
-      { LOCALDOMAIN: "attacker.example" }, { RES_OPTIONS: "ndots:15 attempts:1" }, { HOSTALIASES: "/tmp/aliases" },
-      { GCONV_PATH: "/tmp" }, { TZDIR: "/tmp" }, { NLSPATH: "/tmp/%N" }]) {
+    for (const args of [
+      { http_proxy: "http://evil" },
+      { DENO_DIR: "/" },
+      { LD_PRELOAD: "/x.so" },
+      { foo: "shadow" },
+      { LOCALDOMAIN: "attacker.example" },
+      { RES_OPTIONS: "ndots:15 attempts:1" },
+      { HOSTALIASES: "/tmp/aliases" },
+      { GCONV_PATH: "/tmp" },
+      { TZDIR: "/tmp" },
+      { NLSPATH: "/tmp/%N" },
+    ]) {
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), secrets: ["FOO"], args });
       assert.equal(r.status, 400, JSON.stringify(args));
     }
-    for (const network of [["*"], ["localhost"], ["gateway"], ["127.0.0.1"], ["a.com,b.com"], ["unix:/x"], ["*.example.com"], ["[::1]:443"]]) {
+    for (const network of [
+      ["*"],
+      ["localhost"],
+      ["gateway"],
+      ["127.0.0.1"],
+      ["a.com,b.com"],
+      ["unix:/x"],
+      ["*.example.com"],
+      ["[::1]:443"],
+    ]) {
       const r = await stack.post({ skill_id: "x", skill_url: data("1"), network });
       assert.equal(r.status, 400, JSON.stringify(network));
       assert.equal(r.json.code, "invalid_host");

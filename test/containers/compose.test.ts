@@ -32,23 +32,45 @@ let controlPort = 0;
 
 function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean; timeout?: number } = {}): string {
   const r = spawnSync(cmd, args, {
-    cwd: ROOT, encoding: "utf8", timeout: opts.timeout ?? 600_000, input: opts.input,
-    env: { ...process.env, DOCKER_BUILDKIT: "0", FAKE_TELEGRAM_TOKEN: TOKEN, OAUTH3_REPO: ROOT,
-      OAUTH3_TEST_SECRETS: secrets, FAKE_TELEGRAM_CONTROL_PORT: String(controlPort), SECRETS_JSON },
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: opts.timeout ?? 600_000,
+    input: opts.input,
+    env: {
+      ...process.env,
+      DOCKER_BUILDKIT: "0",
+      FAKE_TELEGRAM_TOKEN: TOKEN,
+      OAUTH3_REPO: ROOT,
+      OAUTH3_TEST_SECRETS: secrets,
+      FAKE_TELEGRAM_CONTROL_PORT: String(controlPort),
+      SECRETS_JSON,
+    },
   });
   if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return `${r.stdout}${r.stderr}`;
 }
-const compose = (...args: string[]) => sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", ...args]);
+const compose = (...args: string[]) =>
+  sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", ...args]);
 const inContainer = (service: string, script: string, allowFail = false) =>
-  sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "sh", "-c", script], { allowFail });
+  sh(
+    "docker-compose",
+    ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "sh", "-c", script],
+    { allowFail },
+  );
 const nodeIn = (service: string, js: string) =>
-  sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "node", "-e", js], { allowFail: true });
+  sh(
+    "docker-compose",
+    ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "exec", "-T", service, "node", "-e", js],
+    { allowFail: true },
+  );
 
 /** The agent's view: HTTP to the gateway from the openclaw container. */
 function agent(method: string, path: string, body?: unknown, host = "oauth3-proxy"): Record<string, any> {
   const js = `fetch("http://${host}:3737${path}", { method: "${method}", headers: { "content-type": "application/json" }${body ? `, body: ${JSON.stringify(JSON.stringify(body))}` : ""} }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.json() })))`;
-  const out = nodeIn("openclaw", `${js}.catch((e) => console.log(JSON.stringify({ status: 0, error: String(e) })))`).trim().split("\n").at(-1)!;
+  const out = nodeIn("openclaw", `${js}.catch((e) => console.log(JSON.stringify({ status: 0, error: String(e) })))`)
+    .trim()
+    .split("\n")
+    .at(-1)!;
   try {
     return JSON.parse(out);
   } catch {
@@ -67,7 +89,10 @@ function liveProcessesNaming(needle: string): number[] {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(needle) && !/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, "utf8"))) {
+      if (
+        readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(needle) &&
+        !/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, "utf8"))
+      ) {
         pids.push(Number(entry));
       }
     } catch {
@@ -100,7 +125,9 @@ async function until<T>(check: () => Promise<T | undefined> | T | undefined, ms 
 }
 
 async function approveViaTelegram(id: string): Promise<void> {
-  const card = await until(async () => (await control("/messages")).find((m: any) => m.text?.includes(id) && m.reply_markup?.inline_keyboard?.length));
+  const card = await until(async () =>
+    (await control("/messages")).find((m: any) => m.text?.includes(id) && m.reply_markup?.inline_keyboard?.length),
+  );
   const approve = card.reply_markup.inline_keyboard.flat().find((b: any) => b.callback_data.startsWith("a:")).callback_data;
   await control("/press", { fromId: CHAT, chatId: CHAT, messageId: card.message_id, data: approve });
 }
@@ -124,19 +151,29 @@ describe("containers", { skip: !engine && NO_ENGINE }, () => {
   after(() => {
     if (!engine) return;
     console.error(compose("logs", "--no-color", "--tail", "25"));
-    sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "down", "-v"], { allowFail: true });
+    sh("docker-compose", ["-p", project, "-f", "compose.yaml", "-f", "test/containers/compose.test.yaml", "down", "-v"], {
+      allowFail: true,
+    });
   });
 
   test("the runner container holds no Telegram token, in env or files", () => {
     const env = inContainer("vault-runner", "cat /proc/1/environ | tr '\\0' '\\n'; env");
     assert.ok(!env.includes(TOKEN) && !env.includes("TELEGRAM"), env);
-    const grep = inContainer("vault-runner", `grep -rl --exclude-dir=proc --exclude-dir=sys --exclude-dir=node_modules '${TOKEN}' / 2>/dev/null || echo NONE`, true);
+    const grep = inContainer(
+      "vault-runner",
+      `grep -rl --exclude-dir=proc --exclude-dir=sys --exclude-dir=node_modules '${TOKEN}' / 2>/dev/null || echo NONE`,
+      true,
+    );
     assert.equal(grep.trim(), "NONE");
   });
 
   test("the gateway container can read no secret value (env, files, /proc), nor SECRETS_JSON", () => {
-    const out = inContainer("gateway", "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; ls /run/secrets 2>&1; cat /run/secrets/* 2>&1; " +
-      `grep -rlE --exclude-dir=proc --exclude-dir=sys '${KEY}|${FILE_VALUE}' / 2>/dev/null || echo NONE`, true);
+    const out = inContainer(
+      "gateway",
+      "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; ls /run/secrets 2>&1; cat /run/secrets/* 2>&1; " +
+        `grep -rlE --exclude-dir=proc --exclude-dir=sys '${KEY}|${FILE_VALUE}' / 2>/dev/null || echo NONE`,
+      true,
+    );
     assert.ok(!out.includes(KEY) && !out.includes(FILE_VALUE) && !out.includes("SECRETS_JSON"), out);
     const cfg = JSON.parse(sh("docker", ["inspect", `${project}_gateway_1`])) as Array<{ Config: { Env: string[] } }>;
     assert.ok(!JSON.stringify(cfg[0]!.Config.Env).includes(KEY), "not in the gateway container's config either");
@@ -148,7 +185,10 @@ describe("containers", { skip: !engine && NO_ENGINE }, () => {
   });
 
   test("the agent container cannot open the runner socket", () => {
-    const out = nodeIn("openclaw", `require("net").connect("/run/oauth3/sock/runner.sock").on("connect", () => console.log("CONNECTED")).on("error", (e) => console.log("ERR", e.code))`);
+    const out = nodeIn(
+      "openclaw",
+      `require("net").connect("/run/oauth3/sock/runner.sock").on("connect", () => console.log("CONNECTED")).on("error", (e) => console.log("ERR", e.code))`,
+    );
     assert.match(out, /ERR ENOENT/);
     const dstack = inContainer("openclaw", "ls /var/run/dstack.sock 2>&1", true);
     assert.match(dstack, /No such file/);
@@ -167,13 +207,18 @@ describe("containers", { skip: !engine && NO_ENGINE }, () => {
     assert.equal(final.status, "failed", JSON.stringify(final));
     assert.match(final.result.stderr, /NotCapable: Requires env access to "TELEGRAM_BOT_TOKEN"/, JSON.stringify(final));
     // One secret from SECRETS_JSON (the Phala env path), one from a compose file secret (SECRETS_DIR).
-    const ok = agent("POST", "/execute", {
-      skill_id: "container-key",
-      skill_url: `data:text/typescript,${encodeURIComponent(`// @secrets ANTHROPIC_API_KEY, FILE_TOKEN
+    const ok = agent(
+      "POST",
+      "/execute",
+      {
+        skill_id: "container-key",
+        skill_url: `data:text/typescript,${encodeURIComponent(`// @secrets ANTHROPIC_API_KEY, FILE_TOKEN
 const k = Deno.env.get("ANTHROPIC_API_KEY")!, f = Deno.env.get("FILE_TOKEN")!;
 console.log("key", k, k.length, "file", f, f.length);`)}`,
-      secrets: ["ANTHROPIC_API_KEY", "FILE_TOKEN"],
-    }, "gateway"); // the second name answers too
+        secrets: ["ANTHROPIC_API_KEY", "FILE_TOKEN"],
+      },
+      "gateway",
+    ); // the second name answers too
     assert.equal(ok.status, 200, JSON.stringify(ok));
     await approveViaTelegram(ok.body.request_id);
     const done = await finalStatus(ok.body.request_id);
@@ -195,26 +240,44 @@ console.log("key", k, k.length, "file", f, f.length);`)}`,
     assert.equal(v.evidence.policy.runner.isolation, "per-run-uid");
     assert.ok(!out.includes(KEY) && !out.includes(TOKEN));
     // A skill's uid cannot even reach the dstack socket (its directory is the runner's, 0700).
-    const probe = inContainer("vault-runner", `setpriv --reuid=61007 --regid=61007 --clear-groups node -e "require('net').connect('/run/dstack-runner/dstack.sock').on('connect',()=>console.log('CONNECTED')).on('error',(e)=>console.log('ERR',e.code))"`, true);
+    const probe = inContainer(
+      "vault-runner",
+      `setpriv --reuid=61007 --regid=61007 --clear-groups node -e "require('net').connect('/run/dstack-runner/dstack.sock').on('connect',()=>console.log('CONNECTED')).on('error',(e)=>console.log('ERR',e.code))"`,
+      true,
+    );
     assert.match(probe, /ERR EACCES/);
   });
 
   test("SECRETS_JSON: where it remains visible (the runner's uid 0, docker inspect) and that skill uids cannot read it", async () => {
     // As deploy/phala.md says: the runner's own processes were started with it (root in the container).
-    const asRoot = inContainer("vault-runner", "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -c '^SECRETS_JSON=' | sed \"s|^|$(cat $p/comm) |\"; done", true);
+    const asRoot = inContainer(
+      "vault-runner",
+      "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -c '^SECRETS_JSON=' | sed \"s|^|$(cat $p/comm) |\"; done",
+      true,
+    );
     assert.match(asRoot, /^tini 1$/m, asRoot);
     assert.match(asRoot, /^node 1$/m, asRoot);
     // ... and the engine's container config (whoever holds the Docker socket, i.e. root in the CVM).
     const cfg = JSON.parse(sh("docker", ["inspect", `${project}_vault-runner_1`])) as Array<{ Config: { Env: string[] } }>;
     assert.ok(cfg[0]!.Config.Env.some((e) => e.startsWith("SECRETS_JSON=")));
     // A skill uid reads none of it: not the runner's environ, not the secret files, not the state.
-    const probe = inContainer("vault-runner", "for f in /etc/hostname /proc/*/environ /run/secrets/FILE_TOKEN /var/lib/oauth3-runner/ledger/data.mdb; do " +
-      "setpriv --reuid=61005 --regid=61005 --clear-groups cat $f >/dev/null 2>&1 && echo \"READ $f\"; done; echo done", true);
+    const probe = inContainer(
+      "vault-runner",
+      "for f in /etc/hostname /proc/*/environ /run/secrets/FILE_TOKEN /var/lib/oauth3-runner/ledger/data.mdb; do " +
+        'setpriv --reuid=61005 --regid=61005 --clear-groups cat $f >/dev/null 2>&1 && echo "READ $f"; done; echo done',
+      true,
+    );
     assert.match(probe, /^READ \/etc\/hostname$/m, `control: the probe itself works\n${probe}`);
     assert.doesNotMatch(probe, /READ .*(\/proc\/(1|\d+)\/environ|FILE_TOKEN|data\.mdb)/, probe);
     // A real skill (Deno, per-run uid) trying the runner's environ by static import: EACCES.
-    const runnerPid = inContainer("vault-runner", `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
-      `"node --enable-source-maps dist/vault-runner.mjs "*) echo \${p#/proc/};; esac; done`, true).trim().split("\n")[0];
+    const runnerPid = inContainer(
+      "vault-runner",
+      `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
+        `"node --enable-source-maps dist/vault-runner.mjs "*) echo \${p#/proc/};; esac; done`,
+      true,
+    )
+      .trim()
+      .split("\n")[0];
     const sub = agent("POST", "/execute", {
       skill_id: "environ-probe",
       skill_url: `data:text/typescript,${encodeURIComponent(`for (const p of ["/proc/1/environ", "/proc/${runnerPid}/environ"]) {
@@ -224,33 +287,57 @@ console.log("key", k, k.length, "file", f, f.length);`)}`,
     await approveViaTelegram(sub.body.request_id);
     const final = await finalStatus(sub.body.request_id);
     // Deno refuses it first (a /proc path needs read permission); the uid would refuse it anyway (above).
-    assert.match(final.result.stdout, /^blocked .*(Requires read access|Permission denied).*\nblocked .*(Requires read access|Permission denied).*\n$/,
-      JSON.stringify(final.result));
+    assert.match(
+      final.result.stdout,
+      /^blocked .*(Requires read access|Permission denied).*\nblocked .*(Requires read access|Permission denied).*\n$/,
+      JSON.stringify(final.result),
+    );
     const logs = compose("logs", "--no-color");
     assert.ok(!logs.includes(KEY) && !logs.includes(FILE_VALUE), "no secret in any container's log");
   });
 
   test("both images run the esbuild bundles: no tsx, TypeScript or sources at run time; `oauth3` is the CLI bundle", () => {
-    for (const [service, bundle] of [["gateway", "dist/gateway.mjs"], ["vault-runner", "dist/vault-runner.mjs"]] as const) {
+    for (const [service, bundle] of [
+      ["gateway", "dist/gateway.mjs"],
+      ["vault-runner", "dist/vault-runner.mjs"],
+    ] as const) {
       const cmdlines = inContainer(service, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done", true);
       assert.match(cmdlines, new RegExp(`^node --enable-source-maps ${bundle.replace(".", "\\.")} $`, "m"), cmdlines);
       assert.doesNotMatch(cmdlines, /tsx|\.ts\b/, cmdlines);
-      const files = inContainer(service, "ls -d node_modules/tsx node_modules/typescript node_modules/esbuild 2>&1; " +
-        "find / -xdev \\( -path /proc -o -path /sys -o -path /app/node_modules \\) -prune -o -name '*.ts' -print 2>/dev/null | grep -v '\\.d\\.ts$' | head -5; ls /app /app/dist", true);
+      const files = inContainer(
+        service,
+        "ls -d node_modules/tsx node_modules/typescript node_modules/esbuild 2>&1; " +
+          "find / -xdev \\( -path /proc -o -path /sys -o -path /app/node_modules \\) -prune -o -name '*.ts' -print 2>/dev/null | grep -v '\\.d\\.ts$' | head -5; ls /app /app/dist",
+        true,
+      );
       assert.equal((files.match(/No such file or directory/g) ?? []).length, 3, files);
       assert.doesNotMatch(files, /\.ts$/m, files);
     }
-    assert.match(inContainer("gateway", "readlink -f $(command -v oauth3); oauth3 --help | head -1"), /^\/app\/dist\/oauth3\.mjs\nusage: oauth3 <command>/);
+    assert.match(
+      inContainer("gateway", "readlink -f $(command -v oauth3); oauth3 --help | head -1"),
+      /^\/app\/dist\/oauth3\.mjs\nusage: oauth3 <command>/,
+    );
   });
 
   test("self-audit inside the deployment: separate containers pass every check", () => {
     const out = inContainer("gateway", "oauth3 self-audit --json");
-    const audit = JSON.parse(out) as { ok: boolean; checks: { check: string; status: string; detail: string }[]; gateway: any; runner: any };
+    const audit = JSON.parse(out) as {
+      ok: boolean;
+      checks: { check: string; status: string; detail: string }[];
+      gateway: any;
+      runner: any;
+    };
     assert.equal(audit.ok, true, out);
-    assert.deepEqual(audit.checks.filter((c) => c.status !== "ok"), [], out);
+    assert.deepEqual(
+      audit.checks.filter((c) => c.status !== "ok"),
+      [],
+      out,
+    );
     assert.equal(audit.gateway.uid, 10001);
     assert.notEqual(audit.gateway.pidNamespace, audit.runner.pidNamespace);
-    assert.ok(audit.gateway.envNames.includes("TELEGRAM_BOT_TOKEN") && !audit.runner.envNames.some((n: string) => n.startsWith("TELEGRAM")));
+    assert.ok(
+      audit.gateway.envNames.includes("TELEGRAM_BOT_TOKEN") && !audit.runner.envNames.some((n: string) => n.startsWith("TELEGRAM")),
+    );
     assert.ok(!out.includes(KEY) && !out.includes(TOKEN));
   });
 
@@ -265,8 +352,12 @@ console.log("key", k, k.length, "file", f, f.length);`)}`,
     // The host sees the container's processes (uids are not namespaced): find the skill by its run dir.
     const skillPids = () => liveProcessesNaming(id);
     await until(() => (skillPids().length > 0 ? true : undefined), 30_000);
-    inContainer("vault-runner", `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
-      `"node --enable-source-maps dist/vault-runner.mjs "*) kill -9 \${p#/proc/};; esac; done`, true);
+    inContainer(
+      "vault-runner",
+      `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
+        `"node --enable-source-maps dist/vault-runner.mjs "*) kill -9 \${p#/proc/};; esac; done`,
+      true,
+    );
     await new Promise((r) => setTimeout(r, 1000));
     assert.deepEqual(skillPids(), [], "one second later nothing of the run is alive");
     const final = await finalStatus(id);

@@ -47,11 +47,14 @@ export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeD
     manifest_version: 2,
     name: "oauth3-proxy-test",
     runner: "docker-compose",
-    docker_compose_file: "services:\n  vault-runner:\n    image: oauth3-proxy/vault-runner@sha256:" + "ab".repeat(32) + "\n",
+    docker_compose_file: `services:\n  vault-runner:\n    image: oauth3-proxy/vault-runner@sha256:${"ab".repeat(32)}\n`,
   });
   const log = runtimeEventLog([
-    ["system-preparing", "", 1], ["app-id", FAKE_APP_ID, 1], ["compose-hash", composeHash(appCompose), 1],
-    ["instance-id", "f".repeat(40), 1], ["boot-mr-done", "", 2],
+    ["system-preparing", "", 1],
+    ["app-id", FAKE_APP_ID, 1],
+    ["compose-hash", composeHash(appCompose), 1],
+    ["instance-id", "f".repeat(40), 1],
+    ["boot-mr-done", "", 2],
   ]);
   const calls: FakeDstack["calls"] = [];
   const failing = new Set<string>();
@@ -79,14 +82,27 @@ export async function startFakeDstack(socketPath: string | "tcp"): Promise<FakeD
           if (!/^(?:[0-9a-f]{2}){0,64}$/.test(hex)) return send(res, 200, { error: "report_data must be at most 64 bytes of hex" });
           const reportData = Buffer.alloc(64);
           Buffer.from(hex, "hex").copy(reportData);
-          return send(res, 200, { quote: fakeQuote(reportData, log.rtmr3).toString("hex"), event_log: JSON.stringify(log.events), report_data: reportData.toString("hex"), vm_config: "{}" });
+          return send(res, 200, {
+            quote: fakeQuote(reportData, log.rtmr3).toString("hex"),
+            event_log: JSON.stringify(log.events),
+            report_data: reportData.toString("hex"),
+            vm_config: "{}",
+          });
         }
         case "Info":
           return send(res, 200, {
             app_id: FAKE_APP_ID,
             instance_id: "f".repeat(40),
             app_cert: "",
-            tcb_info: JSON.stringify({ mrtd: "00".repeat(48), rtmr0: "", rtmr1: "", rtmr2: "", rtmr3: "", app_compose: appCompose, event_log: [] }),
+            tcb_info: JSON.stringify({
+              mrtd: "00".repeat(48),
+              rtmr0: "",
+              rtmr1: "",
+              rtmr2: "",
+              rtmr3: "",
+              app_compose: appCompose,
+              event_log: [],
+            }),
             app_name: "oauth3-proxy-test",
             device_id: "d".repeat(64),
             mr_aggregated: "a".repeat(64),
@@ -130,12 +146,22 @@ function runtimeEventLog(events: [string, string, 1 | 2][]): { events: unknown[]
   for (const [name, payloadHex, version] of events) {
     const typeLe = Buffer.alloc(4);
     typeLe.writeUInt32LE(type, 0);
-    const input = version === 1
-      ? Buffer.concat([typeLe, Buffer.from(`:${name}:`), Buffer.from(payloadHex, "hex")])
-      : Buffer.from(`{"event":${JSON.stringify(name)},"event_type":${type},"payload":"${payloadHex}","version":2}`);
+    const input =
+      version === 1
+        ? Buffer.concat([typeLe, Buffer.from(`:${name}:`), Buffer.from(payloadHex, "hex")])
+        : Buffer.from(`{"event":${JSON.stringify(name)},"event_type":${type},"payload":"${payloadHex}","version":2}`);
     const digest = createHash("sha384").update(input).digest();
-    mr = createHash("sha384").update(Buffer.concat([mr, digest])).digest();
-    out.push({ imr: 3, event_type: type, digest: digest.toString("hex"), event: name, event_payload: payloadHex, ...(version === 2 && { version }) });
+    mr = createHash("sha384")
+      .update(Buffer.concat([mr, digest]))
+      .digest();
+    out.push({
+      imr: 3,
+      event_type: type,
+      digest: digest.toString("hex"),
+      event: name,
+      event_payload: payloadHex,
+      ...(version === 2 && { version }),
+    });
   }
   return { events: out, rtmr3: mr };
 }

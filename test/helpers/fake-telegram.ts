@@ -40,7 +40,10 @@ export class FakeTelegram {
   port = 0;
   webhook?: { url: string; secret: string | undefined };
 
-  constructor(readonly token: string, readonly botId = 424242) {}
+  constructor(
+    readonly token: string,
+    readonly botId = 424242,
+  ) {}
 
   get apiRoot(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -97,9 +100,7 @@ export class FakeTelegram {
   }
 
   sendText(opts: { fromId: number; chatId: number; text: string }): void {
-    const entities = opts.text.startsWith("/")
-      ? [{ type: "bot_command", offset: 0, length: opts.text.split(" ")[0]!.length }]
-      : undefined;
+    const entities = opts.text.startsWith("/") ? [{ type: "bot_command", offset: 0, length: opts.text.split(" ")[0]!.length }] : undefined;
     this.push({
       message: {
         message_id: this.nextMessageId++,
@@ -123,7 +124,10 @@ export class FakeTelegram {
    */
   async consumed(ms = 10_000): Promise<void> {
     const last = this.nextUpdateId - 1;
-    await this.waitFor(() => (this.calls.some((c) => c.method === "getUpdates" && Number(c.body.offset ?? 0) > last) ? true : undefined), ms);
+    await this.waitFor(
+      () => (this.calls.some((c) => c.method === "getUpdates" && Number(c.body.offset ?? 0) > last) ? true : undefined),
+      ms,
+    );
   }
 
   async waitFor<T>(check: () => T | undefined, ms = 10_000): Promise<T> {
@@ -175,8 +179,15 @@ export class FakeTelegram {
   private async call(method: string, b: Record<string, unknown>): Promise<unknown> {
     switch (method) {
       case "getMe":
-        return { id: this.botId, is_bot: true, first_name: "oauth3 test", username: "oauth3_test_bot",
-          can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
+        return {
+          id: this.botId,
+          is_bot: true,
+          first_name: "oauth3 test",
+          username: "oauth3_test_bot",
+          can_join_groups: true,
+          can_read_all_group_messages: false,
+          supports_inline_queries: false,
+        };
       case "setWebhook":
         this.webhook = { url: String(b.url), secret: b.secret_token === undefined ? undefined : String(b.secret_token) };
         return true;
@@ -192,7 +203,10 @@ export class FakeTelegram {
         if (pending().length === 0 && timeout > 0) {
           await new Promise<void>((resolve) => {
             const t = setTimeout(resolve, timeout * 1000);
-            this.waiters.push(() => { clearTimeout(t); resolve(); });
+            this.waiters.push(() => {
+              clearTimeout(t);
+              resolve();
+            });
           });
         }
         // Confirmed updates (below offset) are forgotten, as Telegram does.
@@ -204,7 +218,8 @@ export class FakeTelegram {
       case "sendMessage":
       case "sendDocument": {
         const text = b.text as string | undefined;
-        if (method === "sendMessage" && (!text || telegramTextLength(text, b.parse_mode) > 4096)) throw new Error("Bad Request: message is too long");
+        if (method === "sendMessage" && (!text || telegramTextLength(text, b.parse_mode) > 4096))
+          throw new Error("Bad Request: message is too long");
         const message: SentMessage = {
           message_id: this.nextMessageId++,
           chat_id: Number(b.chat_id),
@@ -213,12 +228,19 @@ export class FakeTelegram {
           ...(b.reply_markup !== undefined && { reply_markup: parseJson(b.reply_markup) as SentMessage["reply_markup"] }),
           ...(b.document !== undefined && { document: b.document as SentMessage["document"] }),
           ...(b.caption !== undefined && { caption: String(b.caption) }),
-          ...(b.reply_parameters !== undefined && { reply_to_message_id: (parseJson(b.reply_parameters) as { message_id: number }).message_id }),
+          ...(b.reply_parameters !== undefined && {
+            reply_to_message_id: (parseJson(b.reply_parameters) as { message_id: number }).message_id,
+          }),
           link_preview_disabled: (parseJson(b.link_preview_options) as { is_disabled?: boolean } | undefined)?.is_disabled === true,
           edits: 0,
         };
         this.messages.set(message.message_id, message);
-        return { message_id: message.message_id, date: Math.floor(Date.now() / 1000), chat: { id: message.chat_id, type: "private" }, text };
+        return {
+          message_id: message.message_id,
+          date: Math.floor(Date.now() / 1000),
+          chat: { id: message.chat_id, type: "private" },
+          text,
+        };
       }
       case "editMessageText":
       case "editMessageReplyMarkup": {
@@ -295,6 +317,10 @@ function telegramTextLength(text: string, parseMode: unknown): number {
   return text
     .replace(/<\/?[a-zA-Z][^>]*>/g, "")
     .replace(/&(#x[0-9a-fA-F]+|#\d+|[a-z]+);/g, (m, e: string) =>
-      e.startsWith("#x") ? String.fromCodePoint(parseInt(e.slice(2), 16)) : e.startsWith("#") ? String.fromCodePoint(Number(e.slice(1))) : named[e] ?? m)
-    .length;
+      e.startsWith("#x")
+        ? String.fromCodePoint(parseInt(e.slice(2), 16))
+        : e.startsWith("#")
+          ? String.fromCodePoint(Number(e.slice(1)))
+          : (named[e] ?? m),
+    ).length;
 }

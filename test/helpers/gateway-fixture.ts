@@ -62,7 +62,12 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
       if (dbOptions.name !== "audit") return db;
       return new Proxy(db, {
         get(target, prop, receiver) {
-          if (prop === "put") return (key: number, value: AuditEvent) => (faults.auditWrite?.(value), target.put(key, value));
+          if (prop === "put") {
+            return (key: number, value: AuditEvent) => {
+              faults.auditWrite?.(value);
+              return target.put(key, value);
+            };
+          }
           const v = Reflect.get(target, prop, receiver);
           return typeof v === "function" ? v.bind(target) : v;
         },
@@ -74,10 +79,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   const rawAuditDb = () => root!.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
   after(() => store.close());
   const executor = options.executor ?? new RecordingExecutor();
-  const runner: RunnerClient = createClient(
-    VaultRunnerService,
-    createRouterTransport(routesFor(runnerDeps(executor))),
-  );
+  const runner: RunnerClient = createClient(VaultRunnerService, createRouterTransport(routesFor(runnerDeps(executor))));
   const logger = pino({ level: "silent" });
   const channel = new RecordingChannel();
   const dispatcher = new Dispatcher({ store, runner, logger, retryDelaysMs: [] });
@@ -88,7 +90,10 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   feed.follow(channel);
   for (const follower of options.extraFollowers ?? []) feed.follow(follower, { durable: true });
   const app = createAgentApp({
-    store, approvals, logger, telegramConfigured: false,
+    store,
+    approvals,
+    logger,
+    telegramConfigured: false,
     runnerHealth: async () => {
       const h = await runner.getHealth({});
       return { isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed, signingKey: h.signingPublicKey };
@@ -113,7 +118,23 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
     });
   /** Listeners the wiring itself holds (the dispatcher, the feed): what a test sees when nothing is left open. */
   const wiredListeners = store.changeListenerCount;
-  return { store, executor, runner, dispatcher, approvals, feed, app, operator, channel, post, dbPath, grants, wiredListeners, faults, rawAuditDb };
+  return {
+    store,
+    executor,
+    runner,
+    dispatcher,
+    approvals,
+    feed,
+    app,
+    operator,
+    channel,
+    post,
+    dbPath,
+    grants,
+    wiredListeners,
+    faults,
+    rawAuditDb,
+  };
 }
 
 export function dataUrl(code: string): string {

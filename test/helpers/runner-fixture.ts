@@ -29,9 +29,17 @@ export class RecordingExecutor implements SkillExecutor {
     this.jobs.push(job);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     return {
-      termination: "exited", exitCode: 0, signal: "", stdout: "ok\n", stderr: "",
-      stdoutTruncated: false, stderrTruncated: false, redacted: false, durationMs: 1,
-      denoArgs: [], envNames: [],
+      termination: "exited",
+      exitCode: 0,
+      signal: "",
+      stdout: "ok\n",
+      stderr: "",
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      redacted: false,
+      durationMs: 1,
+      denoArgs: [],
+      envNames: [],
     };
   }
 }
@@ -42,11 +50,21 @@ export const IS_ROOT = process.getuid?.() === 0;
  * The production executor with the production isolation choice ("auto": per-run uids when root, as
  * in CI). Each test file passes its own uid base so files running in parallel never share uids.
  */
-export function realDenoExecutor(dir: string, uidBase: number, outputLimitBytes = 64 * 1024, memoryLimitMb = 512, diskLimitMb = 64): DenoExecutor {
+export function realDenoExecutor(
+  dir: string,
+  uidBase: number,
+  outputLimitBytes = 64 * 1024,
+  memoryLimitMb = 512,
+  diskLimitMb = 64,
+): DenoExecutor {
   chmodSync(dir, 0o711);
   const denoPath = resolveDenoBinary();
   const isolation = chooseIsolation({
-    requested: "auto", denoPath, uidBase, poolSize: 8, workDir: join(dir, "work"),
+    requested: "auto",
+    denoPath,
+    uidBase,
+    poolSize: 8,
+    workDir: join(dir, "work"),
   });
   return new DenoExecutor({
     denoPath,

@@ -67,12 +67,18 @@ export function expectedPins(): Partial<SandboxMode> {
  * machine allows, and the ones CI pinned.
  */
 export function assertHealthMode(reported: { isolation?: unknown; egress?: unknown }): void {
-  assert.deepEqual({ isolation: reported.isolation, egress: reported.egress }, { ...MODE },
-    "the runner chose another sandbox mode than its own probes predict on this machine");
+  assert.deepEqual(
+    { isolation: reported.isolation, egress: reported.egress },
+    { ...MODE },
+    "the runner chose another sandbox mode than its own probes predict on this machine",
+  );
   const pins = expectedPins();
   for (const [key, want] of Object.entries(pins)) {
-    assert.equal(reported[key as keyof SandboxMode], want,
+    assert.equal(
+      reported[key as keyof SandboxMode],
+      want,
       `OAUTH3_EXPECT_${key.toUpperCase()}=${want}, but the runner runs ${key} ${String(reported[key as keyof SandboxMode])}: ` +
-        "this machine lacks what that mode needs (see the README's 'What sandbox you get')");
+        "this machine lacks what that mode needs (see the README's 'What sandbox you get')",
+    );
   }
 }

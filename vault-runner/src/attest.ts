@@ -2,7 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AttestResponseSchema, type AttestRequest, type AttestResponse } from "@oauth3/proto/runner/v1";
 import {
-  canonicalJson, GENESIS, HEX32_PATTERN, NONCE_PATTERN, policyDigest, reportDataFor, type AttestationStatement,
+  canonicalJson,
+  GENESIS,
+  HEX32_PATTERN,
+  NONCE_PATTERN,
+  policyDigest,
+  reportDataFor,
+  type AttestationStatement,
 } from "@oauth3/shared";
 import type { SigningKey } from "@oauth3/shared/signing-key";
 import type { DstackAgent } from "./dstack.js";

@@ -3,7 +3,6 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
-
 const schema = z.object({
   RUNNER_SOCKET: z.string().min(1).default(DEFAULT_PATHS.runnerSocket),
   RUNNER_STATE_DIR: z.string().min(1).default(DEFAULT_PATHS.runnerState),
@@ -27,11 +26,17 @@ const schema = z.object({
   RUNNER_EGRESS_ALLOW_PRIVATE: z
     .string()
     .default("")
-    .refine((s) => s === "" || /^[a-z0-9.-]+:\d{1,5}(,[a-z0-9.-]+:\d{1,5})*$/.test(s.replace(/\s/g, "").toLowerCase()), "must be host:port,host:port"),
+    .refine(
+      (s) => s === "" || /^[a-z0-9.-]+:\d{1,5}(,[a-z0-9.-]+:\d{1,5})*$/.test(s.replace(/\s/g, "").toLowerCase()),
+      "must be host:port,host:port",
+    ),
   RUNNER_EGRESS_HOSTS: z
     .string()
     .default("")
-    .refine((s) => s === "" || /^[a-z0-9.-]+=[0-9a-f.:]+(,[a-z0-9.-]+=[0-9a-f.:]+)*$/.test(s.replace(/\s/g, "").toLowerCase()), "must be name=address,name=address"),
+    .refine(
+      (s) => s === "" || /^[a-z0-9.-]+=[0-9a-f.:]+(,[a-z0-9.-]+=[0-9a-f.:]+)*$/.test(s.replace(/\s/g, "").toLowerCase()),
+      "must be name=address,name=address",
+    ),
   // The dstack guest agent: a Unix socket path or an http(s) URL (a simulator). Unset: no TEE.
   RUNNER_DSTACK_ENDPOINT: z
     .string()
@@ -65,9 +70,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     socketPath: resolve(c.RUNNER_SOCKET),
     stateDir,
     workDir: c.RUNNER_WORK_DIR ? resolve(c.RUNNER_WORK_DIR) : undefined,
-    secretsFile: c.SECRETS_FILE
-      ? resolve(c.SECRETS_FILE)
-      : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
+    secretsFile: c.SECRETS_FILE ? resolve(c.SECRETS_FILE) : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
     secretsDir: c.SECRETS_DIR ? resolve(c.SECRETS_DIR) : undefined,
     secretsJson: c.SECRETS_JSON,
     denoPath: c.DENO_PATH,
@@ -83,7 +86,10 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     extraCaFile: c.RUNNER_EXTRA_CA_FILE ? resolve(c.RUNNER_EXTRA_CA_FILE) : undefined,
     egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)),
     egressHosts: new Map(
-      c.RUNNER_EGRESS_HOSTS.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)
+      c.RUNNER_EGRESS_HOSTS.replace(/\s/g, "")
+        .toLowerCase()
+        .split(",")
+        .filter(Boolean)
         .map((pair) => pair.split("=") as [string, string]),
     ),
     skillUidBase: c.RUNNER_SKILL_UID_BASE,

@@ -2,14 +2,23 @@ import { DENO_BASE_FLAGS, type RunSpec } from "@oauth3/shared";
 
 /**
  * Addresses Deno must refuse even for an allowed name (it checks resolved IPv4 addresses against
- * these). Not a complete egress control on its own (no IPv6 ranges, some address forms slip by); the
- * sandbox-hardening work adds address checks outside Deno.
+ * these). Not a complete egress control on its own (no IPv6 ranges, some address forms slip by):
+ * in proxy+firewall mode the egress proxy checks every address itself (egress-proxy.ts) and this
+ * list is the deno-only mode's whole address check.
  */
 export const DENY_NET_CIDRS = [
-  "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-  "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+  "0.0.0.0/8",
+  "10.0.0.0/8",
+  "100.64.0.0/10",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "172.16.0.0/12",
+  "192.0.0.0/24",
+  "192.168.0.0/16",
+  "198.18.0.0/15",
+  "224.0.0.0/4",
+  "240.0.0.0/4",
 ];
-
 
 /**
  * The flags every run gets, whatever it asked for (per-run additions: --allow-net=<hosts>,

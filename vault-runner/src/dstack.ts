@@ -6,7 +6,14 @@ export const RECEIPT_KEY_PATH = "oauth3-proxy/vault-runner/receipt-signing";
 
 /** Info fields an operator compares with what was deployed (all public). */
 const INFO_FIELDS = [
-  "app_id", "instance_id", "app_name", "compose_hash", "os_image_hash", "device_id", "key_provider_info", "mr_aggregated",
+  "app_id",
+  "instance_id",
+  "app_name",
+  "compose_hash",
+  "os_image_hash",
+  "device_id",
+  "key_provider_info",
+  "mr_aggregated",
 ] as const;
 
 /**

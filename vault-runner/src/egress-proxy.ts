@@ -62,7 +62,9 @@ export class EgressProxy {
   private async tunnel(req: http.IncomingMessage, client: Socket): Promise<void> {
     client.on("error", () => client.destroy());
     const target = /^([a-z0-9.-]+):(\d{1,5})$/i.exec(req.url ?? "");
-    const verdict = target ? await this.check(req, target[1]!.toLowerCase(), Number(target[2])) : { error: 400 as const, why: "bad CONNECT target" };
+    const verdict = target
+      ? await this.check(req, target[1]!.toLowerCase(), Number(target[2]))
+      : { error: 400 as const, why: "bad CONNECT target" };
     if ("error" in verdict) {
       client.end(`HTTP/1.1 ${verdict.error} ${verdict.error === 407 ? "Proxy Authentication Required" : "Forbidden"}\r\n\r\n`);
       return;

@@ -233,9 +233,7 @@ export class DenoExecutor implements SkillExecutor {
           }
           this.groups.delete(child.pid);
         }
-        const termination: Termination = spawnError
-          ? "spawn_failed"
-          : killedFor ?? (signal ? "signaled" : "exited");
+        const termination: Termination = spawnError ? "spawn_failed" : (killedFor ?? (signal ? "signaled" : "exited"));
         resolve({
           termination,
           exitCode: termination === "exited" && code !== null ? code : -1,

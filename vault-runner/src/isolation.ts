@@ -99,7 +99,10 @@ function requireTraversable(dir: string): void {
  */
 export function assertPoolIdsUnassigned(base: number, size: number): void {
   const ids = Array.from({ length: size }, (_, i) => base + i);
-  for (const [db, what] of [["passwd", "user"], ["group", "group"]] as const) {
+  for (const [db, what] of [
+    ["passwd", "user"],
+    ["group", "group"],
+  ] as const) {
     const clash = assignedIds(db, ids);
     if (clash) {
       throw new Error(

@@ -178,7 +178,9 @@ async function startEgress(
   }
   if (!isolation.uidPool) throw new Error("RUNNER_EGRESS=proxy+firewall needs per-run uids (RUNNER_ISOLATION=uid)");
   if (!firewallPossible) {
-    throw new Error("egress firewall unavailable: install iptables and give the runner CAP_NET_ADMIN, or set RUNNER_EGRESS=deno-only to accept the weaker mode");
+    throw new Error(
+      "egress firewall unavailable: install iptables and give the runner CAP_NET_ADMIN, or set RUNNER_EGRESS=deno-only to accept the weaker mode",
+    );
   }
   const proxy = new EgressProxy({ allowPrivate: config.egressAllowPrivate, staticHosts: config.egressHosts, logger });
   const port = await proxy.start();
@@ -189,7 +191,11 @@ async function startEgress(
 /** An error's class and stack frames, never its message (which may quote a value). */
 function errorSummary(err: unknown): string {
   if (!(err instanceof Error)) return typeof err;
-  const frames = (err.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 8).map((l) => l.trim());
+  const frames = (err.stack ?? "")
+    .split("\n")
+    .filter((l) => /^\s+at /.test(l))
+    .slice(0, 8)
+    .map((l) => l.trim());
   return [err.name, ...frames].join(" | ");
 }
 

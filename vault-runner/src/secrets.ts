@@ -42,7 +42,7 @@ export class SecretStore {
  * The largest secret value, in UTF-8 bytes. A secret reaches a skill as one environment string,
  * and Linux refuses any single one over 128 KiB (MAX_ARG_STRLEN) at exec; 64 KiB leaves room for
  * the name and holds every credential a skill plausibly needs (API tokens, PEM keys, service-account
- * JSON, kubeconfigs). Redaction is tested up to this size (test/redact.test.ts).
+ * JSON, kubeconfigs). Redaction is tested up to this size (vault-runner/test/redact.test.ts).
  */
 export const MAX_SECRET_BYTES = 64 * 1024;
 
@@ -148,7 +148,9 @@ export function parseSecretsFile(text: string, origin: string): Array<[string, s
       }
       rest = `${quote}${body.slice(0, close + 1)}`;
     } else if (rest.includes("#")) {
-      throw new Error(`secret ${name} in ${origin} (line ${lineNo}): an unquoted value holds "#", which dotenv reads as a comment; quote the value`);
+      throw new Error(
+        `secret ${name} in ${origin} (line ${lineNo}): an unquoted value holds "#", which dotenv reads as a comment; quote the value`,
+      );
     }
     const parsed = parse(`V=${rest}`);
     out.push([name, parsed.V ?? ""]);
@@ -185,7 +187,7 @@ export function parseSecretsJson(text: string): Array<[string, string]> {
     throw new Error("SECRETS_JSON is neither a JSON object nor base64 of one (the text is not shown: it holds secrets)");
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    throw new Error("SECRETS_JSON must be a JSON object: {\"NAME\": \"value\", ...}");
+    throw new Error('SECRETS_JSON must be a JSON object: {"NAME": "value", ...}');
   }
   return Object.entries(doc as Record<string, unknown>).map(([name, entry]) => {
     if (typeof entry === "string") return [name, entry];

@@ -23,7 +23,6 @@ import {
   type RunSpec,
 } from "@oauth3/shared";
 import type { Logger } from "pino";
-import { createHash } from "node:crypto";
 import type { SigningKey } from "@oauth3/shared/signing-key";
 import type { ProcessFacts } from "@oauth3/shared/process-report";
 import { createAttester } from "./attest.js";
@@ -136,16 +135,24 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           signal: ctx.signal,
         });
         const payload: ReceiptPayload = {
-          v: 3, requestId: req.requestId, codeSha256, secretNames: spec.secretNames, network: spec.network,
+          v: 3,
+          requestId: req.requestId,
+          codeSha256,
+          secretNames: spec.secretNames,
+          network: spec.network,
           timeoutSeconds: spec.timeoutSeconds,
-          termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs,
+          termination: result.termination,
+          exitCode: result.exitCode,
+          durationMs: result.durationMs,
           outputSha256: outputDigest(result.stdout, result.stderr),
-          acceptedAt: started, finishedAt: Date.now(),
+          acceptedAt: started,
+          finishedAt: Date.now(),
           uid: result.uid ?? null,
           // What the gateway said about the decision, fixed at run time: a later rewrite of the
           // chain's decision entry no longer matches this signed copy.
           approval: {
-            decidedBy: req.approval?.decidedBy ?? "", channel: req.approval?.channel ?? "",
+            decidedBy: req.approval?.decidedBy ?? "",
+            channel: req.approval?.channel ?? "",
             decidedAtMs: Number(req.approval?.decidedAtMs ?? 0n),
           },
         };
@@ -155,7 +162,11 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           termination: result.termination,
           exitCode: result.exitCode,
           uid: payload.uid ?? null,
-          receipt: { payloadJson: receipt.payloadJson, signature: receipt.signature.toString("base64"), publicKey: deps.signer.publicKeyHex },
+          receipt: {
+            payloadJson: receipt.payloadJson,
+            signature: receipt.signature.toString("base64"),
+            publicKey: deps.signer.publicKeyHex,
+          },
         });
         log.info(
           { termination: result.termination, exitCode: result.exitCode, durationMs: result.durationMs, uid: payload.uid ?? null },
@@ -186,7 +197,9 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             diskLimitBytes: BigInt((deps.diskLimitMb ?? 0) * 1024 * 1024),
           }),
           receipt: create(RunReceiptSchema, {
-            payloadJson: receipt.payloadJson, signature: receipt.signature, publicKey: deps.signer.publicKeyHex,
+            payloadJson: receipt.payloadJson,
+            signature: receipt.signature,
+            publicKey: deps.signer.publicKeyHex,
           }),
         });
       } catch (err) {
@@ -228,10 +241,7 @@ function processMessage(r: ProcessFacts & { perRunUidsActive: number; egressProx
 }
 
 /** Everything the runner re-derives for itself. Any violation: refuse, log, run nothing. */
-function checkRunRequest(
-  req: RunSkillRequest,
-  deps: RunnerServiceDeps,
-): { spec: RunSpec; codeSha256: string } {
+function checkRunRequest(req: RunSkillRequest, deps: RunnerServiceDeps): { spec: RunSpec; codeSha256: string } {
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
     throw refuse(deps, req, Code.InvalidArgument, "request_id must be exec_ + 16 lowercase hex");
   }
@@ -281,10 +291,7 @@ function checkRunRequest(
 }
 
 function refuse(deps: RunnerServiceDeps, req: RunSkillRequest, code: Code, message: string): ConnectError {
-  deps.logger.warn(
-    { requestId: req.requestId.slice(0, 64), grpcCode: Code[code], reason: message },
-    "run refused",
-  );
+  deps.logger.warn({ requestId: req.requestId.slice(0, 64), grpcCode: Code[code], reason: message }, "run refused");
   return new ConnectError(message, code);
 }
 

@@ -11,8 +11,11 @@ import { RecordingExecutor, routesFor, runnerDeps } from "../../test/helpers/run
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const good = {
-  nonce: "5a".repeat(32), auditHeadSeq: 7n, auditHeadHash: "c4".repeat(32),
-  gatewayPublicKey: "1f".repeat(32), gatewayPolicyJson: JSON.stringify({ telegram: { chatId: 42 } }),
+  nonce: "5a".repeat(32),
+  auditHeadSeq: 7n,
+  auditHeadHash: "c4".repeat(32),
+  gatewayPublicKey: "1f".repeat(32),
+  gatewayPolicyJson: JSON.stringify({ telegram: { chatId: 42 } }),
 };
 
 test("without dstack: a statement the runner built itself, tee false, no quote", async () => {
@@ -38,16 +41,25 @@ test("without dstack: a statement the runner built itself, tee false, no quote",
 test("malformed claims from the gateway are refused (INVALID_ARGUMENT), naming the field", async () => {
   const client = createClient(VaultRunnerService, createRouterTransport(routesFor(runnerDeps(new RecordingExecutor()))));
   for (const [bad, field] of [
-    [{ nonce: "ab" }, /nonce/], [{ nonce: "AB".repeat(16) }, /nonce/], [{ nonce: "ab".repeat(33) }, /nonce/],
-    [{ auditHeadHash: "zz".repeat(32) }, /audit_head_hash/], [{ auditHeadSeq: 0n }, /empty chain/],
-    [{ auditHeadHash: GENESIS }, /empty chain/], [{ gatewayPublicKey: "1f" }, /gateway_public_key/],
-    [{ gatewayPolicyJson: "[1]" }, /must be an object/], [{ gatewayPolicyJson: "{" }, /not JSON/],
+    [{ nonce: "ab" }, /nonce/],
+    [{ nonce: "AB".repeat(16) }, /nonce/],
+    [{ nonce: "ab".repeat(33) }, /nonce/],
+    [{ auditHeadHash: "zz".repeat(32) }, /audit_head_hash/],
+    [{ auditHeadSeq: 0n }, /empty chain/],
+    [{ auditHeadHash: GENESIS }, /empty chain/],
+    [{ gatewayPublicKey: "1f" }, /gateway_public_key/],
+    [{ gatewayPolicyJson: "[1]" }, /must be an object/],
+    [{ gatewayPolicyJson: "{" }, /not JSON/],
     [{ gatewayPolicyJson: JSON.stringify({ x: "y".repeat(17 * 1024) }) }, /16 KiB/],
   ] as const) {
-    await assert.rejects(client.attest({ ...good, ...bad }), (e: unknown) => {
-      const err = ConnectError.from(e);
-      return err.code === Code.InvalidArgument && field.test(err.rawMessage);
-    }, Object.keys(bad).join(","));
+    await assert.rejects(
+      client.attest({ ...good, ...bad }),
+      (e: unknown) => {
+        const err = ConnectError.from(e);
+        return err.code === Code.InvalidArgument && field.test(err.rawMessage);
+      },
+      Object.keys(bad).join(","),
+    );
   }
 });
 
@@ -56,14 +68,20 @@ test("with dstack: the quote is over report_data; a failing agent is UNAVAILABLE
   const fake = await startFakeDstack(join(dir, "dstack.sock"));
   const agent = await DstackAgent.connect(fake.socketPath);
   const signer = SigningKey.fromSeed(await agent.receiptSeed());
-  const client = createClient(VaultRunnerService, createRouterTransport(routesFor(runnerDeps(new RecordingExecutor(), { dstack: agent, signer }))));
+  const client = createClient(
+    VaultRunnerService,
+    createRouterTransport(routesFor(runnerDeps(new RecordingExecutor(), { dstack: agent, signer }))),
+  );
   const r = await client.attest(good);
   assert.equal(r.tee, true);
   assert.equal((tdxReportData(r.quote) as { reportData: string }).reportData, r.reportData);
   assert.equal(JSON.parse(r.statementJson).runnerKeySource, "dstack");
   assert.equal(JSON.parse(r.dstackInfoJson).compose_hash.length, 64);
   fake.failing.add("GetQuote");
-  await assert.rejects(client.attest(good), (e: unknown) => ConnectError.from(e).code === Code.Unavailable && /GetQuote failed \(injected\)/.test(ConnectError.from(e).rawMessage));
+  await assert.rejects(
+    client.attest(good),
+    (e: unknown) => ConnectError.from(e).code === Code.Unavailable && /GetQuote failed \(injected\)/.test(ConnectError.from(e).rawMessage),
+  );
   await fake.close();
 });
 
@@ -75,8 +93,15 @@ test("the SDK's HTTP form (a simulator URL) works the same, and yields the same 
   const a = SigningKey.fromSeed(await (await DstackAgent.connect(overSocket.socketPath)).receiptSeed());
   const b = SigningKey.fromSeed(await (await DstackAgent.connect(overHttp.socketPath)).receiptSeed());
   assert.equal(a.publicKeyHex, b.publicKeyHex);
-  assert.deepEqual(overHttp.calls.map((c) => c.method), ["Info", "GetKey"]);
-  assert.deepEqual(overHttp.calls[1]!.body, { path: "oauth3-proxy/vault-runner/receipt-signing", purpose: "receipt-signing", algorithm: "secp256k1" });
+  assert.deepEqual(
+    overHttp.calls.map((c) => c.method),
+    ["Info", "GetKey"],
+  );
+  assert.deepEqual(overHttp.calls[1]!.body, {
+    path: "oauth3-proxy/vault-runner/receipt-signing",
+    purpose: "receipt-signing",
+    algorithm: "secp256k1",
+  });
   await overSocket.close();
   await overHttp.close();
 });

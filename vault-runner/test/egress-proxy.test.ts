@@ -25,8 +25,7 @@ before(async () => {
     let buffered = "";
     socket.on("data", (chunk) => {
       buffered += chunk.toString("latin1");
-      let end: number;
-      while ((end = buffered.indexOf("\r\n\r\n")) >= 0) {
+      for (let end = buffered.indexOf("\r\n\r\n"); end >= 0; end = buffered.indexOf("\r\n\r\n")) {
         const head = buffered.slice(0, end);
         buffered = buffered.slice(end + 4);
         requests.push(head);
@@ -56,15 +55,22 @@ after(async () => {
 function viaProxy(proxyUrl: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   const u = new URL(proxyUrl);
   return new Promise((resolve, reject) => {
-    const req = request({
-      host: u.hostname, port: Number(u.port), method: "GET", path: `http://api.test.example:${upstreamPort}${path}`, agent: false,
-      headers: { "proxy-authorization": `Basic ${Buffer.from(`${u.username}:${u.password}`).toString("base64")}`, ...headers },
-    }, (res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on("error", reject);
-    });
+    const req = request(
+      {
+        host: u.hostname,
+        port: Number(u.port),
+        method: "GET",
+        path: `http://api.test.example:${upstreamPort}${path}`,
+        agent: false,
+        headers: { "proxy-authorization": `Basic ${Buffer.from(`${u.username}:${u.password}`).toString("base64")}`, ...headers },
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     req.setTimeout(5000, () => req.destroy(new Error(`no answer to ${path} within 5 s`)));
     req.end();

@@ -18,13 +18,15 @@ const executor = realDenoExecutor(dir, 62_000, 64 * 1024, 256);
 
 function run(source: string, spec: { secrets?: string[]; timeout?: number; args?: Array<{ name: string; value: string }> } = {}) {
   const code = Buffer.from(source);
-  const runSpec = resolveRunSpec(
-    { secrets: spec.secrets ?? [], args: spec.args ?? [], timeoutSeconds: spec.timeout ?? 10 },
-    {},
-    60,
-  );
+  const runSpec = resolveRunSpec({ secrets: spec.secrets ?? [], args: spec.args ?? [], timeoutSeconds: spec.timeout ?? 10 }, {}, 60);
   const secrets = new Map(runSpec.secretNames.map((n) => [n, TEST_SECRETS[n as keyof typeof TEST_SECRETS]]));
-  return executor.run({ requestId: `exec_${Math.random().toString(16).slice(2, 10).padEnd(16, "0")}`, code, codeSha256: sha256Hex(code), spec: runSpec, secrets });
+  return executor.run({
+    requestId: `exec_${Math.random().toString(16).slice(2, 10).padEnd(16, "0")}`,
+    code,
+    codeSha256: sha256Hex(code),
+    spec: runSpec,
+    secrets,
+  });
 }
 
 test("a skill granted FOO reads exactly FOO; BAR and the whole env stay closed", async () => {
@@ -88,36 +90,38 @@ test("each run's directory is removed afterwards", async () => {
   assert.deepEqual(readdirSync(join(dir, "work")), []);
 });
 
-test("per-run uid: a skill cannot read the secrets file or the runner's environ, even by static import",
-  { skip: !IS_ROOT && "per-run uids need root (CI runs as root)" }, async () => {
-    assert.equal(executor.isolation, "per-run-uid");
-    const secretsFile = `${dir}/secrets.env`;
-    writeFileSync(secretsFile, `FOO=${TEST_SECRETS.FOO}\n`, { mode: 0o600 });
-    // Literal specifiers: Deno loads these as part of the module graph, without any read permission
-    // check. Only the file system (the skill's own uid) can stop them.
-    const probe = (path: string) =>
-      `try { const m = await import(${JSON.stringify(path)}, { with: { type: "text" } }); console.log("LEAK", m.default); }
+test("per-run uid: a skill cannot read the secrets file or the runner's environ, even by static import", {
+  skip: !IS_ROOT && "per-run uids need root (CI runs as root)",
+}, async () => {
+  assert.equal(executor.isolation, "per-run-uid");
+  const secretsFile = `${dir}/secrets.env`;
+  writeFileSync(secretsFile, `FOO=${TEST_SECRETS.FOO}\n`, { mode: 0o600 });
+  // Literal specifiers: Deno loads these as part of the module graph, without any read permission
+  // check. Only the file system (the skill's own uid) can stop them.
+  const probe = (path: string) =>
+    `try { const m = await import(${JSON.stringify(path)}, { with: { type: "text" } }); console.log("LEAK", m.default); }
        catch (e) { console.log("blocked", /Permission denied/.test(String(e))); }`;
-    const r = await run([secretsFile, `/proc/${process.pid}/environ`, "/proc/1/environ"].map(probe).join("\n"));
-    assert.equal(r.stdout, "blocked true\nblocked true\nblocked true\n", r.stdout + r.stderr);
-    assert.ok(!JSON.stringify(r).includes(TEST_SECRETS.FOO));
-  });
+  const r = await run([secretsFile, `/proc/${process.pid}/environ`, "/proc/1/environ"].map(probe).join("\n"));
+  assert.equal(r.stdout, "blocked true\nblocked true\nblocked true\n", r.stdout + r.stderr);
+  assert.ok(!JSON.stringify(r).includes(TEST_SECRETS.FOO));
+});
 
-test("per-run uid: concurrent skills run under distinct uids, none the runner's; none left afterwards",
-  { skip: !IS_ROOT && "per-run uids need root (CI runs as root)" }, async () => {
-    const runs = [run("await new Promise((r) => setTimeout(r, 1500))"), run("await new Promise((r) => setTimeout(r, 1500))")];
-    // Both skills are running (each started as its own pool uid); waited for, not slept on.
-    const inUse = () => {
-      const uids = new Set<number>();
-      for (let uid = 62_000; uid < 62_008; uid++) if (processesOf(uid).length > 0) uids.add(uid);
-      return uids;
-    };
-    const uids = await eventually(() => (inUse().size >= 2 ? inUse() : undefined), 5000).catch(() => inUse());
-    await Promise.all(runs);
-    assert.equal(uids.size, 2, `uids in use: ${[...uids]}`);
-    assert.ok(!uids.has(process.getuid!()));
-    for (let uid = 62_000; uid < 62_008; uid++) assert.deepEqual(processesOf(uid), []);
-  });
+test("per-run uid: concurrent skills run under distinct uids, none the runner's; none left afterwards", {
+  skip: !IS_ROOT && "per-run uids need root (CI runs as root)",
+}, async () => {
+  const runs = [run("await new Promise((r) => setTimeout(r, 1500))"), run("await new Promise((r) => setTimeout(r, 1500))")];
+  // Both skills are running (each started as its own pool uid); waited for, not slept on.
+  const inUse = () => {
+    const uids = new Set<number>();
+    for (let uid = 62_000; uid < 62_008; uid++) if (processesOf(uid).length > 0) uids.add(uid);
+    return uids;
+  };
+  const uids = await eventually(() => (inUse().size >= 2 ? inUse() : undefined), 5000).catch(() => inUse());
+  await Promise.all(runs);
+  assert.equal(uids.size, 2, `uids in use: ${[...uids]}`);
+  assert.ok(!uids.has(process.getuid!()));
+  for (let uid = 62_000; uid < 62_008; uid++) assert.deepEqual(processesOf(uid), []);
+});
 
 test("memory: an ArrayBuffer bomb (outside the V8 heap cap) is killed by the watchdog", async () => {
   const r = await run(
@@ -140,11 +144,21 @@ test("memory: a heap bomb dies at the V8 cap without taking the runner down", as
 test("a 64 KiB secret (the most the loader takes) printed raw and base64 is redacted, and the run is reported as it ran", async () => {
   // Before literal matching, from 16 KiB the redactor's RegExp did not compile: the run was
   // reported failed after its side effects and the error (holding the value) reached the log.
-  const big = randomBytes(48 * 1024).toString("base64").slice(0, MAX_SECRET_BYTES);
-  const code = Buffer.from(`// @secrets FOO\nconst v = Deno.env.get("FOO"); console.log(v); console.log(btoa(v)); console.error(v.length);`);
+  const big = randomBytes(48 * 1024)
+    .toString("base64")
+    .slice(0, MAX_SECRET_BYTES);
+  const code = Buffer.from(
+    `// @secrets FOO\nconst v = Deno.env.get("FOO"); console.log(v); console.log(btoa(v)); console.error(v.length);`,
+  );
   const spec = resolveRunSpec({ secrets: ["FOO"], args: [], timeoutSeconds: 10 }, {}, 60);
   const roomy = realDenoExecutor(tempDir("oauth3-exec-big-"), 62_008, 1024 * 1024, 256);
-  const r = await roomy.run({ requestId: "exec_bigsecret00000001", code, codeSha256: sha256Hex(code), spec, secrets: new Map([["FOO", big]]) });
+  const r = await roomy.run({
+    requestId: "exec_bigsecret00000001",
+    code,
+    codeSha256: sha256Hex(code),
+    spec,
+    secrets: new Map([["FOO", big]]),
+  });
   assert.equal(r.termination, "exited");
   assert.equal(r.exitCode, 0, r.stderr.slice(0, 500));
   assert.equal(r.stdout, "[REDACTED:FOO]\n[REDACTED:FOO]\n");
@@ -159,16 +173,27 @@ test("the uid pool refuses a range holding a real account or group (a skill woul
   assert.ok(Number.isInteger(uid) && uid > 0, "this host has a nobody account");
   assert.throws(() => assertPoolIdsUnassigned(uid - 3, 8), new RegExp(`uid ${uid} is user "nobody" on this host`));
   // A group alone clashes too (a skill with that gid has the group's access): a gid no user has.
-  const uids = new Set(readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")[2]));
-  const onlyGroup = readFileSync("/etc/group", "utf8").split("\n").map((l) => l.split(":")).find((f) => f.length > 2 && !uids.has(f[2]));
+  const uids = new Set(
+    readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .map((l) => l.split(":")[2]),
+  );
+  const onlyGroup = readFileSync("/etc/group", "utf8")
+    .split("\n")
+    .map((l) => l.split(":"))
+    .find((f) => f.length > 2 && !uids.has(f[2]));
   assert.ok(onlyGroup, "this host has a group whose gid is no user's uid");
-  assert.throws(() => assertPoolIdsUnassigned(Number(onlyGroup[2]), 1), new RegExp(`gid ${onlyGroup[2]} is group "${onlyGroup[0]}" on this host`));
+  assert.throws(
+    () => assertPoolIdsUnassigned(Number(onlyGroup[2]), 1),
+    new RegExp(`gid ${onlyGroup[2]} is group "${onlyGroup[0]}" on this host`),
+  );
   // The default range, and this file's, hold no account here.
   assertPoolIdsUnassigned(61_000, 12);
   assertPoolIdsUnassigned(62_000, 16);
   if (IS_ROOT) {
     assert.throws(
-      () => chooseIsolation({ requested: "uid", denoPath: resolveDenoBinary(), uidBase: uid - 3, poolSize: 8, workDir: join(dir, "clash") }),
+      () =>
+        chooseIsolation({ requested: "uid", denoPath: resolveDenoBinary(), uidBase: uid - 3, poolSize: 8, workDir: join(dir, "clash") }),
       /RUNNER_SKILL_UID_BASE=\d+: uid \d+ is user "nobody"/,
     );
   }
@@ -178,17 +203,32 @@ test("disk: a Cache API or localStorage bomb (no write permission needed) is kil
   // Before: --deny-write did not stop it; a skill capped at 192 MB of memory wrote 402 MiB.
   const limited = realDenoExecutor(tempDir("oauth3-exec-disk-"), 62_024, 64 * 1024, 512, 16);
   for (const [what, body] of [
-    ["caches", `const c = await caches.open("x"); const mb = "x".repeat(1 << 20);
-      for (let n = 1; n <= 200; n++) { await c.put(new Request("http://a/" + n), new Response(mb)); console.log(n); }`],
-    ["localStorage", `const big = "y".repeat(1 << 20);
+    [
+      "caches",
+      `const c = await caches.open("x"); const mb = "x".repeat(1 << 20);
+      for (let n = 1; n <= 200; n++) { await c.put(new Request("http://a/" + n), new Response(mb)); console.log(n); }`,
+    ],
+    [
+      "localStorage",
+      `const big = "y".repeat(1 << 20);
       for (let n = 1; n <= 200; n++) { try { localStorage.setItem("k" + n, big); } catch (e) { console.log("quota", n); break; } console.log(n); }
-      const c = await caches.open("z"); for (let n = 1; n <= 200; n++) { await c.put(new Request("http://b/" + n), new Response(big)); console.log("c" + n); }`],
+      const c = await caches.open("z"); for (let n = 1; n <= 200; n++) { await c.put(new Request("http://b/" + n), new Response(big)); console.log("c" + n); }`,
+    ],
   ] as const) {
     const code = Buffer.from(body);
     const spec = resolveRunSpec({ secrets: [], args: [], timeoutSeconds: 30 }, {}, 60);
-    const r = await limited.run({ requestId: what === "caches" ? "exec_d15c000000000001" : "exec_d15c000000000002", code, codeSha256: sha256Hex(code), spec, secrets: new Map() });
+    const r = await limited.run({
+      requestId: what === "caches" ? "exec_d15c000000000001" : "exec_d15c000000000002",
+      code,
+      codeSha256: sha256Hex(code),
+      spec,
+      secrets: new Map(),
+    });
     assert.equal(r.termination, "disk", `${what}: ${r.termination} ${r.stdout.slice(-200)} ${r.stderr.slice(0, 300)}`);
-    const written = r.stdout.trim().split("\n").filter((l) => /^c?\d+$/.test(l)).length;
+    const written = r.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => /^c?\d+$/.test(l)).length;
     assert.ok(written < 200, `${what}: stopped before the end (${written} MiB)`);
     assert.ok(written <= 16 + 40, `${what}: at most the cap plus one watchdog period of writes (${written} MiB)`);
     console.error(`# disk cap 16 MiB, ${what}: killed after ${written} MiB written (${r.durationMs} ms)`);

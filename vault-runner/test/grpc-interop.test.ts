@@ -29,7 +29,11 @@ const client = new grpc.Client(`unix://${socketPath}`, grpc.credentials.createIn
 after(() => client.close());
 
 function unary<I extends DescMessage, O extends DescMessage>(
-  method: string, input: I, output: O, message: MessageShape<I>, options: grpc.CallOptions = {},
+  method: string,
+  input: I,
+  output: O,
+  message: MessageShape<I>,
+  options: grpc.CallOptions = {},
 ): Promise<MessageShape<O>> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
@@ -44,12 +48,18 @@ function unary<I extends DescMessage, O extends DescMessage>(
 }
 
 test("grpc-js (an independent implementation) calls the runner over the Unix socket", async () => {
-  const names = await unary("ListSecretNames", ListSecretNamesRequestSchema, ListSecretNamesResponseSchema,
-    create(ListSecretNamesRequestSchema, {}));
+  const names = await unary(
+    "ListSecretNames",
+    ListSecretNamesRequestSchema,
+    ListSecretNamesResponseSchema,
+    create(ListSecretNamesRequestSchema, {}),
+  );
   assert.deepEqual(names.names, ["BAR", "FOO"]);
 
-  const req = create(RunSkillRequestSchema, skillRequest(
-    "// @secrets FOO\nconsole.log('got', Deno.env.get('FOO'))", { secretNames: ["FOO"] }));
+  const req = create(
+    RunSkillRequestSchema,
+    skillRequest("// @secrets FOO\nconsole.log('got', Deno.env.get('FOO'))", { secretNames: ["FOO"] }),
+  );
   const res = await unary("RunSkill", RunSkillRequestSchema, RunSkillResponseSchema, req);
   assert.equal(res.termination, Termination.EXITED);
   assert.equal(res.stdout, "got [REDACTED:FOO]\n");
@@ -71,7 +81,8 @@ test("only the gRPC protocol is served: a Connect-protocol POST is refused", asy
   after(() => session.close());
   const status = await new Promise<number>((resolve, reject) => {
     const stream = session.request({
-      ":method": "POST", ":path": "/oauth3.runner.v1.VaultRunnerService/ListSecretNames",
+      ":method": "POST",
+      ":path": "/oauth3.runner.v1.VaultRunnerService/ListSecretNames",
       "content-type": "application/json",
     });
     stream.on("response", (h) => resolve(Number(h[":status"])));
@@ -82,14 +93,14 @@ test("only the gRPC protocol is served: a Connect-protocol POST is refused", asy
 });
 
 test("a live socket stops a second runner; a crashed runner's stale socket is replaced", async () => {
-  await assert.rejects(
-    startRunnerServer({ socketPath, routes: routesFor(deps), maxTimeoutSeconds: 60 }),
-    /already serving/,
-  );
+  await assert.rejects(startRunnerServer({ socketPath, routes: routesFor(deps), maxTimeoutSeconds: 60 }), /already serving/);
   // A real crash: a process listening on the path is SIGKILLed and leaves its socket file behind.
   const stalePath = join(dir, "stale", "runner.sock");
   mkdirSync(join(dir, "stale"), { mode: 0o750 });
-  const crashed = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(stalePath)}, () => console.log("up"))`]);
+  const crashed = spawn(process.execPath, [
+    "-e",
+    `require("net").createServer().listen(${JSON.stringify(stalePath)}, () => console.log("up"))`,
+  ]);
   await once(crashed.stdout, "data");
   crashed.kill("SIGKILL");
   await once(crashed, "exit");
@@ -100,14 +111,14 @@ test("a live socket stops a second runner; a crashed runner's stale socket is re
   const notSocket = join(dir, "file", "runner.sock");
   mkdirSync(join(dir, "file"), { mode: 0o750 });
   writeFileSync(notSocket, "x");
-  await assert.rejects(
-    startRunnerServer({ socketPath: notSocket, routes: routesFor(deps), maxTimeoutSeconds: 60 }),
-    /not a socket/,
-  );
+  await assert.rejects(startRunnerServer({ socketPath: notSocket, routes: routesFor(deps), maxTimeoutSeconds: 60 }), /not a socket/);
 });
 
 test("a caller that gives up (deadline) gets the skill killed, not left running", async () => {
-  const req = create(RunSkillRequestSchema, skillRequest("console.log('sleeping'); await new Promise((r) => setTimeout(r, 20000))", { timeoutSeconds: 30 }));
+  const req = create(
+    RunSkillRequestSchema,
+    skillRequest("console.log('sleeping'); await new Promise((r) => setTimeout(r, 20000))", { timeoutSeconds: 30 }),
+  );
   const started = Date.now();
   await assert.rejects(
     unary("RunSkill", RunSkillRequestSchema, RunSkillResponseSchema, req, { deadline: Date.now() + 1000 }),

@@ -7,7 +7,12 @@ import { MAX_SECRET_BYTES } from "../src/secrets.ts";
 const SECRET = "sk-live-Zm9vYmFy+/q=12345";
 
 test("redacts raw and encoded forms of each secret", () => {
-  const r = createRedactor(new Map([["API_KEY", SECRET], ["OTHER", "hunter2-other-value"]]));
+  const r = createRedactor(
+    new Map([
+      ["API_KEY", SECRET],
+      ["OTHER", "hunter2-other-value"],
+    ]),
+  );
   const b64 = Buffer.from(SECRET).toString("base64");
   const forms = [
     SECRET,
@@ -47,9 +52,19 @@ test("no secrets: output passes unchanged", () => {
 
 test("the largest secret the loader accepts (64 KiB) redacts in every form; one regex of them all would not compile", () => {
   const random = randomBytes(MAX_SECRET_BYTES).toString("base64").slice(0, MAX_SECRET_BYTES);
-  const r = createRedactor(new Map([["BIG", random], ["SMALL", SECRET]]));
-  const forms = [random, Buffer.from(random).toString("hex"), Buffer.from(random).toString("base64"),
-    Buffer.from(`xy${random}`).toString("base64"), encodeURIComponent(random)];
+  const r = createRedactor(
+    new Map([
+      ["BIG", random],
+      ["SMALL", SECRET],
+    ]),
+  );
+  const forms = [
+    random,
+    Buffer.from(random).toString("hex"),
+    Buffer.from(random).toString("base64"),
+    Buffer.from(`xy${random}`).toString("base64"),
+    encodeURIComponent(random),
+  ];
   for (const form of forms) {
     const { text, redacted } = r.redact(`a ${form} b ${SECRET} c`, false);
     assert.ok(redacted);
@@ -62,7 +77,12 @@ test("the largest secret the loader accepts (64 KiB) redacts in every form; one 
 });
 
 test("overlapping forms of two secrets go as one span; nothing of either survives", () => {
-  const r = createRedactor(new Map([["A", "abcdef-secret-A"], ["B", "secret-A-and-B-tail"]]));
+  const r = createRedactor(
+    new Map([
+      ["A", "abcdef-secret-A"],
+      ["B", "secret-A-and-B-tail"],
+    ]),
+  );
   const { text } = r.redact("x abcdef-secret-A-and-B-tail y", false);
   assert.equal(text, "x [REDACTED:A] y");
 });

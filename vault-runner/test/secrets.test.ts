@@ -9,7 +9,7 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 
 test("SECRETS_FILE (dotenv) and SECRETS_DIR (Docker secrets) load together", () => {
   const dir = tempDir();
-  writeFileSync(join(dir, "secrets.env"), "# comment\nFOO=from-file\nQUOTED=\"a b#c\"\n", { mode: 0o600 });
+  writeFileSync(join(dir, "secrets.env"), '# comment\nFOO=from-file\nQUOTED="a b#c"\n', { mode: 0o600 });
   mkdirSync(join(dir, "d"));
   writeFileSync(join(dir, "d", "GITHUB_TOKEN"), "ghp_fromdir\n", { mode: 0o600 });
   writeFileSync(join(dir, "d", ".hidden"), "ignored");
@@ -31,21 +31,27 @@ test("bad secrets stop start-up with a message that names the secret, never its 
   for (const [line, message] of cases) {
     const file = join(dir, `s${Math.random()}.env`);
     writeFileSync(file, `${line}\n`, { mode: 0o600 });
-    assert.throws(() => loadSecrets({ secretsFile: file }), (err: Error) => {
-      assert.match(err.message, message);
-      assert.ok(!/value-(one|two)/.test(err.message), err.message);
-      return true;
-    });
+    assert.throws(
+      () => loadSecrets({ secretsFile: file }),
+      (err: Error) => {
+        assert.match(err.message, message);
+        assert.ok(!/value-(one|two)/.test(err.message), err.message);
+        return true;
+      },
+    );
   }
   const file = join(dir, "dup.env");
   writeFileSync(file, "DUP=secret-value-x\n", { mode: 0o600 });
   mkdirSync(join(dir, "dupdir"));
   writeFileSync(join(dir, "dupdir", "DUP"), "secret-value-y");
-  assert.throws(() => loadSecrets({ secretsFile: file, secretsDir: join(dir, "dupdir") }), (err: Error) => {
-    assert.match(err.message, /DUP is defined more than once/);
-    assert.ok(!err.message.includes("secret-value"));
-    return true;
-  });
+  assert.throws(
+    () => loadSecrets({ secretsFile: file, secretsDir: join(dir, "dupdir") }),
+    (err: Error) => {
+      assert.match(err.message, /DUP is defined more than once/);
+      assert.ok(!err.message.includes("secret-value"));
+      return true;
+    },
+  );
 });
 
 test("the secrets file is read strictly: a repeated name, an unquoted #, a line dotenv would skip and an open quote are refused", () => {
@@ -58,21 +64,25 @@ test("the secrets file is read strictly: a repeated name, an unquoted #, a line 
     ["CUT=value-one-1#value-two-2", /unquoted value holds "#"/],
     // dotenv alone: the line is skipped and the secret missing, with no word
     ["GOOD=x\nTYPO value-one-1", /line 2: not NAME=value/],
-    ["OPEN=\"value-one-1\nNEXT=value-two-2", /secret OPEN .* the quote is never closed/],
-    ["AFTER=\"value-one-1\" value-two-2", /text after the closing quote/],
+    ['OPEN="value-one-1\nNEXT=value-two-2', /secret OPEN .* the quote is never closed/],
+    ['AFTER="value-one-1" value-two-2', /text after the closing quote/],
   ];
   for (const [text, message] of cases) {
     const file = join(dir, `s${Math.random()}.env`);
     writeFileSync(file, `${text}\n`, { mode: 0o600 });
-    assert.throws(() => loadSecrets({ secretsFile: file }), (err: Error) => {
-      assert.match(err.message, message);
-      assert.ok(!/value-(one|two)/.test(err.message), err.message);
-      return true;
-    }, text);
+    assert.throws(
+      () => loadSecrets({ secretsFile: file }),
+      (err: Error) => {
+        assert.match(err.message, message);
+        assert.ok(!/value-(one|two)/.test(err.message), err.message);
+        return true;
+      },
+      text,
+    );
   }
   // What stays accepted, exactly as dotenv reads it.
   const file = join(dir, "ok.env");
-  const text = "A=1\nB=\"two words\" # note\nexport C='x # y'\nD=\"multi\nline\"\nE=\"nl\\n\"\nF=  spaced  \n";
+  const text = 'A=1\nB="two words" # note\nexport C=\'x # y\'\nD="multi\nline"\nE="nl\\n"\nF=  spaced  \n';
   writeFileSync(file, text, { mode: 0o600 });
   const { store } = loadSecrets({ secretsFile: file });
   assert.deepEqual(Object.fromEntries(store.valuesFor(store.names())), parse(text));
@@ -82,13 +92,21 @@ test("a secret over 64 KiB is refused at load, naming it and the limit; 64 KiB l
   const dir = tempDir();
   const big = "k".repeat(MAX_SECRET_BYTES);
   writeFileSync(join(dir, "ok.env"), `BIG=${big}\n`, { mode: 0o600 });
-  assert.equal(loadSecrets({ secretsFile: join(dir, "ok.env") }).store.valuesFor(["BIG"]).get("BIG"), big);
+  assert.equal(
+    loadSecrets({ secretsFile: join(dir, "ok.env") })
+      .store.valuesFor(["BIG"])
+      .get("BIG"),
+    big,
+  );
   writeFileSync(join(dir, "big.env"), `BIG=${big}é\n`, { mode: 0o600 });
-  assert.throws(() => loadSecrets({ secretsFile: join(dir, "big.env") }), (err: Error) => {
-    assert.match(err.message, /secret BIG .* is 65538 bytes; the most a secret may hold is 65536 bytes/);
-    assert.ok(!err.message.includes("kkkk"));
-    return true;
-  });
+  assert.throws(
+    () => loadSecrets({ secretsFile: join(dir, "big.env") }),
+    (err: Error) => {
+      assert.match(err.message, /secret BIG .* is 65538 bytes; the most a secret may hold is 65536 bytes/);
+      assert.ok(!err.message.includes("kkkk"));
+      return true;
+    },
+  );
   assert.throws(() => loadSecrets({ secretsJson: JSON.stringify({ BIG: `${big}x` }) }), /BIG in SECRETS_JSON is 65537 bytes/);
 });
 
@@ -112,11 +130,14 @@ test("runner config: defaults, limits, and no Telegram variables", () => {
 test("SECRETS_JSON (the Phala env path): strings or {value}, plain or base64, together with the file and dir", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "s.env"), "FROM_FILE=file-value-1\n", { mode: 0o600 });
-  const doc = { ANTHROPIC_API_KEY: "sk-ant-json-value", GITHUB_TOKEN: { value: "ghp_json \"quoted\" #hash\nline2" } };
+  const doc = { ANTHROPIC_API_KEY: "sk-ant-json-value", GITHUB_TOKEN: { value: 'ghp_json "quoted" #hash\nline2' } };
   for (const text of [JSON.stringify(doc), `  ${JSON.stringify(doc, null, 2)}\n`, Buffer.from(JSON.stringify(doc)).toString("base64")]) {
     const { store } = loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: text });
     assert.deepEqual(store.names(), ["ANTHROPIC_API_KEY", "FROM_FILE", "GITHUB_TOKEN"]);
-    assert.deepEqual([...store.valuesFor(["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]).values()], ["sk-ant-json-value", "ghp_json \"quoted\" #hash\nline2"]);
+    assert.deepEqual(
+      [...store.valuesFor(["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]).values()],
+      ["sk-ant-json-value", 'ghp_json "quoted" #hash\nline2'],
+    );
   }
   assert.equal(loadRunnerConfig({ SECRETS_JSON: "{}" }).secretsJson, "{}");
 });
@@ -133,13 +154,20 @@ test("bad SECRETS_JSON stops start-up naming the secret and the problem, never a
     ['{"EMPTY": ""}', /EMPTY in SECRETS_JSON is empty/],
   ];
   for (const [text, message] of cases) {
-    assert.throws(() => loadSecrets({ secretsJson: text }), (err: Error) => {
-      assert.match(err.message, message);
-      assert.ok(!err.message.includes("json-value"), err.message);
-      return true;
-    }, text);
+    assert.throws(
+      () => loadSecrets({ secretsJson: text }),
+      (err: Error) => {
+        assert.match(err.message, message);
+        assert.ok(!err.message.includes("json-value"), err.message);
+        return true;
+      },
+      text,
+    );
   }
   const dir = tempDir();
   writeFileSync(join(dir, "s.env"), "FOO=file-value\n", { mode: 0o600 });
-  assert.throws(() => loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: '{"FOO": "json-value-ggg"}' }), /FOO is defined more than once \(SECRETS_JSON\)/);
+  assert.throws(
+    () => loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: '{"FOO": "json-value-ggg"}' }),
+    /FOO is defined more than once \(SECRETS_JSON\)/,
+  );
 });

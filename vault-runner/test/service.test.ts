@@ -42,11 +42,7 @@ test("a well-formed request runs once; the same id again is refused", async () =
 test("a tampered hash is refused and nothing runs", async () => {
   const { client, executor } = setup();
   const req = skillRequest("console.log('approved')");
-  await refusedWith(
-    client.runSkill({ ...req, code: Buffer.from("console.log('swapped')") }),
-    Code.InvalidArgument,
-    /hash mismatch/,
-  );
+  await refusedWith(client.runSkill({ ...req, code: Buffer.from("console.log('swapped')") }), Code.InvalidArgument, /hash mismatch/);
   assert.equal(executor.jobs.length, 0);
   // The refused id was not burned: the genuine request can still run.
   await client.runSkill(req);
@@ -128,6 +124,9 @@ test("the run queue is fair per agent: one agent's burst cannot starve another's
   assert.ok(order.indexOf(carol.requestId) <= 3, `carol started at position ${order.indexOf(carol.requestId)}`);
   // Within one agent, first come first served.
   const aliceOrder = order.filter((id) => alice.some((r) => r.requestId === id));
-  assert.deepEqual(aliceOrder, alice.map((r) => r.requestId));
+  assert.deepEqual(
+    aliceOrder,
+    alice.map((r) => r.requestId),
+  );
   await refusedWith(client.runSkill(skillRequest("console.log(1)", { agent: "bad agent!" })), Code.InvalidArgument, /agent must be/);
 });

@@ -49,11 +49,17 @@ export class ApprovalService {
    */
   async open(request: ExecRequest, code: Buffer, admission?: Admission): ReturnType<RequestStore["admit"]> {
     const grants = this.deps.grants;
-    return this.deps.store.admit(request, code, admission, grants && ((r) => {
-      const at = this.now();
-      const grant = grants.findFor(r, at);
-      return grant && { status: "approved", decidedAt: at, decidedBy: `grant:${grant.id}`, decisionChannel: "grant" };
-    }));
+    return this.deps.store.admit(
+      request,
+      code,
+      admission,
+      grants &&
+        ((r) => {
+          const at = this.now();
+          const grant = grants.findFor(r, at);
+          return grant && { status: "approved", decidedAt: at, decidedBy: `grant:${grant.id}`, decisionChannel: "grant" };
+        }),
+    );
   }
 
   /**
@@ -117,7 +123,10 @@ export class ApprovalService {
       }
     }
     if (failed > 0) {
-      this.deps.logger.error({ failed, err: String(firstError) }, "expiry sweep could not record every expiry (retried next sweep; expired requests cannot be approved meanwhile)");
+      this.deps.logger.error(
+        { failed, err: String(firstError) },
+        "expiry sweep could not record every expiry (retried next sweep; expired requests cannot be approved meanwhile)",
+      );
     }
     return count;
   }

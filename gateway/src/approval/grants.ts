@@ -32,7 +32,9 @@ export interface Grant {
 
 export function grantKey(r: Pick<ExecRequest, "agent" | "skillId" | "codeSha256" | "secretNames" | "network" | "timeoutSeconds">): string {
   return createHash("sha256")
-    .update(JSON.stringify(["v2", r.agent ?? null, r.skillId, r.codeSha256, [...r.secretNames].sort(), [...r.network].sort(), r.timeoutSeconds]))
+    .update(
+      JSON.stringify(["v2", r.agent ?? null, r.skillId, r.codeSha256, [...r.secretNames].sort(), [...r.network].sort(), r.timeoutSeconds]),
+    )
     .digest("hex");
 }
 
@@ -63,9 +65,15 @@ export class GrantStore {
       audit(request.id, {
         type: "grant_created",
         data: {
-          grantId: grant.id, agent: grant.agent, skillId: grant.skillId, codeSha256: grant.codeSha256,
-          secretNames: grant.secretNames, network: grant.network, timeoutSeconds: grant.timeoutSeconds,
-          by: createdBy, expiresAt: grant.expiresAt,
+          grantId: grant.id,
+          agent: grant.agent,
+          skillId: grant.skillId,
+          codeSha256: grant.codeSha256,
+          secretNames: grant.secretNames,
+          network: grant.network,
+          timeoutSeconds: grant.timeoutSeconds,
+          by: createdBy,
+          expiresAt: grant.expiresAt,
         },
       });
       void this.grants.put(grant.id, grant);

@@ -47,7 +47,7 @@ export async function attestation(deps: AttestationDeps, nonce: string | undefin
     throw new GatewayError("invalid", "invalid_nonce", "nonce must be 16 to 32 random bytes in lowercase hex (32-64 characters)");
   }
   const head = deps.store.auditHead();
-  let r;
+  let r: Awaited<ReturnType<AttestationDeps["runner"]["attest"]>>;
   try {
     r = await deps.runner.attest(
       {
@@ -61,7 +61,8 @@ export async function attestation(deps: AttestationDeps, nonce: string | undefin
     );
   } catch (err) {
     const e = ConnectError.from(err);
-    if (e.code === Code.Unavailable && /dstack/.test(e.rawMessage)) throw new GatewayError("upstream_failed", "attestation_failed", e.rawMessage);
+    if (e.code === Code.Unavailable && /dstack/.test(e.rawMessage))
+      throw new GatewayError("upstream_failed", "attestation_failed", e.rawMessage);
     throw new GatewayError("unavailable", "runner_unavailable", `the vault-runner is not reachable (${Code[e.code]})`);
   }
   const gatewaySignature = deps.gatewayKey.sign(JSON.parse(r.statementJson) as object);

@@ -42,11 +42,19 @@ export function selfAudit(input: SelfAuditInput): { ok: boolean; checks: Check[]
   const r = input.runner?.process;
 
   const leaked = g.envNames.filter((n) => GATEWAY_FOREIGN.test(n) || input.secretNames.includes(n));
-  add("gateway environment holds no runner secrets", leaked.length ? "fail" : "ok",
-    leaked.length ? `the gateway can see ${leaked.join(", ")}` : `${g.envNames.length} variables, none a secret name, SECRETS_* or dstack`);
+  add(
+    "gateway environment holds no runner secrets",
+    leaked.length ? "fail" : "ok",
+    leaked.length ? `the gateway can see ${leaked.join(", ")}` : `${g.envNames.length} variables, none a secret name, SECRETS_* or dstack`,
+  );
   const dstack = (input.dstackPaths ?? DSTACK_PATHS).filter((p) => existsSync(p));
-  add("gateway has no dstack socket", dstack.length ? "fail" : "ok",
-    dstack.length ? `${dstack.join(", ")} exists in the gateway's view: it could derive the runner's keys (GetKey is per app)` : "none of the dstack socket paths exist here");
+  add(
+    "gateway has no dstack socket",
+    dstack.length ? "fail" : "ok",
+    dstack.length
+      ? `${dstack.join(", ")} exists in the gateway's view: it could derive the runner's keys (GetKey is per app)`
+      : "none of the dstack socket paths exist here",
+  );
   if (input.operatorSocket) {
     const o = input.operatorSocket;
     const open = (o.dirMode & 0o077) !== 0 || (o.socketMode & 0o077) !== 0;
@@ -59,42 +67,84 @@ export function selfAudit(input: SelfAuditInput): { ok: boolean; checks: Check[]
   }
   add("runner reachable", "ok", `vault-runner ${input.runner.runnerVersion}, pid ${r.pid}, uid ${r.uid}, gid ${r.gid}`);
   const foreign = r.envNames.filter((n) => RUNNER_FOREIGN.test(n));
-  add("runner environment holds no gateway credentials", foreign.length ? "fail" : "ok",
-    foreign.length ? `the runner can see ${foreign.join(", ")}` : `${r.envNames.length} variables, no TELEGRAM_* or agent tokens`);
+  add(
+    "runner environment holds no gateway credentials",
+    foreign.length ? "fail" : "ok",
+    foreign.length ? `the runner can see ${foreign.join(", ")}` : `${r.envNames.length} variables, no TELEGRAM_* or agent tokens`,
+  );
 
   const samePidNs = g.pidNamespace !== "" && g.pidNamespace === r.pidNamespace;
-  if (!samePidNs) add("gateway cannot reach the runner's process", "ok", `separate PID namespaces (${g.pidNamespace || "?"} / ${r.pidNamespace || "?"})`);
+  if (!samePidNs)
+    add("gateway cannot reach the runner's process", "ok", `separate PID namespaces (${g.pidNamespace || "?"} / ${r.pidNamespace || "?"})`);
   else if (g.uid === 0 || g.uid === r.uid) {
-    add("gateway cannot reach the runner's process", "fail",
+    add(
+      "gateway cannot reach the runner's process",
+      "fail",
       `same PID namespace and the gateway runs as uid ${g.uid} (runner uid ${r.uid}): it can read the runner's memory through /proc or ptrace. ` +
-        "Run them in separate containers (compose.yaml) or as different non-root users");
-  } else add("gateway cannot reach the runner's process", "ok", `same PID namespace, but the gateway (uid ${g.uid}) is neither root nor the runner's uid (${r.uid})`);
+        "Run them in separate containers (compose.yaml) or as different non-root users",
+    );
+  } else
+    add(
+      "gateway cannot reach the runner's process",
+      "ok",
+      `same PID namespace, but the gateway (uid ${g.uid}) is neither root nor the runner's uid (${r.uid})`,
+    );
 
   const s = r.socket;
   if (!s) add("runner socket restricted", "fail", "the runner did not report its socket");
   else {
     const open = (s.dirMode & 0o007) !== 0 || (s.socketMode & 0o007) !== 0;
-    add("runner socket restricted", open ? "fail" : "ok", `${s.path}: dir ${mode(s.dirMode)} ${s.dirUid}:${s.dirGid}, socket ${mode(s.socketMode)} ${s.socketUid}:${s.socketGid}`);
+    add(
+      "runner socket restricted",
+      open ? "fail" : "ok",
+      `${s.path}: dir ${mode(s.dirMode)} ${s.dirUid}:${s.dirGid}, socket ${mode(s.socketMode)} ${s.socketUid}:${s.socketGid}`,
+    );
   }
   const expected = new Set([s ? `unix:${s.path}` : "", r.egressProxy ? `tcp:${r.egressProxy}` : ""]);
   const extra = r.listening.filter((l) => !expected.has(l));
-  add("runner listens only on its socket (and the loopback egress proxy)", extra.length ? "fail" : "ok",
-    extra.length ? `also listening: ${extra.join(", ")}` : r.listening.join(", ") || "(none seen)");
+  add(
+    "runner listens only on its socket (and the loopback egress proxy)",
+    extra.length ? "fail" : "ok",
+    extra.length ? `also listening: ${extra.join(", ")}` : r.listening.join(", ") || "(none seen)",
+  );
 
   const missing = DENO_BASE_FLAGS.filter((f) => !r.denoFlags.includes(f));
   const forbidden = r.denoFlags.filter((f) => FORBIDDEN_DENO_FLAG.test(f));
-  add("Deno flags deny everything not granted per run", missing.length || forbidden.length ? "fail" : "ok",
-    missing.length || forbidden.length ? `missing ${missing.join(" ") || "-"}; forbidden ${forbidden.join(" ") || "-"}` : `Deno ${input.runner.denoVersion}: ${r.denoFlags.join(" ")}`);
-  add("per-run uids", input.runner.isolation === "per-run-uid" ? "ok" : "fail",
+  add(
+    "Deno flags deny everything not granted per run",
+    missing.length || forbidden.length ? "fail" : "ok",
+    missing.length || forbidden.length
+      ? `missing ${missing.join(" ") || "-"}; forbidden ${forbidden.join(" ") || "-"}`
+      : `Deno ${input.runner.denoVersion}: ${r.denoFlags.join(" ")}`,
+  );
+  add(
+    "per-run uids",
+    input.runner.isolation === "per-run-uid" ? "ok" : "fail",
     input.runner.isolation === "per-run-uid"
       ? `active (${r.perRunUidsActive} in use now)`
-      : `${input.runner.isolation}: skills run as the runner's own uid and could read its files (ledger, key, secrets file)`);
-  add("egress enforced outside Deno", input.runner.egress === "proxy+firewall" ? "ok" : "warn",
-    input.runner.egress === "proxy+firewall" ? `proxy ${r.egressProxy} with per-uid firewall rules` : `${input.runner.egress}: Deno's own flags only`);
-  add("receipt key from the TEE", input.runner.signingKeySource === "dstack" ? "ok" : "warn",
-    input.runner.signingKeySource === "dstack" ? "derived through the dstack guest agent" : "local key file (no dstack guest agent configured)");
+      : `${input.runner.isolation}: skills run as the runner's own uid and could read its files (ledger, key, secrets file)`,
+  );
+  add(
+    "egress enforced outside Deno",
+    input.runner.egress === "proxy+firewall" ? "ok" : "warn",
+    input.runner.egress === "proxy+firewall"
+      ? `proxy ${r.egressProxy} with per-uid firewall rules`
+      : `${input.runner.egress}: Deno's own flags only`,
+  );
+  add(
+    "receipt key from the TEE",
+    input.runner.signingKeySource === "dstack" ? "ok" : "warn",
+    input.runner.signingKeySource === "dstack"
+      ? "derived through the dstack guest agent"
+      : "local key file (no dstack guest agent configured)",
+  );
 
-  return { ok: !checks.some((c) => c.status === "fail"), checks, gateway: g, runner: toJson(ProcessReportSchema, r, { alwaysEmitImplicit: true }) };
+  return {
+    ok: !checks.some((c) => c.status === "fail"),
+    checks,
+    gateway: g,
+    runner: toJson(ProcessReportSchema, r, { alwaysEmitImplicit: true }),
+  };
 }
 
 /** The facts gathered for `selfAudit`: this process, the runner's report, the operator socket. */

@@ -25,7 +25,9 @@ export interface AgentAppDeps {
   logger: Logger;
   telegramConfigured: boolean;
   /** The runner's sandbox modes, or undefined when it is unreachable. */
-  runnerHealth: () => Promise<{ isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string; signingKeySource?: string } | undefined>;
+  runnerHealth: () => Promise<
+    { isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string; signingKeySource?: string } | undefined
+  >;
   /** The gateway's public key (audit checkpoints, attestation countersignature), published here. */
   gatewayKey?: string;
   /** Telegram polling state, when a bot is configured. */
@@ -49,23 +51,35 @@ const MAX_WAIT_SECONDS = 60;
 export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: AgentVariables }> {
   const app = new OpenAPIHono<{ Variables: AgentVariables }>({ defaultHook: refusal });
   const intake = createSubmit(deps);
-  app.use("*", browserGuard(deps.browserGuard ?? defaultBrowserGuard(), (f) => deps.logger.warn(f, "refused a request from a web page")));
+  app.use(
+    "*",
+    browserGuard(deps.browserGuard ?? defaultBrowserGuard(), (f) => deps.logger.warn(f, "refused a request from a web page")),
+  );
   app.use("/execute", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   app.use("/execute/*", agentAuth(deps.agents ?? createAgentRegistry(new Map())));
   // Before the route's own validation, in the order upstream answered: size, rate limit, media
   // type, JSON, then every key of the body (a key zod would drop, such as __proto__, is refused).
-  app.on("POST", "/execute", bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new GatewayError("too_large", "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+  app.on(
+    "POST",
+    "/execute",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new GatewayError("too_large", "body_too_large", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+    async (c, next) => {
+      intake.take(c.get("agent"));
+      parseExecuteBody(await readJson(c));
+      await next();
     },
-  }), async (c, next) => {
-    intake.take(c.get("agent"));
-    parseExecuteBody(await readJson(c));
-    await next();
-  });
+  );
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "agentToken", { type: "http", scheme: "bearer", description: "required when AGENT_TOKENS is configured" });
+  app.openAPIRegistry.registerComponent("securitySchemes", "agentToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "required when AGENT_TOKENS is configured",
+  });
   app.doc31("/openapi.json", OPENAPI_INFO);
 
   app.openapi(healthRoute, async (c) => {
@@ -81,7 +95,9 @@ export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: Age
           egress: sandbox.egress,
           egress_private_allowed: sandbox.egressPrivateAllowed,
           ...(sandbox.signingKey && { runner_signing_key: sandbox.signingKey }),
-          ...((sandbox.signingKeySource === "dstack" || sandbox.signingKeySource === "local") && { runner_signing_key_source: sandbox.signingKeySource }),
+          ...((sandbox.signingKeySource === "dstack" || sandbox.signingKeySource === "local") && {
+            runner_signing_key_source: sandbox.signingKeySource,
+          }),
         }),
         ...(deps.gatewayKey && { gateway_signing_key: deps.gatewayKey }),
         ...(deps.telegramState && { telegram: deps.telegramState() }),
@@ -112,7 +128,8 @@ export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: Age
   const waiters = new WaiterLimits(deps.waiters ?? { total: 256, perAgent: 32 });
   const enterWaiter = (agent: string | undefined) => {
     const release = waiters.enter(agent);
-    if (!release) throw new GatewayError("limited", "too_many_waiters", "too many open waits and event streams; close some or poll without ?wait");
+    if (!release)
+      throw new GatewayError("limited", "too_many_waiters", "too many open waits and event streams; close some or poll without ?wait");
     return release;
   };
 
@@ -158,7 +175,10 @@ export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: Age
           if (queue.length === 0) {
             const timedOut = await new Promise<boolean>((resolve) => {
               const t = setTimeout(() => resolve(true), 15_000);
-              wake = () => { clearTimeout(t); resolve(false); };
+              wake = () => {
+                clearTimeout(t);
+                resolve(false);
+              };
             });
             if (timedOut) await stream.write(": keep-alive\n\n");
           }
@@ -188,21 +208,29 @@ const refusal: Hook<any, any, any, any> = (result) => {
   if (result.success) return;
   if (result.target === "param") throw new GatewayError("not_found", "not_found", "Request not found");
   if (result.target === "query") throw new GatewayError("invalid", "invalid_wait", "wait must be a number of seconds (0..60)");
-  if (result.target === "header") throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
+  if (result.target === "header")
+    throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
   const issue = result.error.issues[0];
   throw new GatewayError("invalid", "invalid_body", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
 };
 
 /** The POST /execute answer (upstream's fields, plus ours). */
 function accepted(c: Context, r: ExecRequest, merged: boolean) {
-  return c.json<z.input<typeof AcceptedDocument>, 200>({
-    request_id: r.id,
-    status: r.status,
-    message: merged ? "Awaiting approval (identical to a pending request)" : r.status === "pending" ? "Awaiting approval" : `Request is ${r.status}`,
-    code_hash: r.codeSha256,
-    expires_at: r.expiresAt,
-    ...(merged && { merged: true }),
-  }, 200);
+  return c.json<z.input<typeof AcceptedDocument>, 200>(
+    {
+      request_id: r.id,
+      status: r.status,
+      message: merged
+        ? "Awaiting approval (identical to a pending request)"
+        : r.status === "pending"
+          ? "Awaiting approval"
+          : `Request is ${r.status}`,
+      code_hash: r.codeSha256,
+      expires_at: r.expiresAt,
+      ...(merged && { merged: true }),
+    },
+    200,
+  );
 }
 
 /** The HTTP part of intake: application/json, parsed; its shape is the use case's to judge. */
@@ -221,4 +249,3 @@ async function readJson(c: Context): Promise<unknown> {
   }
   return raw;
 }
-

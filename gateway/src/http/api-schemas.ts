@@ -6,14 +6,16 @@ import { z } from "zod";
  */
 const status = z.enum(["pending", "approved", "executing", "completed", "failed", "denied", "expired", "interrupted"]);
 
-export const AcceptedDocument = z.object({
-  request_id: z.string(),
-  status,
-  message: z.string(),
-  code_hash: z.string(),
-  expires_at: z.number().int(),
-  merged: z.literal(true).optional(),
-}).meta({ id: "Accepted" });
+export const AcceptedDocument = z
+  .object({
+    request_id: z.string(),
+    status,
+    message: z.string(),
+    code_hash: z.string(),
+    expires_at: z.number().int(),
+    merged: z.literal(true).optional(),
+  })
+  .meta({ id: "Accepted" });
 
 export const ResultDocument = z.object({
   success: z.boolean(),
@@ -36,40 +38,44 @@ export const ResultDocument = z.object({
   }),
 });
 
-export const StatusDocument = z.object({
-  request_id: z.string(),
-  status,
-  skill_id: z.string(),
-  agent: z.string().optional(),
-  code_hash: z.string(),
-  code_size: z.number().int(),
-  secrets: z.array(z.string()),
-  network: z.array(z.string()),
-  timeout_seconds: z.number().int(),
-  created_at: z.number().int(),
-  expires_at: z.number().int(),
-  approved_at: z.number().int().optional(),
-  decided_at: z.number().int().optional(),
-  decided_by: z.string().optional(),
-  executed_at: z.number().int().optional(),
-  completed_at: z.number().int().optional(),
-  result: ResultDocument.optional(),
-  output_purged_at: z.number().int().optional(),
-  error: z.string().optional(),
-}).meta({ id: "Status" });
+export const StatusDocument = z
+  .object({
+    request_id: z.string(),
+    status,
+    skill_id: z.string(),
+    agent: z.string().optional(),
+    code_hash: z.string(),
+    code_size: z.number().int(),
+    secrets: z.array(z.string()),
+    network: z.array(z.string()),
+    timeout_seconds: z.number().int(),
+    created_at: z.number().int(),
+    expires_at: z.number().int(),
+    approved_at: z.number().int().optional(),
+    decided_at: z.number().int().optional(),
+    decided_by: z.string().optional(),
+    executed_at: z.number().int().optional(),
+    completed_at: z.number().int().optional(),
+    result: ResultDocument.optional(),
+    output_purged_at: z.number().int().optional(),
+    error: z.string().optional(),
+  })
+  .meta({ id: "Status" });
 
-export const HealthDocument = z.object({
-  status: z.enum(["ok", "degraded"]),
-  telegram_configured: z.boolean(),
-  runner_reachable: z.boolean(),
-  isolation: z.string().optional(),
-  egress: z.string().optional(),
-  egress_private_allowed: z.array(z.string()).optional(),
-  telegram: z.string().optional(),
-  runner_signing_key: z.string().optional(),
-  runner_signing_key_source: z.enum(["dstack", "local"]).optional(),
-  gateway_signing_key: z.string().optional(),
-  timestamp: z.number().int(),
-}).meta({ id: "Health" });
+export const HealthDocument = z
+  .object({
+    status: z.enum(["ok", "degraded"]),
+    telegram_configured: z.boolean(),
+    runner_reachable: z.boolean(),
+    isolation: z.string().optional(),
+    egress: z.string().optional(),
+    egress_private_allowed: z.array(z.string()).optional(),
+    telegram: z.string().optional(),
+    runner_signing_key: z.string().optional(),
+    runner_signing_key_source: z.enum(["dstack", "local"]).optional(),
+    gateway_signing_key: z.string().optional(),
+    timestamp: z.number().int(),
+  })
+  .meta({ id: "Health" });
 
 export const ErrorDocument = z.object({ error: z.string(), code: z.string() }).meta({ id: "Error" });

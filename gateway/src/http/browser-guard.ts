@@ -44,16 +44,26 @@ export function browserGuard(options: BrowserGuardOptions, log?: RefusalLog): Mi
     const host = c.req.header("host") ?? new URL(c.req.url).host;
     const origin = c.req.header("origin");
     const refuse = (code: string, message: string) => {
-      log?.({ code, method: c.req.method, path: c.req.path.slice(0, 100), host: host.slice(0, 100), ...(origin !== undefined && { origin: origin.slice(0, 100) }) });
+      log?.({
+        code,
+        method: c.req.method,
+        path: c.req.path.slice(0, 100),
+        host: host.slice(0, 100),
+        ...(origin !== undefined && { origin: origin.slice(0, 100) }),
+      });
       return new GatewayError("forbidden", code, message);
     };
     if (!options.hostnames.has(hostnameOf(host))) {
-      throw refuse("forbidden_host",
-        `Host ${JSON.stringify(host.slice(0, 100))} is not a name this gateway serves (add it to ALLOWED_HOSTS if agents use it)`);
+      throw refuse(
+        "forbidden_host",
+        `Host ${JSON.stringify(host.slice(0, 100))} is not a name this gateway serves (add it to ALLOWED_HOSTS if agents use it)`,
+      );
     }
     if (origin !== undefined && !options.origins.has(origin)) {
-      throw refuse("forbidden_origin",
-        "requests from web pages are refused (Origin header); agents and the CLI send none. Allow an origin with ALLOWED_ORIGINS");
+      throw refuse(
+        "forbidden_origin",
+        "requests from web pages are refused (Origin header); agents and the CLI send none. Allow an origin with ALLOWED_ORIGINS",
+      );
     }
     const site = c.req.header("sec-fetch-site")?.toLowerCase();
     if (site === "cross-site" || site === "same-site") {

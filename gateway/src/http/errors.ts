@@ -30,6 +30,7 @@ export function errorResponse(err: Error, c: Context, logger: Logger): Response 
 }
 
 /** Unknown routes and thrown errors answered the same way on every face. */
+// biome-ignore lint/suspicious/noExplicitAny: any app, whatever its variables
 export function jsonErrors<H extends Hono<any>>(app: H, logger: Logger): H {
   app.notFound(() => {
     throw new GatewayError("not_found", "no_route", "no such route");

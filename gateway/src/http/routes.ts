@@ -13,7 +13,10 @@ const error = (description: string) => ({ description, content: json(ErrorDocume
 
 /** A request id in the path. A malformed one is "not found" (404), like an unknown one. */
 const idParam = z.object({
-  id: z.string().regex(REQUEST_ID_PATTERN).meta({ param: { in: "path" }, description: "exec_ and 16 hex digits" }),
+  id: z
+    .string()
+    .regex(REQUEST_ID_PATTERN)
+    .meta({ param: { in: "path" }, description: "exec_ and 16 hex digits" }),
 });
 
 export const submitRoute = createRoute({
@@ -21,7 +24,13 @@ export const submitRoute = createRoute({
   path: "/execute",
   summary: "Ask to run a skill; a human approves or denies",
   request: {
-    headers: z.object({ "idempotency-key": z.string().max(128).optional().meta({ param: { in: "header" } }) }),
+    headers: z.object({
+      "idempotency-key": z
+        .string()
+        .max(128)
+        .optional()
+        .meta({ param: { in: "header" } }),
+    }),
     body: { required: true, content: json(ExecuteBody) },
   },
   responses: {
@@ -43,7 +52,11 @@ export const statusRoute = createRoute({
   request: {
     params: idParam,
     query: z.object({
-      wait: z.string().regex(/^\d{1,3}(\.\d+)?$/).optional().meta({ param: { in: "query" }, description: "seconds, at most 60" }),
+      wait: z
+        .string()
+        .regex(/^\d{1,3}(\.\d+)?$/)
+        .optional()
+        .meta({ param: { in: "query" }, description: "seconds, at most 60" }),
     }),
   },
   responses: {

@@ -35,23 +35,26 @@ export class IdempotencyKeys {
     body: unknown,
     create: () => Promise<T>,
   ): Promise<T | { requestId: string; replayed: true }> {
-    if (!KEY.test(key)) throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
+    if (!KEY.test(key))
+      throw new GatewayError("invalid", "invalid_idempotency_key", "Idempotency-Key must be 1-128 visible ASCII characters");
     const scoped = `${agent ?? ""}\n${key}`;
     const previous = this.inFlight.get(scoped) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(async () => {
-      const bodyHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
-      const known = this.db.get(scoped);
-      if (known && known.createdAt > Date.now() - TTL_MS && this.store.get(known.requestId)) {
-        if (known.bodyHash !== bodyHash) {
-          throw new GatewayError("mismatch", "idempotency_key_reuse", "this Idempotency-Key was used with a different request body");
+    const run = previous
+      .catch(() => undefined)
+      .then(async () => {
+        const bodyHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
+        const known = this.db.get(scoped);
+        if (known && known.createdAt > Date.now() - TTL_MS && this.store.get(known.requestId)) {
+          if (known.bodyHash !== bodyHash) {
+            throw new GatewayError("mismatch", "idempotency_key_reuse", "this Idempotency-Key was used with a different request body");
+          }
+          return { requestId: known.requestId, replayed: true as const };
         }
-        return { requestId: known.requestId, replayed: true as const };
-      }
-      const created = await create();
-      await this.db.put(scoped, { requestId: created.requestId, bodyHash, createdAt: Date.now() });
-      await this.store.flushed;
-      return created;
-    });
+        const created = await create();
+        await this.db.put(scoped, { requestId: created.requestId, bodyHash, createdAt: Date.now() });
+        await this.store.flushed;
+        return created;
+      });
     this.inFlight.set(scoped, run);
     try {
       return await run;

@@ -1,13 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import {
-  checkArgName,
-  LIMITS,
-  parseSkillHeader,
-  PolicyError,
-  resolveRunSpec,
-  sha256Hex,
-} from "@oauth3/shared";
+import { checkArgName, LIMITS, parseSkillHeader, PolicyError, resolveRunSpec, sha256Hex } from "@oauth3/shared";
 import { GatewayError } from "../errors.js";
 import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
 import type { ExecRequest } from "../store/store.js";
@@ -16,20 +9,22 @@ import type { ExecRequest } from "../store/store.js";
  * The upstream body, plus optional `network` and `timeout_seconds`. An unknown field is refused
  * (400 invalid_body): a misspelt `network` or `timeout_seconds` must not be silently dropped.
  */
-export const ExecuteBody = z.strictObject({
-  skill_id: z
-    .string()
-    .min(1)
-    .max(LIMITS.maxSkillIdLength)
-    .regex(/^[^\p{Cc}\p{Cf}]+$/u, "must not contain control or invisible formatting characters")
-    // The document's pattern without the JS flag (the OpenAPI generator would append "/u").
-    .meta({ pattern: "^[^\\p{Cc}\\p{Cf}]+$" }),
-  skill_url: z.string().min(1),
-  secrets: z.array(z.string()).max(LIMITS.maxSecrets).default([]),
-  network: z.array(z.string()).max(LIMITS.maxHosts).optional(),
-  args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
-  timeout_seconds: z.number().int().positive().optional(),
-}).meta({ id: "ExecuteBody" });
+export const ExecuteBody = z
+  .strictObject({
+    skill_id: z
+      .string()
+      .min(1)
+      .max(LIMITS.maxSkillIdLength)
+      .regex(/^[^\p{Cc}\p{Cf}]+$/u, "must not contain control or invisible formatting characters")
+      // The document's pattern without the JS flag (the OpenAPI generator would append "/u").
+      .meta({ pattern: "^[^\\p{Cc}\\p{Cf}]+$" }),
+    skill_url: z.string().min(1),
+    secrets: z.array(z.string()).max(LIMITS.maxSecrets).default([]),
+    network: z.array(z.string()).max(LIMITS.maxHosts).optional(),
+    args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    timeout_seconds: z.number().int().positive().optional(),
+  })
+  .meta({ id: "ExecuteBody" });
 export type ExecuteBody = z.infer<typeof ExecuteBody>;
 
 /**
@@ -72,12 +67,14 @@ export function parseExecuteBody(raw: unknown): ExecuteBody {
 const LONE_SURROGATE = /\p{Cs}/u; // with the u flag a valid pair is one code point, never Cs
 function refuseLoneSurrogates(value: unknown, path: string): void {
   if (typeof value === "string") {
-    if (LONE_SURROGATE.test(value)) throw new GatewayError("invalid", "invalid_body", `${path}: contains a lone surrogate (not valid Unicode)`);
+    if (LONE_SURROGATE.test(value))
+      throw new GatewayError("invalid", "invalid_body", `${path}: contains a lone surrogate (not valid Unicode)`);
   } else if (Array.isArray(value)) {
-    value.forEach((v, i) => refuseLoneSurrogates(v, `${path}[${i}]`));
+    for (const [i, v] of value.entries()) refuseLoneSurrogates(v, `${path}[${i}]`);
   } else if (typeof value === "object" && value !== null) {
     for (const [k, v] of Object.entries(value)) {
-      if (LONE_SURROGATE.test(k)) throw new GatewayError("invalid", "invalid_body", `${path}: a key contains a lone surrogate (not valid Unicode)`);
+      if (LONE_SURROGATE.test(k))
+        throw new GatewayError("invalid", "invalid_body", `${path}: a key contains a lone surrogate (not valid Unicode)`);
       refuseLoneSurrogates(v, `${path}.${k}`);
     }
   }
@@ -96,10 +93,7 @@ export interface IntakeDeps {
  * Turns an agent's body into a stored-ready request: fetch the code once, hash the exact bytes,
  * apply the same rules the runner will apply, and refuse unknown secrets before a human is asked.
  */
-export async function prepareRequest(
-  body: ExecuteBody,
-  deps: IntakeDeps,
-): Promise<{ request: ExecRequest; code: Buffer }> {
+export async function prepareRequest(body: ExecuteBody, deps: IntakeDeps): Promise<{ request: ExecRequest; code: Buffer }> {
   const { bytes, source } = await fetchSkill(body.skill_url, deps.fetch);
   if (bytes.length === 0) throw new GatewayError("invalid", "invalid_skill_code", "skill code is empty");
   let text: string;
@@ -109,7 +103,7 @@ export async function prepareRequest(
     throw new GatewayError("invalid", "invalid_skill_code", "skill code must be UTF-8 text");
   }
   const header = parseSkillHeader(text);
-  let spec;
+  let spec: ReturnType<typeof resolveRunSpec>;
   try {
     spec = resolveRunSpec(
       {
@@ -128,11 +122,7 @@ export async function prepareRequest(
   const held = await deps.secretNames();
   const unknown = spec.secretNames.filter((n) => !held.has(n));
   if (unknown.length > 0) {
-    throw new GatewayError(
-      "invalid",
-      "unknown_secret",
-      `the vault-runner holds no secret named ${unknown.join(", ")}`,
-    );
+    throw new GatewayError("invalid", "unknown_secret", `the vault-runner holds no secret named ${unknown.join(", ")}`);
   }
   const now = (deps.now ?? Date.now)();
   return {

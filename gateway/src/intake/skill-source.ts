@@ -63,7 +63,11 @@ async function decodeDataUrl(rawUrl: string, maxBytes: number): Promise<Buffer> 
   // hash another (UTF-16 bytes read as UTF-8). Refuse it rather than guess.
   const charset = /;\s*charset=("?)([^";]*)\1/i.exec(mime)?.[2]?.trim().toLowerCase();
   if (charset !== undefined && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) {
-    throw new GatewayError("invalid", "invalid_skill_url", `a data: skill_url must be UTF-8 (or US-ASCII) text; this one says charset=${charset.slice(0, 40)}`);
+    throw new GatewayError(
+      "invalid",
+      "invalid_skill_url",
+      `a data: skill_url must be UTF-8 (or US-ASCII) text; this one says charset=${charset.slice(0, 40)}`,
+    );
   }
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   return bytes;

@@ -35,7 +35,10 @@ export function createSubmit(deps: SubmitDeps) {
   const limiters = new Map<string, RateLimiter>();
   const limiterFor = (agent: string | undefined) => {
     let limiter = limiters.get(agent ?? "");
-    if (!limiter) limiters.set(agent ?? "", (limiter = new RateLimiter(deps.limits.submissionsPerMinute)));
+    if (!limiter) {
+      limiter = new RateLimiter(deps.limits.submissionsPerMinute);
+      limiters.set(agent ?? "", limiter);
+    }
     return limiter;
   };
 
@@ -49,7 +52,14 @@ export function createSubmit(deps: SubmitDeps) {
     if (outcome !== "created") return { requestId: outcome.twin.id, request: outcome.twin, outcome: "merged" };
     const stored = deps.store.get(request.id) ?? request;
     deps.logger.info(
-      { requestId: request.id, skillId: request.skillId, agent, codeSha256: request.codeSha256, status: stored.status, by: stored.decidedBy },
+      {
+        requestId: request.id,
+        skillId: request.skillId,
+        agent,
+        codeSha256: request.codeSha256,
+        status: stored.status,
+        by: stored.decidedBy,
+      },
       "request received",
     );
     return { requestId: request.id, request: stored, outcome: "created" };

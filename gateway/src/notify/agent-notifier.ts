@@ -40,23 +40,29 @@ export class AgentNotifier implements Follower {
 
   private async deliver(r: ExecRequest): Promise<void> {
     const outcome = r.result
-      ? r.result.success ? `completed (exit 0, ${r.result.duration} ms)` : `failed (${r.result.reason === "exited" ? `exit ${r.result.exitCode}` : r.result.reason})`
+      ? r.result.success
+        ? `completed (exit 0, ${r.result.duration} ms)`
+        : `failed (${r.result.reason === "exited" ? `exit ${r.result.exitCode}` : r.result.reason})`
       : r.status;
-    const text = `oauth3-proxy: request ${r.id} (skill ${JSON.stringify(r.skillId.slice(0, 64))}) ${outcome}. ` +
+    const text =
+      `oauth3-proxy: request ${r.id} (skill ${JSON.stringify(r.skillId.slice(0, 64))}) ${outcome}. ` +
       `Read the result with GET /execute/${r.id}/status.`;
     // A 4xx other than 429 is the hook's final answer; anything else is retried with backoff.
     try {
-      await retry(async () => {
-        const res = await fetch(this.options.url, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${this.options.token}` },
-          body: JSON.stringify({ text, mode: "now" }),
-          signal: AbortSignal.timeout(10_000),
-        });
-        if (res.ok) return;
-        if (res.status < 500 && res.status !== 429) throw new Refused(String(res.status));
-        throw new Error(`HTTP ${res.status}`);
-      }, { delaysMs: this.delays, retryable: (err) => !(err instanceof Refused) });
+      await retry(
+        async () => {
+          const res = await fetch(this.options.url, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${this.options.token}` },
+            body: JSON.stringify({ text, mode: "now" }),
+            signal: AbortSignal.timeout(10_000),
+          });
+          if (res.ok) return;
+          if (res.status < 500 && res.status !== 429) throw new Refused(String(res.status));
+          throw new Error(`HTTP ${res.status}`);
+        },
+        { delaysMs: this.delays, retryable: (err) => !(err instanceof Refused) },
+      );
     } catch (err) {
       if (err instanceof Refused) {
         this.options.logger.warn({ requestId: r.id, status: Number(err.message) }, "agent notification refused; not retried");

@@ -30,7 +30,7 @@ export interface OperatorAppDeps {
 /**
  * The operator API: list, inspect (with the exact code), approve, deny. Served only on a Unix socket
  * in a 0700 directory (socket 0600): only the gateway's own user, on the machine, can decide. It is
- * never mounted on the agent's TCP port. The operator console and metrics will grow here.
+ * never mounted on the agent's TCP port. Metrics (Prometheus text) are served here too.
  */
 export function createOperatorApp(deps: OperatorAppDeps): Hono {
   const app = new Hono();
@@ -74,7 +74,10 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
     const code = deps.store.getCode(request.id);
     return c.json({ ...detail(request, await sandbox()), code: code?.toString("utf8") ?? null });
   });
-  for (const [verb, approve] of [["approve", true], ["deny", false]] as const) {
+  for (const [verb, approve] of [
+    ["approve", true],
+    ["deny", false],
+  ] as const) {
     app.post(`/requests/:id/${verb}`, async (c) => {
       find(c.req.param("id"));
       const result = await deps.approvals.decide(c.req.param("id"), {
@@ -86,11 +89,7 @@ export function createOperatorApp(deps: OperatorAppDeps): Hono {
         return c.json({ outcome: result.outcome, request: detail(result.request, await sandbox()) });
       }
       if (result.outcome === "not_found") throw new GatewayError("not_found", "not_found", "Request not found");
-      throw new GatewayError(
-        "conflict",
-        result.outcome,
-        `request is ${result.request.status}; nothing was changed`,
-      );
+      throw new GatewayError("conflict", result.outcome, `request is ${result.request.status}; nothing was changed`);
     });
   }
   return jsonErrors(app, deps.logger);
@@ -114,13 +113,23 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
     const head = deps.store.auditHead();
     // The gateway signs the head it reports: an operator who keeps checkpoints can later prove a
     // truncated or rewritten log (the gateway's key, published by /attestation, made this claim).
-    const checkpoint = deps.gatewayKey?.sign({ v: 1, kind: "oauth3-proxy audit checkpoint", seq: head.seq, hash: head.hash, at: Date.now() });
+    const checkpoint = deps.gatewayKey?.sign({
+      v: 1,
+      kind: "oauth3-proxy audit checkpoint",
+      seq: head.seq,
+      hash: head.hash,
+      at: Date.now(),
+    });
     return c.json({
       events,
       next: events.length === limit ? events.at(-1)!.seq : null,
       head,
       ...(checkpoint && {
-        checkpoint: { payload_json: checkpoint.payloadJson, signature: checkpoint.signature.toString("base64"), public_key: deps.gatewayKey!.publicKeyHex },
+        checkpoint: {
+          payload_json: checkpoint.payloadJson,
+          signature: checkpoint.signature.toString("base64"),
+          public_key: deps.gatewayKey!.publicKeyHex,
+        },
       }),
     });
   });
@@ -145,7 +154,10 @@ export function createReadOnlyOperatorApp(deps: Pick<OperatorAppDeps, "store" | 
  */
 export function createRemoteAuditApp(readOnly: Hono, registry: AgentRegistry, logger: Logger, guard = defaultBrowserGuard()): Hono {
   const app = new Hono();
-  app.use("*", browserGuard(guard, (f) => logger.warn(f, "refused a request from a web page")));
+  app.use(
+    "*",
+    browserGuard(guard, (f) => logger.warn(f, "refused a request from a web page")),
+  );
   app.use("/operator/*", auditAuth(registry));
   app.route("/operator", readOnly);
   return jsonErrors(app, logger);

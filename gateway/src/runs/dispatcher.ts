@@ -93,10 +93,7 @@ export class Dispatcher {
 
   /** Waits for in-flight runs, at most `ms`. Runs still going stay `executing` (then interrupted). */
   async drain(ms: number): Promise<void> {
-    await Promise.race([
-      Promise.allSettled([...this.inFlight]),
-      new Promise((resolve) => setTimeout(resolve, ms).unref()),
-    ]);
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
   }
 
   private async execute(id: string): Promise<void> {
@@ -133,7 +130,8 @@ export class Dispatcher {
       log.warn({ grpcCode: Code[ce.code], reason: ce.rawMessage }, "runner stopped answering during the run");
       return this.finish(request, {
         status: "interrupted",
-        error: `the runner stopped answering during the run (${Code[ce.code]}: ${ce.rawMessage}); ` +
+        error:
+          `the runner stopped answering during the run (${Code[ce.code]}: ${ce.rawMessage}); ` +
           "the skill may have run, its outcome is unknown, and it will not be run again",
       });
     }
@@ -146,26 +144,29 @@ export class Dispatcher {
     // Only a request that never reached the runner is retried (it would run an id at most once
     // anyway: its ledger refuses a second delivery).
     return retry(
-      () => this.deps.runner.runSkill(
-        {
-          requestId: request.id,
-          code,
-          codeSha256: request.codeSha256,
-          secretNames: request.secretNames,
-          network: request.network,
-          args: request.args,
-          timeoutSeconds: request.timeoutSeconds,
-          agent: request.agent ?? "",
-          approval: {
-            decidedBy: request.decidedBy ?? "",
-            channel: request.decisionChannel ?? "",
-            decidedAtMs: BigInt(request.decidedAt ?? 0),
-          },
-        },
-        { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
-      ).catch((err: unknown) => {
-        throw ConnectError.from(err);
-      }),
+      () =>
+        this.deps.runner
+          .runSkill(
+            {
+              requestId: request.id,
+              code,
+              codeSha256: request.codeSha256,
+              secretNames: request.secretNames,
+              network: request.network,
+              args: request.args,
+              timeoutSeconds: request.timeoutSeconds,
+              agent: request.agent ?? "",
+              approval: {
+                decidedBy: request.decidedBy ?? "",
+                channel: request.decisionChannel ?? "",
+                decidedAtMs: BigInt(request.decidedAt ?? 0),
+              },
+            },
+            { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
+          )
+          .catch((err: unknown) => {
+            throw ConnectError.from(err);
+          }),
       {
         delaysMs: this.retryDelaysMs,
         retryable: (err) => neverReached(err as ConnectError),
@@ -190,8 +191,13 @@ export class Dispatcher {
 
 /** The runner's own refusals: it answered, and nothing ran (service.ts refuses before claiming). */
 const REFUSALS = new Set([
-  Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.PermissionDenied,
-  Code.NotFound, Code.Unauthenticated, Code.OutOfRange,
+  Code.InvalidArgument,
+  Code.FailedPrecondition,
+  Code.ResourceExhausted,
+  Code.PermissionDenied,
+  Code.NotFound,
+  Code.Unauthenticated,
+  Code.OutOfRange,
 ]);
 
 /** Errors of connecting to the socket: the request cannot have reached the runner. */

@@ -40,10 +40,15 @@ export class RunnerQueries {
 
   async summary(): Promise<RunnerSummary | undefined> {
     const h = await this.health();
-    return h && {
-      isolation: h.isolation, egress: h.egress, egressPrivateAllowed: h.egressPrivateAllowed,
-      signingKey: h.signingPublicKey, signingKeySource: h.signingKeySource,
-    };
+    return (
+      h && {
+        isolation: h.isolation,
+        egress: h.egress,
+        egressPrivateAllowed: h.egressPrivateAllowed,
+        signingKey: h.signingPublicKey,
+        signingKeySource: h.signingKeySource,
+      }
+    );
   }
 
   async health(includeProcess = false): Promise<Awaited<ReturnType<RunnerClient["getHealth"]>> | undefined> {
@@ -60,7 +65,11 @@ export class RunnerQueries {
     try {
       names = new Set((await this.runner.listSecretNames({}, { timeoutMs: 5000 })).names);
     } catch (err) {
-      throw new GatewayError("unavailable", "runner_unavailable", `the vault-runner is not reachable (${Code[ConnectError.from(err).code]})`);
+      throw new GatewayError(
+        "unavailable",
+        "runner_unavailable",
+        `the vault-runner is not reachable (${Code[ConnectError.from(err).code]})`,
+      );
     }
     // A gateway that can see a secret's name in its own environment was given the runner's env.
     const leaked = Object.keys(this.env).filter((k) => names.has(k));

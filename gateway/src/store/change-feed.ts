@@ -105,9 +105,14 @@ export class ChangeFeed {
   }
 
   private save(name: string, seq: number): void {
-    this.cursors.put(name, seq).catch((err: unknown) =>
-      this.logger.error({ follower: name, err: String(err) }, "could not record a follower's position; a restart repeats some changes to it"),
-    );
+    this.cursors
+      .put(name, seq)
+      .catch((err: unknown) =>
+        this.logger.error(
+          { follower: name, err: String(err) },
+          "could not record a follower's position; a restart repeats some changes to it",
+        ),
+      );
   }
 
   private track(job: Promise<void>): void {

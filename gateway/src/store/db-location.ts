@@ -76,7 +76,9 @@ export function resolveDbLocation(path: string): DbLocation {
   }
   if (form === "directory") {
     return {
-      form, lmdbPath: path, noSubdir: false,
+      form,
+      lmdbPath: path,
+      noSubdir: false,
       signingKeyPath: join(path, "gateway-signing-key.pem"),
       files: [join(path, "data.mdb"), join(path, "lock.mdb")],
     };

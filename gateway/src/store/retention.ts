@@ -8,11 +8,7 @@ import type { RequestStore } from "./store.js";
  */
 export async function purgeExpiredOutput(store: RequestStore, now: number, retentionMs: number): Promise<number> {
   const due = store.list(
-    (r) =>
-      r.result !== undefined &&
-      r.outputPurgedAt === undefined &&
-      r.completedAt !== undefined &&
-      r.completedAt <= now - retentionMs,
+    (r) => r.result !== undefined && r.outputPurgedAt === undefined && r.completedAt !== undefined && r.completedAt <= now - retentionMs,
   );
   let purged = 0;
   for (const r of due) {

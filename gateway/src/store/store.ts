@@ -10,19 +10,9 @@ export interface AuditNote {
   data?: Record<string, unknown>;
 }
 
-export type RequestStatus =
-  | "pending"
-  | "approved"
-  | "executing"
-  | "completed"
-  | "failed"
-  | "denied"
-  | "expired"
-  | "interrupted";
+export type RequestStatus = "pending" | "approved" | "executing" | "completed" | "failed" | "denied" | "expired" | "interrupted";
 
-export const FINAL_STATUSES: ReadonlySet<RequestStatus> = new Set([
-  "completed", "failed", "denied", "expired", "interrupted",
-]);
+export const FINAL_STATUSES: ReadonlySet<RequestStatus> = new Set(["completed", "failed", "denied", "expired", "interrupted"]);
 
 export interface RunResult {
   success: boolean;
@@ -56,7 +46,9 @@ export type Admission = (pending: readonly ExecRequest[]) => { twin: ExecRequest
  * A decision taken in the same transaction as a request's creation (an active grant covers it):
  * the request is stored already decided, so no consumer ever sees it pending. Undefined: pending.
  */
-export type InstantDecision = (request: ExecRequest) => Pick<ExecRequest, "status" | "decidedAt" | "decidedBy" | "decisionChannel"> | undefined;
+export type InstantDecision = (
+  request: ExecRequest,
+) => Pick<ExecRequest, "status" | "decidedAt" | "decidedBy" | "decisionChannel"> | undefined;
 
 /**
  * One committed, durable state change: the request as it is now, what it was before (absent for a
@@ -73,7 +65,7 @@ export interface ExecRequest {
   id: string;
   status: RequestStatus;
   skillId: string;
-  /** The requesting agent's name, when agents identify themselves (not yet: always undefined). */
+  /** The requesting agent's name, when agents identify themselves (AGENT_TOKENS); undefined otherwise. */
   agent?: string;
   skillName?: string;
   description?: string;
@@ -109,14 +101,20 @@ function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
   if (next.decidedBy !== current.decidedBy) Object.assign(data, { by: next.decidedBy, channel: next.decisionChannel });
   if (next.result && !current.result) {
     Object.assign(data, {
-      exitCode: next.result.exitCode, reason: next.result.reason, durationMs: next.result.duration,
+      exitCode: next.result.exitCode,
+      reason: next.result.reason,
+      durationMs: next.result.duration,
       outputSha256: outputDigest(next.result.stdout, next.result.stderr),
-      isolation: next.result.policy.isolation, egress: next.result.policy.egress,
+      isolation: next.result.policy.isolation,
+      egress: next.result.policy.egress,
       ...(next.result.receipt && { receipt: next.result.receipt }),
     });
   }
   if (next.error !== undefined && next.error !== current.error) data.error = next.error;
-  return { type: next.status === "approved" || next.status === "denied" ? "decision" : next.status === "executing" ? "run_started" : "status", data };
+  return {
+    type: next.status === "approved" || next.status === "denied" ? "decision" : next.status === "executing" ? "run_started" : "status",
+    data,
+  };
 }
 
 export class RequestStore {
@@ -167,30 +165,38 @@ export class RequestStore {
     decide?: InstantDecision,
   ): Promise<"created" | "full" | { twin: ExecRequest }> {
     let change: RequestChange | undefined;
-    const outcome = await this.audited(() => this.requests.transaction(() => {
-      if (this.requests.get(request.id) !== undefined) return "exists" as const;
-      if (admission) {
-        const pending: ExecRequest[] = [];
-        for (const { value } of this.requests.getRange()) if (value.status === "pending") pending.push(value);
-        const verdict = admission(pending);
-        if (verdict !== undefined) return verdict;
-      }
-      let seq = this.appendAudit(request.id, {
-        type: "request_received",
-        data: {
-          skillId: request.skillId, agent: request.agent, codeSha256: request.codeSha256, codeSize: request.codeSize,
-          secretNames: request.secretNames, network: request.network, timeoutSeconds: request.timeoutSeconds,
-          argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"), source: request.source.slice(0, 200),
-        },
-      });
-      const decision = decide?.(request);
-      const stored = decision ? { ...request, ...decision } : request;
-      if (decision) seq = this.appendAudit(request.id, statusNote(request, stored));
-      void this.code.put(request.id, code);
-      void this.requests.put(request.id, stored);
-      change = { request: stored, seq };
-      return "created" as const;
-    }));
+    const outcome = await this.audited(() =>
+      this.requests.transaction(() => {
+        if (this.requests.get(request.id) !== undefined) return "exists" as const;
+        if (admission) {
+          const pending: ExecRequest[] = [];
+          for (const { value } of this.requests.getRange()) if (value.status === "pending") pending.push(value);
+          const verdict = admission(pending);
+          if (verdict !== undefined) return verdict;
+        }
+        let seq = this.appendAudit(request.id, {
+          type: "request_received",
+          data: {
+            skillId: request.skillId,
+            agent: request.agent,
+            codeSha256: request.codeSha256,
+            codeSize: request.codeSize,
+            secretNames: request.secretNames,
+            network: request.network,
+            timeoutSeconds: request.timeoutSeconds,
+            argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"),
+            source: request.source.slice(0, 200),
+          },
+        });
+        const decision = decide?.(request);
+        const stored = decision ? { ...request, ...decision } : request;
+        if (decision) seq = this.appendAudit(request.id, statusNote(request, stored));
+        void this.code.put(request.id, code);
+        void this.requests.put(request.id, stored);
+        change = { request: stored, seq };
+        return "created" as const;
+      }),
+    );
     if (outcome === "exists") throw new Error(`request ${request.id} already exists`);
     if (outcome === "created") {
       await this.root.flushed;
@@ -240,15 +246,17 @@ export class RequestStore {
     guard?: (current: ExecRequest) => boolean,
     note?: AuditNote,
   ): Promise<ExecRequest | undefined> {
-    const change = await this.audited(() => this.requests.transaction((): RequestChange | undefined => {
-      const current = this.requests.get(id);
-      if (!current || !from.includes(current.status)) return undefined;
-      if (guard && !guard(current)) return undefined;
-      const next = { ...current, ...patch };
-      const seq = note || next.status !== current.status ? this.appendAudit(id, note ?? statusNote(current, next)) : undefined;
-      void this.requests.put(id, next);
-      return { request: next, previous: current, ...(seq !== undefined && { seq }) };
-    }));
+    const change = await this.audited(() =>
+      this.requests.transaction((): RequestChange | undefined => {
+        const current = this.requests.get(id);
+        if (!current || !from.includes(current.status)) return undefined;
+        if (guard && !guard(current)) return undefined;
+        const next = { ...current, ...patch };
+        const seq = note || next.status !== current.status ? this.appendAudit(id, note ?? statusNote(current, next)) : undefined;
+        void this.requests.put(id, next);
+        return { request: next, previous: current, ...(seq !== undefined && { seq }) };
+      }),
+    );
     if (change) {
       await this.root.flushed;
       this.events.emit("change", change);
@@ -302,11 +310,16 @@ export class RequestStore {
   private async audited<T>(write: () => Promise<T>): Promise<T> {
     try {
       return await write();
-    } catch (err) {
+    } catch (thrown) {
       // A failed commit (disk full, I/O error) also rejects lmdb's shared commitError promise:
       // observe it here so it cannot surface as an unhandled rejection that kills the process.
-      const commitError = (err as { commitError?: Promise<unknown> }).commitError;
-      if (commitError) err = await commitError.then(() => err, (cause: unknown) => new Error(`the write was not committed: ${String(cause)}`));
+      const commitError = (thrown as { commitError?: Promise<unknown> }).commitError;
+      const err = commitError
+        ? await commitError.then(
+            () => thrown,
+            (cause: unknown) => new Error(`the write was not committed: ${String(cause)}`),
+          )
+        : thrown;
       this.events.emit("audit_failure", err);
       throw err;
     }
@@ -319,7 +332,15 @@ export class RequestStore {
   private appendAudit(requestId: string | undefined, note: AuditNote): number {
     let head: AuditEvent | undefined;
     for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
-    const base = { v: AUDIT_FORMAT, seq: (head?.seq ?? 0) + 1, at: Date.now(), type: note.type, ...(requestId && { requestId }), data: note.data ?? {}, prev: head?.hash ?? GENESIS };
+    const base = {
+      v: AUDIT_FORMAT,
+      seq: (head?.seq ?? 0) + 1,
+      at: Date.now(),
+      type: note.type,
+      ...(requestId && { requestId }),
+      data: note.data ?? {},
+      prev: head?.hash ?? GENESIS,
+    };
     const event: AuditEvent = { ...base, hash: auditHash(base) };
     void this.audit.put(event.seq, event);
     return event.seq;
@@ -337,7 +358,6 @@ export class RequestStore {
     for (const { value } of this.audit.getRange({ start: after + 1, limit })) out.push(value);
     return out;
   }
-
 
   /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */
   list(filter: (r: ExecRequest) => boolean): ExecRequest[] {
@@ -360,7 +380,7 @@ export class RequestStore {
 export function exitOnUnhandledRejectionExceptLmdbCommits(name: string): void {
   process.on("unhandledRejection", (reason: unknown) => {
     if (reason instanceof Error && reason.message === "Commit failed (see commitError for details)") return;
-    process.stderr.write(`${name}: unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
+    process.stderr.write(`${name}: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
     process.exit(1);
   });
 }

@@ -66,7 +66,8 @@ export function createBot(token: string, deps: TelegramBotDeps): Bot {
     const active = deps.grants.active();
     if (active.length === 0) return ctx.reply("No active grants.");
     const lines = active.map(
-      (g) => `<code>${g.id}</code> agent ${g.agent != null ? shown(g.agent) : "(unidentified)"} skill <b>${shown(g.skillId)}</b> sha256 <code>${g.codeSha256}</code> ` +
+      (g) =>
+        `<code>${g.id}</code> agent ${g.agent != null ? shown(g.agent) : "(unidentified)"} skill <b>${shown(g.skillId)}</b> sha256 <code>${g.codeSha256}</code> ` +
         `secrets ${g.secretNames.map(escapeHtml).join(", ") || "none"}; network ${g.network.map(escapeHtml).join(", ") || "none"}; ` +
         `until ${formatTime(g.expiresAt)} (by ${shown(g.createdBy)})`,
     );
@@ -96,7 +97,7 @@ export function createBot(token: string, deps: TelegramBotDeps): Bot {
 }
 
 /**
- * Every check from telegram.md before anything changes: payload shape, approver, chat, the message the
+ * Every approval security check (README, "Approving in Telegram") before anything changes: payload shape, approver, chat, the message the
  * card lives in, the nonce (constant time). Then the one atomic compare-and-set in ApprovalService.
  * Forged or stale presses change nothing and run nothing.
  */

@@ -83,10 +83,12 @@ export class TelegramChannel implements Follower {
           { text: "▶️ Run once", callback_data: encodeRequestAction("approve", request.id, nonce) },
           { text: "✖️ Deny", callback_data: encodeRequestAction("deny", request.id, nonce) },
         ],
-        [{
-          text: `⏱ Run + allow for ${ttlMinutes} min: this agent, skill id, code, secrets & hosts (args may differ)`,
-          callback_data: encodeRequestAction("grant", request.id, nonce),
-        }],
+        [
+          {
+            text: `⏱ Run + allow for ${ttlMinutes} min: this agent, skill id, code, secrets & hosts (args may differ)`,
+            callback_data: encodeRequestAction("grant", request.id, nonce),
+          },
+        ],
       ],
     };
     // The nonce is stored before the buttons exist, so no button can ever carry an unknown nonce.
@@ -150,7 +152,13 @@ export class TelegramChannel implements Follower {
       link_preview_options: { is_disabled: true },
       reply_markup: this.revokeKeyboard(request),
     });
-    await this.cards.put(request.id, { chatId: this.deps.chatId, messageId: message.message_id, nonce: "", auto: true, ...(sandbox && { sandbox }) });
+    await this.cards.put(request.id, {
+      chatId: this.deps.chatId,
+      messageId: message.message_id,
+      nonce: "",
+      auto: true,
+      ...(sandbox && { sandbox }),
+    });
   }
 
   private grantReport(r: ExecRequest, statement: ApprovalStatement): string {

@@ -40,18 +40,38 @@ export function createTelegram(options: TelegramOptions, deps: TelegramDeps) {
   const { chatId } = options;
   const cards = chatId === undefined ? undefined : deps.store.subDb<CardRecord>("telegram_cards");
   const bot = createBot(options.token, {
-    apiRoot: options.apiRoot, store: deps.store, approvals: deps.approvals, grants: deps.grants, cards, chatId,
-    approverIds: options.approverIds, grantTtlMs: deps.grantTtlMs, logger: deps.logger,
+    apiRoot: options.apiRoot,
+    store: deps.store,
+    approvals: deps.approvals,
+    grants: deps.grants,
+    cards,
+    chatId,
+    approverIds: options.approverIds,
+    grantTtlMs: deps.grantTtlMs,
+    logger: deps.logger,
   });
-  const channel = cards && chatId !== undefined
-    ? new TelegramChannel({ api: bot.api, store: deps.store, cards, grants: deps.grants, chatId, grantTtlMs: deps.grantTtlMs, sandbox: deps.sandbox })
-    : undefined;
+  const channel =
+    cards && chatId !== undefined
+      ? new TelegramChannel({
+          api: bot.api,
+          store: deps.store,
+          cards,
+          grants: deps.grants,
+          chatId,
+          grantTtlMs: deps.grantTtlMs,
+          sandbox: deps.sandbox,
+        })
+      : undefined;
   const poller = options.webhook ? undefined : new TelegramPoller(bot, deps.store.subDb<number>("telegram_state"), deps.logger);
   let webhookServer: Server | undefined;
   if (chatId === undefined) {
-    deps.logger.warn("TELEGRAM_CHAT_ID is not set: the bot only answers /start and /id (send it /id to learn the chat id); approve with `npm run oauth3`");
+    deps.logger.warn(
+      "TELEGRAM_CHAT_ID is not set: the bot only answers /start and /id (send it /id to learn the chat id); approve with `npm run oauth3`",
+    );
   } else if (options.approverIds.size === 0) {
-    deps.logger.warn("no Telegram approvers: TELEGRAM_CHAT_ID is a group, so set TELEGRAM_APPROVER_IDS; cards are shown but nobody can decide in Telegram");
+    deps.logger.warn(
+      "no Telegram approvers: TELEGRAM_CHAT_ID is a group, so set TELEGRAM_APPROVER_IDS; cards are shown but nobody can decide in Telegram",
+    );
   }
   return {
     bot,

@@ -42,10 +42,7 @@ export class TelegramPoller {
         // grammY types its signal parameter with the abort-controller polyfill; Node's is compatible.
         const signal = this.abort.signal as unknown as Parameters<Bot["init"]>[0];
         if (!this.bot.isInited()) await this.bot.init(signal);
-        updates = await this.bot.api.getUpdates(
-          { offset, timeout: 25, allowed_updates: ["message", "callback_query"] },
-          signal,
-        );
+        updates = await this.bot.api.getUpdates({ offset, timeout: 25, allowed_updates: ["message", "callback_query"] }, signal);
         if (this.state !== "polling") this.logger.info("telegram: polling for updates");
         this.state = "polling";
         failures = 0;
@@ -99,7 +96,14 @@ export class TelegramPoller {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(resolve, ms);
-      this.abort.signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+      this.abort.signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 }

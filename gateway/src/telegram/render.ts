@@ -9,7 +9,6 @@ const INLINE_CODE_LIMIT = 1500;
 const ARG_VALUE_LIMIT = 120;
 const EXCERPT_LIMIT = 400;
 
-
 export function escapeHtml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
@@ -41,8 +40,11 @@ export interface RenderedCard {
 export function telegramLength(html: string): number {
   return html
     .replace(/<[^>]*>/g, "")
-    .replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&")
-    .length;
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, "&").length;
 }
 
 /** How far free text may be cut, tried in order until the card (and its footer) fits. */
@@ -217,7 +219,12 @@ export function renderGrantReport(st: ApprovalStatement, grantId: string, at: nu
   const lines = [
     `🤖 <b>Auto-approved</b> by grant <code>${escapeHtml(grantId)}</code> at ${formatTime(at)}, ` +
       `given to this agent for this skill id, code, secrets, hosts and timeout (args may differ)`,
-    c.skill, c.agent, ...c.grants, c.code, c.request, ...c.checks,
+    c.skill,
+    c.agent,
+    ...c.grants,
+    c.code,
+    c.request,
+    ...c.checks,
   ];
   const html = [...lines, ...(outcome ? [outcome] : [])].join("\n");
   if (telegramLength(html) > MAX_MESSAGE) throw new Error(`grant report for ${st.request_id} does not fit Telegram's limit`);
