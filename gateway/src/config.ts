@@ -1,30 +1,10 @@
 import { resolve } from "node:path";
 import { z } from "zod";
-import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
+import { commaList, DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
-const tokenList = z
-  .string()
-  .default("")
-  .refine(
-    (s) => s === "" || /^[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64}(,[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64})*$/.test(s.replace(/\s/g, "")),
-    "must be name:sha256hex,... (make entries with `oauth3 token <name>`)",
-  );
+const tokenList = commaList(/^[a-zA-Z0-9_.-]{1,64}:[0-9a-f]{64}$/, "must be name:sha256hex (make entries with `oauth3 token <name>`)");
 
-const hostPortList = z
-  .string()
-  .default("")
-  .transform((s, ctx) => {
-    const items = s
-      .split(",")
-      .map((x) => x.trim().toLowerCase())
-      .filter(Boolean);
-    for (const item of items) {
-      if (!/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/.test(item)) {
-        ctx.addIssue({ code: "custom", message: `"${item}" must be host:port` });
-      }
-    }
-    return items;
-  });
+const hostPortList = commaList(/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/, "must be host:port", { lower: true });
 
 const schema = z.object({
   PORT: int(0, 65535, 3737),
@@ -38,10 +18,7 @@ const schema = z.object({
     .string()
     .regex(/^-?\d+$/, "must be a numeric chat id")
     .optional(),
-  TELEGRAM_APPROVER_IDS: z
-    .string()
-    .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "must be comma-separated numeric user ids")
-    .optional(),
+  TELEGRAM_APPROVER_IDS: commaList(/^\d+$/, "must be a numeric user id (comma-separated)"),
   TELEGRAM_API_ROOT: z.url({ protocol: /^https?$/ }).default("https://api.telegram.org"),
   TELEGRAM_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
   // The Bot API allows 1-256 characters of A-Z a-z 0-9 _ -; we demand enough to be unguessable.
@@ -67,30 +44,8 @@ const schema = z.object({
   AUDIT_PORT: int(1, 65_535, 3739),
   // More names agents or auditors reach this gateway by (e.g. a dstack gateway domain), and origins
   // of web pages allowed to call it (none by default): http/browser-guard.ts.
-  ALLOWED_HOSTS: z
-    .string()
-    .default("")
-    .refine(
-      (s) =>
-        s
-          .split(",")
-          .map((x) => x.trim())
-          .filter(Boolean)
-          .every((h) => /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i.test(h)),
-      "must be host names without ports, comma-separated (IPv6 in brackets)",
-    ),
-  ALLOWED_ORIGINS: z
-    .string()
-    .default("")
-    .refine(
-      (s) =>
-        s
-          .split(",")
-          .map((x) => x.trim())
-          .filter(Boolean)
-          .every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
-      "must be origins like https://app.example, comma-separated",
-    ),
+  ALLOWED_HOSTS: commaList(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)$/i, "must be a host name without a port (IPv6 in brackets)"),
+  ALLOWED_ORIGINS: commaList(/^https?:\/\/[^/\s]+$/, "must be an origin like https://app.example"),
   LOG_LEVEL,
   // The agent port's open sockets, and its open long-polls (?wait) plus event streams, in total and
   // per agent: what an agent can hold open is bounded, whatever it sends.
@@ -107,14 +62,8 @@ const FOREIGN = new Set(["SECRETS_FILE", "SECRETS_DIR", "SECRETS_JSON"]);
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
-function tokenMap(list: string): Map<string, string> {
-  return new Map(
-    list
-      .replace(/\s/g, "")
-      .split(",")
-      .filter(Boolean)
-      .map((e) => e.split(":") as [string, string]),
-  );
+function tokenMap(list: readonly string[]): Map<string, string> {
+  return new Map(list.map((e) => e.split(":") as [string, string]));
 }
 
 export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
@@ -154,8 +103,8 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
           chatId: c.TELEGRAM_CHAT_ID === undefined ? undefined : Number(c.TELEGRAM_CHAT_ID),
           // Default: the chat id, which in a private chat is the user's own id.
           approverIds: new Set(
-            c.TELEGRAM_APPROVER_IDS
-              ? c.TELEGRAM_APPROVER_IDS.split(",").map((x) => Number(x.trim()))
+            c.TELEGRAM_APPROVER_IDS.length > 0
+              ? c.TELEGRAM_APPROVER_IDS.map(Number)
               : c.TELEGRAM_CHAT_ID !== undefined && Number(c.TELEGRAM_CHAT_ID) > 0
                 ? [Number(c.TELEGRAM_CHAT_ID)]
                 : [],
@@ -181,12 +130,8 @@ export function loadGatewayConfig(rawEnv: NodeJS.ProcessEnv) {
     agentTokens: tokenMap(c.AGENT_TOKENS),
     auditTokens: tokenMap(c.AUDIT_TOKENS),
     auditPort: c.AUDIT_PORT,
-    allowedHosts: c.ALLOWED_HOSTS.split(",")
-      .map((x) => x.trim())
-      .filter(Boolean),
-    allowedOrigins: c.ALLOWED_ORIGINS.split(",")
-      .map((x) => x.trim())
-      .filter(Boolean),
+    allowedHosts: c.ALLOWED_HOSTS,
+    allowedOrigins: c.ALLOWED_ORIGINS,
     logLevel: c.LOG_LEVEL,
   };
 }

@@ -47,6 +47,12 @@ test("gateway config: upstream names keep their meaning, bad values are clear er
   );
   assert.throws(() => loadGatewayConfig({ SKILL_FETCH_ALLOW_PRIVATE: "127.0.0.1" }), /must be host:port/);
   assert.throws(() => loadGatewayConfig({ PORT: "http" }), /PORT/);
+  assert.deepEqual(loadGatewayConfig({ ALLOWED_ORIGINS: " https://App.example ," }).allowedOrigins, ["https://App.example"]);
+  assert.throws(
+    () => loadGatewayConfig({ ALLOWED_ORIGINS: "https://ok.example,https://bad.example/path" }),
+    (e: Error) => /"https:\/\/bad\.example\/path" must be an origin/.test(e.message) && !/"https:\/\/ok/.test(e.message),
+  );
+  assert.throws(() => loadGatewayConfig({ AGENT_TOKENS: "bot:abc" }), /"bot:abc" must be name:sha256hex/);
   assert.throws(() => loadGatewayConfig({ TELEGRAM_CHAT_ID: "@chan" }), /numeric chat id/);
   assert.throws(() => loadGatewayConfig({ EXECUTOR_MODE: "docker" }), /only "direct"/);
   assert.throws(() => loadGatewayConfig({ SECRETS_DIR: "/run/secrets" }), /SECRETS_DIR/);

@@ -16,6 +16,26 @@ export const DEFAULT_PATHS = {
 /** An integer variable within [min, max], `dflt` when unset. */
 export const envInt = (min: number, max: number, dflt: number) => z.coerce.number().int().min(min).max(max).default(dflt);
 
+/**
+ * A comma-separated list variable: items trimmed (whitespace inside an item is an error), empty items
+ * dropped, lower-cased when `lower`, each checked against `item`; every bad item is named with
+ * `message`. Unset is the empty list.
+ */
+export function commaList(item: RegExp, message: string, options: { lower?: boolean } = {}) {
+  return z
+    .string()
+    .default("")
+    .transform((s, ctx) => {
+      const items = s
+        .split(",")
+        .map((x) => x.trim())
+        .map((x) => (options.lower ? x.toLowerCase() : x))
+        .filter(Boolean);
+      for (const bad of items.filter((x) => !item.test(x))) ctx.addIssue({ code: "custom", message: `"${bad}" ${message}` });
+      return items;
+    });
+}
+
 export const LOG_LEVEL = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
 
 /** Every variable a schema reads, in its order. */

@@ -30,5 +30,5 @@ export {
 } from "./approval-statement.js";
 export { retry } from "./retry.js";
 export { hashToken, newAgentToken } from "./tokens.js";
-export { DEFAULT_PATHS, envInt, envKeys, LOG_LEVEL, parseEnv } from "./env-config.js";
+export { commaList, DEFAULT_PATHS, envInt, envKeys, LOG_LEVEL, parseEnv } from "./env-config.js";
 export { DENO_BASE_FLAGS } from "./deno-flags.js";

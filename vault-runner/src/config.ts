@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
+import { commaList, DEFAULT_PATHS, envInt as int, envKeys, LIMITS, LOG_LEVEL, parseEnv } from "@oauth3/shared";
 
 const schema = z.object({
   RUNNER_SOCKET: z.string().min(1).default(DEFAULT_PATHS.runnerSocket),
@@ -23,20 +23,8 @@ const schema = z.object({
   RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
   RUNNER_EXTRA_CA_FILE: z.string().min(1).optional(),
   RUNNER_EGRESS: z.enum(["auto", "proxy+firewall", "deno-only"]).default("auto"),
-  RUNNER_EGRESS_ALLOW_PRIVATE: z
-    .string()
-    .default("")
-    .refine(
-      (s) => s === "" || /^[a-z0-9.-]+:\d{1,5}(,[a-z0-9.-]+:\d{1,5})*$/.test(s.replace(/\s/g, "").toLowerCase()),
-      "must be host:port,host:port",
-    ),
-  RUNNER_EGRESS_HOSTS: z
-    .string()
-    .default("")
-    .refine(
-      (s) => s === "" || /^[a-z0-9.-]+=[0-9a-f.:]+(,[a-z0-9.-]+=[0-9a-f.:]+)*$/.test(s.replace(/\s/g, "").toLowerCase()),
-      "must be name=address,name=address",
-    ),
+  RUNNER_EGRESS_ALLOW_PRIVATE: commaList(/^[a-z0-9.-]+:\d{1,5}$/, "must be host:port", { lower: true }),
+  RUNNER_EGRESS_HOSTS: commaList(/^[a-z0-9.-]+=[0-9a-f.:]+$/, "must be name=address", { lower: true }),
   // The dstack guest agent: a Unix socket path or an http(s) URL (a simulator). Unset: no TEE.
   RUNNER_DSTACK_ENDPOINT: z
     .string()
@@ -84,14 +72,8 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     isolation: c.RUNNER_ISOLATION,
     egress: c.RUNNER_EGRESS,
     extraCaFile: c.RUNNER_EXTRA_CA_FILE ? resolve(c.RUNNER_EXTRA_CA_FILE) : undefined,
-    egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE.replace(/\s/g, "").toLowerCase().split(",").filter(Boolean)),
-    egressHosts: new Map(
-      c.RUNNER_EGRESS_HOSTS.replace(/\s/g, "")
-        .toLowerCase()
-        .split(",")
-        .filter(Boolean)
-        .map((pair) => pair.split("=") as [string, string]),
-    ),
+    egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE),
+    egressHosts: new Map(c.RUNNER_EGRESS_HOSTS.map((pair) => pair.split("=") as [string, string])),
     skillUidBase: c.RUNNER_SKILL_UID_BASE,
     dstackEndpoint: c.RUNNER_DSTACK_ENDPOINT,
     logLevel: c.LOG_LEVEL,

@@ -125,6 +125,22 @@ test("runner config: defaults, limits, and no Telegram variables", () => {
   assert.throws(() => loadRunnerConfig({ TELEGRAM_CHAT_ID: "1" }), /TELEGRAM_CHAT_ID/);
   assert.throws(() => loadRunnerConfig({ RUNNER_MAX_TIMEOUT_SECONDS: "999999" }), /RUNNER_MAX_TIMEOUT_SECONDS/);
   assert.throws(() => loadRunnerConfig({ RUNNER_MAX_CONCURRENT: "zero" }), /RUNNER_MAX_CONCURRENT/);
+  const lists = loadRunnerConfig({
+    RUNNER_EGRESS_ALLOW_PRIVATE: " Api.Local:443 ,",
+    RUNNER_EGRESS_HOSTS: "api.example=127.0.0.1, b.example=::1",
+  });
+  assert.deepEqual([...lists.egressAllowPrivate], ["api.local:443"]);
+  assert.deepEqual(
+    [...lists.egressHosts],
+    [
+      ["api.example", "127.0.0.1"],
+      ["b.example", "::1"],
+    ],
+  );
+  assert.throws(
+    () => loadRunnerConfig({ RUNNER_EGRESS_HOSTS: "api.example=127.0.0.1,api.example" }),
+    /"api\.example" must be name=address/,
+  );
 });
 
 test("SECRETS_JSON (the Phala env path): strings or {value}, plain or base64, together with the file and dir", () => {
