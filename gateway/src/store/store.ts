@@ -1,93 +1,12 @@
-import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { open, type Database, type RootDatabase } from "lmdb";
-import { AUDIT_FORMAT, auditHash, GENESIS, outputDigest, type AuditEvent } from "@oauth3/shared";
+import type { AuditEvent } from "@oauth3/shared";
+import { AuditLog, type AuditNote, receivedNote, statusNote } from "./audit-log.js";
 import { prepareDbLocation, resolveDbLocation, type DbLocation } from "./db-location.js";
+import type { Admission, ExecRequest, InstantDecision, RequestChange, RequestStatus } from "./types.js";
 
-/** What a state change records in the audit chain (in the same transaction: no event, no change). */
-export interface AuditNote {
-  type: string;
-  data?: Record<string, unknown>;
-}
-
-export type RequestStatus = "pending" | "approved" | "executing" | "completed" | "failed" | "denied" | "expired" | "interrupted";
-
-export const FINAL_STATUSES: ReadonlySet<RequestStatus> = new Set(["completed", "failed", "denied", "expired", "interrupted"]);
-
-export interface RunResult {
-  success: boolean;
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-  /** Milliseconds. */
-  duration: number;
-  /** "exited" | "timeout" | "output_limit" | "signaled" | "spawn_failed" | "memory" | "disk" */
-  reason: string;
-  truncated: boolean;
-  redacted: boolean;
-  policy: {
-    denoArgs: string[];
-    envNames: string[];
-    allowedHosts: string[];
-    timeoutSeconds: number;
-    denoVersion: string;
-    isolation: string;
-    egress: string;
-    egressPrivateAllowed: string[];
-  };
-  /** The runner's signed statement of this run (absent only for results the runner did not make). */
-  receipt?: { payloadJson: string; signature: string; publicKey: string };
-}
-
-/** Judges a new request against every pending one: its pending twin, "full", or undefined (admit). */
-export type Admission = (pending: readonly ExecRequest[]) => { twin: ExecRequest } | "full" | undefined;
-
-/**
- * A decision taken in the same transaction as a request's creation (an active grant covers it):
- * the request is stored already decided, so no consumer ever sees it pending. Undefined: pending.
- */
-export type InstantDecision = (
-  request: ExecRequest,
-) => Pick<ExecRequest, "status" | "decidedAt" | "decidedBy" | "decisionChannel"> | undefined;
-
-/**
- * One committed, durable state change: the request as it is now, what it was before (absent for a
- * new request) and the audit entry that recorded it (absent for changes that write none).
- */
-export interface RequestChange {
-  request: ExecRequest;
-  previous?: ExecRequest;
-  seq?: number;
-}
-
-/** One agent request. Never holds a secret value: only names, hashes and redacted output. */
-export interface ExecRequest {
-  id: string;
-  status: RequestStatus;
-  skillId: string;
-  /** The requesting agent's name, when agents identify themselves (AGENT_TOKENS); undefined otherwise. */
-  agent?: string;
-  skillName?: string;
-  description?: string;
-  source: string;
-  codeSha256: string;
-  codeSize: number;
-  secretNames: string[];
-  network: string[];
-  args: Array<{ name: string; value: string }>;
-  timeoutSeconds: number;
-  createdAt: number;
-  expiresAt: number;
-  decidedAt?: number;
-  decidedBy?: string;
-  decisionChannel?: string;
-  executedAt?: number;
-  completedAt?: number;
-  result?: RunResult;
-  /** When stdout/stderr were dropped by the retention sweep. */
-  outputPurgedAt?: number;
-  error?: string;
-}
+export type { AuditNote } from "./audit-log.js";
+export * from "./types.js";
 
 /**
  * Request state in LMDB. Every write is awaited until it is on disk (lmdb-js commits before it
@@ -95,40 +14,18 @@ export interface ExecRequest {
  * through `transition`, an atomic compare-and-set: of two concurrent approvals, exactly one wins.
  * LMDB serialises writers across processes too, so a second gateway on the same file cannot break it.
  */
-/** The audit entry for a status change: who decided how, and for finished runs the outcome's digest. */
-function statusNote(current: ExecRequest, next: ExecRequest): AuditNote {
-  const data: Record<string, unknown> = { from: current.status, to: next.status };
-  if (next.decidedBy !== current.decidedBy) Object.assign(data, { by: next.decidedBy, channel: next.decisionChannel });
-  if (next.result && !current.result) {
-    Object.assign(data, {
-      exitCode: next.result.exitCode,
-      reason: next.result.reason,
-      durationMs: next.result.duration,
-      outputSha256: outputDigest(next.result.stdout, next.result.stderr),
-      isolation: next.result.policy.isolation,
-      egress: next.result.policy.egress,
-      ...(next.result.receipt && { receipt: next.result.receipt }),
-    });
-  }
-  if (next.error !== undefined && next.error !== current.error) data.error = next.error;
-  return {
-    type: next.status === "approved" || next.status === "denied" ? "decision" : next.status === "executing" ? "run_started" : "status",
-    data,
-  };
-}
-
 export class RequestStore {
   /** The one event path: every committed, durable change of a request, and failed audit writes. */
   private readonly events = new EventEmitter().setMaxListeners(0);
 
-  private readonly audit: Database<AuditEvent, number>;
+  private readonly audit: AuditLog;
 
   private constructor(
     private readonly root: RootDatabase,
     private readonly requests: Database<ExecRequest, string>,
     private readonly code: Database<Buffer, string>,
   ) {
-    this.audit = root.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
+    this.audit = new AuditLog(root.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" }));
   }
 
   /**
@@ -174,23 +71,10 @@ export class RequestStore {
           const verdict = admission(pending);
           if (verdict !== undefined) return verdict;
         }
-        let seq = this.appendAudit(request.id, {
-          type: "request_received",
-          data: {
-            skillId: request.skillId,
-            agent: request.agent,
-            codeSha256: request.codeSha256,
-            codeSize: request.codeSize,
-            secretNames: request.secretNames,
-            network: request.network,
-            timeoutSeconds: request.timeoutSeconds,
-            argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"),
-            source: request.source.slice(0, 200),
-          },
-        });
+        let seq = this.audit.append(request.id, receivedNote(request));
         const decision = decide?.(request);
         const stored = decision ? { ...request, ...decision } : request;
-        if (decision) seq = this.appendAudit(request.id, statusNote(request, stored));
+        if (decision) seq = this.audit.append(request.id, statusNote(request, stored));
         void this.code.put(request.id, code);
         void this.requests.put(request.id, stored);
         change = { request: stored, seq };
@@ -211,7 +95,7 @@ export class RequestStore {
    * neither. Returns what `write` returned.
    */
   async writeAudited<T>(write: (audit: (requestId: string | undefined, note: AuditNote) => void) => T): Promise<T> {
-    const result = await this.audited(() => this.requests.transaction(() => write((id, note) => this.appendAudit(id, note))));
+    const result = await this.audited(() => this.requests.transaction(() => write((id, note) => this.audit.append(id, note))));
     await this.root.flushed;
     return result;
   }
@@ -252,7 +136,7 @@ export class RequestStore {
         if (!current || !from.includes(current.status)) return undefined;
         if (guard && !guard(current)) return undefined;
         const next = { ...current, ...patch };
-        const seq = note || next.status !== current.status ? this.appendAudit(id, note ?? statusNote(current, next)) : undefined;
+        const seq = note || next.status !== current.status ? this.audit.append(id, note ?? statusNote(current, next)) : undefined;
         void this.requests.put(id, next);
         return { request: next, previous: current, ...(seq !== undefined && { seq }) };
       }),
@@ -325,38 +209,14 @@ export class RequestStore {
     }
   }
 
-  /**
-   * Appends to the hash chain. Runs inside the caller's write transaction: if it throws (disk or
-   * map full), the whole transaction, and so the state change, does not happen.
-   */
-  private appendAudit(requestId: string | undefined, note: AuditNote): number {
-    let head: AuditEvent | undefined;
-    for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) head = value;
-    const base = {
-      v: AUDIT_FORMAT,
-      seq: (head?.seq ?? 0) + 1,
-      at: Date.now(),
-      type: note.type,
-      ...(requestId && { requestId }),
-      data: note.data ?? {},
-      prev: head?.hash ?? GENESIS,
-    };
-    const event: AuditEvent = { ...base, hash: auditHash(base) };
-    void this.audit.put(event.seq, event);
-    return event.seq;
-  }
-
   /** The chain's last entry (seq 0 and the zero hash while it is empty). */
   auditHead(): { seq: number; hash: string } {
-    for (const { value } of this.audit.getRange({ reverse: true, limit: 1 })) return { seq: value.seq, hash: value.hash };
-    return { seq: 0, hash: GENESIS };
+    return this.audit.head();
   }
 
   /** Audit entries with seq > after, oldest first. */
   auditPage(after: number, limit: number): AuditEvent[] {
-    const out: AuditEvent[] = [];
-    for (const { value } of this.audit.getRange({ start: after + 1, limit })) out.push(value);
-    return out;
+    return this.audit.page(after, limit);
   }
 
   /** Full scan; fine at sidecar volumes. An index by status comes when volumes need it. */
