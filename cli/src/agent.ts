@@ -11,7 +11,9 @@ import type { CliEnv } from "./env.js";
  *                                           4 interrupted/failed before running; 1 usage/API errors
  *   oauth3 status <id> [--wait]
  */
-export const AGENT_USAGE = `  run <file-or-url> [--secret NAME]... [--net host[:port]]... [--arg k=v]... [--timeout s] [--skill-id id] [--wait]
+export const AGENT_USAGE =
+  `  run <file-or-url> [--secret NAME]... [--net host[:port]]... [--arg k=v]... [--timeout s] ` +
+  `[--skill-id id] [--wait]
   status <id> [--wait]
   OAUTH3_URL, else OAUTH3_PROXY_URL (the agent's container: http://oauth3-proxy:3737), else http://127.0.0.1:3737;
   OAUTH3_TOKEN (agent bearer token, if required)`;

@@ -97,7 +97,8 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
       const what =
         e.type === "request_received"
           ? `skill=${JSON.stringify(d.skillId)} agent=${JSON.stringify(d.agent ?? null)} code=${String(d.codeSha256)} ` +
-            `secrets=${(d.secretNames as string[]).join(",") || "-"} hosts=${((d.network as string[] | undefined) ?? []).join(",") || "-"} timeout=${String(d.timeoutSeconds)}`
+            `secrets=${(d.secretNames as string[]).join(",") || "-"} ` +
+            `hosts=${((d.network as string[] | undefined) ?? []).join(",") || "-"} timeout=${String(d.timeoutSeconds)}`
           : Object.entries(d)
               .filter(([k]) => k !== "receipt")
               .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
@@ -115,7 +116,8 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
     }
     out(
       verdict.ok
-        ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ${receipts.keys[0] ?? "(none yet)"}`
+        ? `chain OK: ${verdict.count} entries, head ${verdict.head}; ${receipts.receipts} run receipts valid, runner key ` +
+            `${receipts.keys[0] ?? "(none yet)"}`
         : `CHAIN BROKEN (${verdict.problems.length} problems):\n  ${verdict.problems.join("\n  ")}`,
     );
     if (verdict.ok && !runnerKey)
@@ -125,8 +127,10 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
 }
 
 const STILL_TO_CHECK = [
-  "the quote's signature and TCB status with a DCAP verifier (save the evidence with --json; e.g. dcap-qvl, or Phala's attestation explorer): this command only reads the quote's layout, so every check above assumes the quote is genuine",
-  "that compose_hash is the hash of the app-compose you published (dstack SDK getComposeHash) and that it pins the image digests you built and reviewed",
+  "the quote's signature and TCB status with a DCAP verifier (save the evidence with --json; e.g. dcap-qvl, or Phala's " +
+    "attestation explorer): this command only reads the quote's layout, so every check above assumes the quote is genuine",
+  "that compose_hash is the hash of the app-compose you published (dstack SDK getComposeHash) and that it pins the image " +
+    "digests you built and reviewed",
   "that MRTD, RTMR0-2 and os_image_hash are those of the dstack OS release you expect (boot measurements; this command replays RTMR3 only)",
   "that the approver ids, agents and limits in the policy are the ones you configured",
   "keep this run's checkpoint and head: a later chain that does not extend them was truncated or rewritten",
@@ -236,7 +240,8 @@ async function selfAuditCommand(target: Target, json: boolean, out: (s: string) 
   else {
     const who = (name: string, p: Row | null) =>
       p
-        ? `${name}: pid ${String(p.pid)} uid ${String(p.uid)} gid ${String(p.gid)}; env ${((p.envNames as string[] | undefined) ?? []).join(" ")}; listening ${((p.listening as string[] | undefined) ?? []).join(" ") || "-"}`
+        ? `${name}: pid ${String(p.pid)} uid ${String(p.uid)} gid ${String(p.gid)}; env ` +
+          `${((p.envNames as string[] | undefined) ?? []).join(" ")}; listening ${((p.listening as string[] | undefined) ?? []).join(" ") || "-"}`
         : `${name}: not reachable`;
     out(who("gateway", audit.gateway));
     out(who("runner ", audit.runner));

@@ -127,7 +127,8 @@ export async function runCli(argv: string[], rawEnv: NodeJS.ProcessEnv, out: (s:
     out(
       json
         ? JSON.stringify({ agent: arg, token, entry })
-        : `token for ${arg} (shown once; give it to the agent):\n  ${token}\nadd to the gateway's AGENT_TOKENS (comma-separated):\n  ${entry}`,
+        : `token for ${arg} (shown once; give it to the agent):\n  ${token}\nadd to the gateway's AGENT_TOKENS ` +
+            `(comma-separated):\n  ${entry}`,
     );
     return 0;
   }

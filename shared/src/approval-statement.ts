@@ -85,7 +85,9 @@ export function approvalStatement(r: StatementSource, code: string, sandbox?: { 
     warnings.push({
       kind: "sandbox",
       title: "Weaker sandbox",
-      detail: `: isolation ${sandbox.isolation}, egress ${sandbox.egress} (the skill may read the runner's files or reach internal addresses; see the README)`,
+      detail:
+        `: isolation ${sandbox.isolation}, egress ${sandbox.egress} (the skill may read the runner's files or reach ` +
+        `internal addresses; see the README)`,
     });
   }
   if (flagged.length > 0) {

@@ -102,7 +102,8 @@ export function checkArgName(name: string): string {
   if (!ARG_HAS_LOWER.test(name)) {
     throw new PolicyError(
       "reserved_name",
-      `arg name ${name} needs a lower-case letter: all-capital names belong to the C library, the system and the runtime (e.g. LOCALDOMAIN, RES_OPTIONS), which args never set`,
+      `arg name ${name} needs a lower-case letter: all-capital names belong to the C library, the system and the runtime (e.g. ` +
+        `LOCALDOMAIN, RES_OPTIONS), which args never set`,
     );
   }
   return name;

@@ -173,7 +173,8 @@ export function verifyRunReceipts(
       const perRunUid = e.data.isolation === "per-run-uid";
       if (perRunUid !== (typeof p.uid === "number")) {
         differs.push(
-          `uid (receipt ${p.uid === null || p.uid === undefined ? "the runner's own" : p.uid}, recorded isolation ${String(e.data.isolation)})`,
+          `uid (receipt ${p.uid === null || p.uid === undefined ? "the runner's own" : p.uid}, recorded isolation ` +
+            `${String(e.data.isolation)})`,
         );
       }
     }
@@ -181,7 +182,8 @@ export function verifyRunReceipts(
     const decision = decisionOf.get(p.requestId);
     if (p.approval && (!decision || decision.by !== p.approval.decidedBy || decision.channel !== p.approval.channel)) {
       problems.push(
-        `entry ${e.seq}: the approval the runner was given (${p.approval.decidedBy} via ${p.approval.channel}) differs from the recorded decision`,
+        `entry ${e.seq}: the approval the runner was given (${p.approval.decidedBy} via ${p.approval.channel}) differs from the ` +
+          `recorded decision`,
       );
     }
   }

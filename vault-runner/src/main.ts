@@ -179,7 +179,8 @@ async function startEgress(
   if (!isolation.uidPool) throw new Error("RUNNER_EGRESS=proxy+firewall needs per-run uids (RUNNER_ISOLATION=uid)");
   if (!firewallPossible) {
     throw new Error(
-      "egress firewall unavailable: install iptables and give the runner CAP_NET_ADMIN, or set RUNNER_EGRESS=deno-only to accept the weaker mode",
+      "egress firewall unavailable: install iptables and give the runner CAP_NET_ADMIN, or set RUNNER_EGRESS=deno-only to " +
+        "accept the weaker mode",
     );
   }
   const proxy = new EgressProxy({ allowPrivate: config.egressAllowPrivate, staticHosts: config.egressHosts, logger });

@@ -80,7 +80,8 @@ export function selfAudit(input: SelfAuditInput): { ok: boolean; checks: Check[]
     add(
       "gateway cannot reach the runner's process",
       "fail",
-      `same PID namespace and the gateway runs as uid ${g.uid} (runner uid ${r.uid}): it can read the runner's memory through /proc or ptrace. ` +
+      `same PID namespace and the gateway runs as uid ${g.uid} (runner uid ${r.uid}): it can read the runner's memory through ` +
+        `/proc or ptrace. ` +
         "Run them in separate containers (compose.yaml) or as different non-root users",
     );
   } else

@@ -67,7 +67,8 @@ export function createBot(token: string, deps: TelegramBotDeps): Bot {
     if (active.length === 0) return ctx.reply("No active grants.");
     const lines = active.map(
       (g) =>
-        `<code>${g.id}</code> agent ${g.agent != null ? shown(g.agent) : "(unidentified)"} skill <b>${shown(g.skillId)}</b> sha256 <code>${g.codeSha256}</code> ` +
+        `<code>${g.id}</code> agent ${g.agent != null ? shown(g.agent) : "(unidentified)"} skill <b>${shown(g.skillId)}</b> ` +
+        `sha256 <code>${g.codeSha256}</code> ` +
         `secrets ${g.secretNames.map(escapeHtml).join(", ") || "none"}; network ${g.network.map(escapeHtml).join(", ") || "none"}; ` +
         `until ${formatTime(g.expiresAt)} (by ${shown(g.createdBy)})`,
     );

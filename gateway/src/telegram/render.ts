@@ -169,7 +169,10 @@ export function warningLines(st: ApprovalStatement): string[] {
 
 /** Every free-text field in full (sanitised), for the details document when the card had to cut. */
 export function renderDetails(st: ApprovalStatement): string {
-  return `Request ${sanitize(st.request_id).text}: the full statement (the card shortened free text; every other line is as on the card)\n${renderStatementText(st)}`;
+  return (
+    `Request ${sanitize(st.request_id).text}: the full statement (the card shortened free text; every other line is as on ` +
+    `the card)\n${renderStatementText(st)}`
+  );
 }
 
 /** The runner's sandbox modes, as GetHealth reports them. */
@@ -197,7 +200,10 @@ export function renderDecisionFooter(r: ExecRequest): string {
 
 export function renderOutcome(r: ExecRequest): string {
   if (r.status === "interrupted") {
-    return `⚠️ <b>Interrupted</b>: ${cleanText(r.error ?? "the run was cut off; its outcome is unknown and it will not be run again", 300).html}`;
+    return (
+      `⚠️ <b>Interrupted</b>: ` +
+      `${cleanText(r.error ?? "the run was cut off; its outcome is unknown and it will not be run again", 300).html}`
+    );
   }
   if (!r.result) return `❗ <b>Failed</b>: ${cleanText(r.error ?? "unknown error", 300).html}`;
   const res = r.result;
