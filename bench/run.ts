@@ -266,7 +266,7 @@ async function main(): Promise<void> {
     maxTimeoutSeconds: 60,
     routes: (router) =>
       registerRunnerService(router, {
-        secrets: new SecretStore(new Map()),
+        secrets: new SecretStore(new Map(), new Map()),
         ledger,
         executor: noop,
         queue: new RunQueue(4, 64),

@@ -33,7 +33,7 @@ async function makeStack(sub: string, extra: Record<string, string>, port?: numb
   return new Stack({
     dir: join(dir, sub),
     port: port ?? (await freePort()),
-    env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_SKILL_UID_BASE: "66600", ...extra },
+    env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_BINDINGS: "FOO env", RUNNER_SKILL_UID_BASE: "66600", ...extra },
   });
 }
 

@@ -39,6 +39,7 @@ before(async () => {
     env: {
       TELEGRAM_BOT_TOKEN: TOKEN,
       SECRETS_FILE: join(dir, "secrets.env"),
+      RUNNER_BINDINGS: "FOO env;BAR env",
       SKILL_FETCH_ALLOW_PRIVATE: `127.0.0.1:${skillPort}`,
       RUNNER_SKILL_UID_BASE: "63000",
     },

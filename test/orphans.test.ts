@@ -39,7 +39,7 @@ describe("no skill outlives its runner", () => {
     const stack = new Stack({
       dir,
       port: await freePort(),
-      env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_SKILL_UID_BASE: "67200" },
+      env: { SECRETS_FILE: join(dir, "secrets.env"), RUNNER_BINDINGS: "FOO env", RUNNER_SKILL_UID_BASE: "67200" },
     });
     await stack.start();
     const code = `// @secrets FOO\nconst held = Deno.env.get("FOO"); await new Promise((r) => setTimeout(r, 25_000)); console.log(held.length);`;

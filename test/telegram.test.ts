@@ -33,6 +33,7 @@ before(async () => {
       TELEGRAM_CHAT_ID: String(CHAT),
       TELEGRAM_API_ROOT: tg.apiRoot,
       SECRETS_FILE: join(dir, "secrets.env"),
+      RUNNER_BINDINGS: "FOO env",
       RUNNER_SKILL_UID_BASE: "64000",
       APPROVAL_TTL_SECONDS: "10", // the minimum, so the expiry test is quick; every other press comes sooner
     },

@@ -48,6 +48,7 @@ before(async () => {
     port: await freePort(),
     env: {
       SECRETS_FILE: join(dir, "secrets.env"),
+      RUNNER_BINDINGS: "API_KEY env",
       RUNNER_SKILL_UID_BASE: String(UID_BASE),
       RUNNER_EGRESS_HOSTS:
         "api.test.example=127.0.0.1,weird.test.example=127.0.0.1,internal.test.example=127.0.0.1,v6.test.example=::1,mapped.test.example=::ffff:127.0.0.1,meta.test.example=169.254.169.254",

@@ -29,6 +29,7 @@ before(async () => {
     port: await freePort(),
     env: {
       SECRETS_FILE: secretsFile,
+      RUNNER_BINDINGS: "FOO env;BAR env",
       TELEGRAM_BOT_TOKEN: TOKEN,
       RUNNER_SKILL_UID_BASE: String(UID_BASE),
       RUNNER_MEMORY_LIMIT_MB: "256",

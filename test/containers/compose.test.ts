@@ -24,7 +24,9 @@ const TOKEN = "6666666:AAcontainer-token-never-in-the-runner";
 const KEY = "sk-ant-container-test-0b7e";
 const FILE_VALUE = "file-token-container-5c2d";
 /** Phala's way: the encrypted env becomes docker-compose's environment; compose.yaml names it for the runner. */
-const SECRETS_JSON = JSON.stringify({ ANTHROPIC_API_KEY: { value: KEY } });
+const SECRETS_JSON = JSON.stringify({ ANTHROPIC_API_KEY: { value: KEY, bind: "env" } });
+/** The binding of the SECRETS_DIR secret, which comes without one. */
+const RUNNER_BINDINGS = "FILE_TOKEN env";
 const CHAT = 7001;
 const project = `oauth3test${process.pid}`;
 const secrets = tempDir("oauth3-ctr-secrets-");
@@ -44,6 +46,7 @@ function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boo
       OAUTH3_TEST_SECRETS: secrets,
       FAKE_TELEGRAM_CONTROL_PORT: String(controlPort),
       SECRETS_JSON,
+      RUNNER_BINDINGS,
     },
   });
   if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);

@@ -11,6 +11,7 @@ import { RunLedger } from "../../vault-runner/src/ledger.ts";
 import { pdeathsigWrapper } from "../../vault-runner/src/orphan-guard.ts";
 import { RunQueue } from "../../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../../vault-runner/src/secrets.ts";
+import type { Binding } from "../../vault-runner/src/bindings.ts";
 import { SigningKey } from "@oauth3/shared/signing-key";
 import { registerRunnerService, type RunnerServiceDeps } from "../../vault-runner/src/service.ts";
 import { tempDir } from "./tmp.ts";
@@ -19,6 +20,11 @@ export const TEST_SECRETS = {
   FOO: "foo-secret-3f9a1c7e55",
   BAR: "bar-secret-8d2b6e0a44",
 } as const;
+
+/** Every name in "env" mode: the skill sees the raw value (what these tests of redaction and refusal need). */
+export function envBindings(names: readonly string[]): Map<string, Binding> {
+  return new Map(names.map((name) => [name, { name, mode: "env" as const }]));
+}
 
 /** Records jobs instead of running them: proves which requests reached execution. */
 export class RecordingExecutor implements SkillExecutor {
@@ -83,7 +89,7 @@ export function runnerDeps(executor: SkillExecutor, overrides: Partial<RunnerSer
   const ledger = RunLedger.open(join(dir, "ledger"));
   after(() => ledger.close());
   return {
-    secrets: new SecretStore(new Map(Object.entries(TEST_SECRETS))),
+    secrets: new SecretStore(new Map(Object.entries(TEST_SECRETS)), envBindings(Object.keys(TEST_SECRETS))),
     ledger,
     executor,
     queue: new RunQueue(4, 8),

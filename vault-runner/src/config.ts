@@ -11,6 +11,9 @@ const schema = z.object({
   SECRETS_DIR: z.string().min(1).optional(),
   // Skill secrets as one JSON document (or base64 of it), e.g. from Phala Cloud's encrypted env.
   SECRETS_JSON: z.string().min(1).optional(),
+  // Where each secret may be used (bindings.ts): a file of binding lines, and/or the same lines here.
+  RUNNER_BINDINGS_FILE: z.string().min(1).optional(),
+  RUNNER_BINDINGS: z.string().min(1).optional(),
   DENO_PATH: z.string().min(1).optional(),
   RUNNER_MAX_TIMEOUT_SECONDS: int(1, LIMITS.hardMaxTimeoutSeconds, 300),
   RUNNER_MAX_CONCURRENT: int(1, 256, 4),
@@ -54,6 +57,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
   }
   const stateDir = resolve(c.RUNNER_STATE_DIR);
   const defaultSecretsFile = resolve("secrets.env");
+  const defaultBindingsFile = resolve("bindings.conf");
   return {
     socketPath: resolve(c.RUNNER_SOCKET),
     stateDir,
@@ -61,6 +65,12 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     secretsFile: c.SECRETS_FILE ? resolve(c.SECRETS_FILE) : existsSync(defaultSecretsFile) ? defaultSecretsFile : undefined,
     secretsDir: c.SECRETS_DIR ? resolve(c.SECRETS_DIR) : undefined,
     secretsJson: c.SECRETS_JSON,
+    bindingsFile: c.RUNNER_BINDINGS_FILE
+      ? resolve(c.RUNNER_BINDINGS_FILE)
+      : existsSync(defaultBindingsFile)
+        ? defaultBindingsFile
+        : undefined,
+    bindingsEnv: c.RUNNER_BINDINGS,
     denoPath: c.DENO_PATH,
     maxTimeoutSeconds: c.RUNNER_MAX_TIMEOUT_SECONDS,
     maxConcurrent: c.RUNNER_MAX_CONCURRENT,

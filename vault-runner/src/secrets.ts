@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "dotenv";
 import { checkSecretName, PolicyError } from "@oauth3/shared";
+import { type Binding, checkBindings, loadBindings, parseBinding } from "./bindings.js";
 
 /**
  * The runner's secrets, in memory only. Values leave this object in exactly one way: into the
@@ -9,9 +10,25 @@ import { checkSecretName, PolicyError } from "@oauth3/shared";
  */
 export class SecretStore {
   private readonly values: ReadonlyMap<string, string>;
+  private readonly bindingMap: ReadonlyMap<string, Binding>;
 
-  constructor(values: Map<string, string>) {
+  /** Every secret needs its binding (bindings.ts): where it may be used is part of the secret. */
+  /** Names bound but not loaded (for a warning). */
+  readonly unusedBindings: string[];
+
+  constructor(values: Map<string, string>, bindings: ReadonlyMap<string, Binding>, bindingsFile = "the bindings file") {
+    this.unusedBindings = checkBindings([...values.keys()], bindings, bindingsFile);
     this.values = values;
+    this.bindingMap = bindings;
+  }
+
+  /** Where `name` may be used (every loaded secret has one). */
+  binding(name: string): Binding | undefined {
+    return this.bindingMap.get(name);
+  }
+
+  get bindings(): ReadonlyMap<string, Binding> {
+    return this.bindingMap;
   }
 
   names(): string[] {
@@ -51,6 +68,10 @@ export interface SecretSources {
   secretsDir?: string | undefined;
   /** SECRETS_JSON: `{"NAME": "value" | {"value": "..."}}`, or base64 of that JSON. */
   secretsJson?: string | undefined;
+  /** RUNNER_BINDINGS_FILE: one binding per line (bindings.ts). */
+  bindingsFile?: string | undefined;
+  /** RUNNER_BINDINGS: the same lines, separated by newlines or ";". */
+  bindingsEnv?: string | undefined;
   /** Per-run uids: a file other users can read would be readable by every skill. Refuse it. */
   refuseShared?: boolean;
 }
@@ -104,10 +125,17 @@ export function loadSecrets(sources: SecretSources): { store: SecretStore; warni
       add(entry.name, readFileSync(path, "utf8").replace(/\r?\n$/, ""), path);
     }
   }
+  const fromJson: Binding[] = [];
   if (sources.secretsJson) {
-    for (const [name, value] of parseSecretsJson(sources.secretsJson)) add(name, value, "SECRETS_JSON");
+    for (const { name, value, bind } of parseSecretsJson(sources.secretsJson)) {
+      add(name, value, "SECRETS_JSON");
+      if (bind !== undefined) fromJson.push(parseBinding(name, bind, "SECRETS_JSON"));
+    }
   }
-  return { store: new SecretStore(values), warnings };
+  const bindings = loadBindings({ bindingsFile: sources.bindingsFile, bindingsEnv: sources.bindingsEnv, fromJson });
+  const store = new SecretStore(values, bindings, sources.bindingsFile ?? "./bindings.conf");
+  if (store.unusedBindings.length > 0) warnings.push(`bindings for secrets that are not loaded: ${store.unusedBindings.join(", ")}`);
+  return { store, warnings };
 }
 
 /**
@@ -172,11 +200,11 @@ function closingQuote(body: string, quote: string): number {
 /**
  * SECRETS_JSON, the form an environment variable can carry (Phala Cloud delivers its encrypted env
  * as variables; compose hands this one to the runner only): a JSON object from secret name to its
- * value, either a string or `{"value": "..."}`; the object form is where each secret's bindings will
- * go. Base64 of the same JSON is accepted too (no quoting trouble in .env files). Errors name the
+ * value, either a string or `{"value": "...", "bind": "<binding>"}` (bindings.ts's grammar, without
+ * the name). Base64 of the same JSON is accepted too (no quoting trouble in .env files). Errors name the
  * secret and the problem, never a value or the text around it.
  */
-export function parseSecretsJson(text: string): Array<[string, string]> {
+export function parseSecretsJson(text: string): Array<{ name: string; value: string; bind?: string }> {
   const trimmed = text.trim();
   let doc: unknown;
   try {
@@ -190,17 +218,20 @@ export function parseSecretsJson(text: string): Array<[string, string]> {
     throw new Error('SECRETS_JSON must be a JSON object: {"NAME": "value", ...}');
   }
   return Object.entries(doc as Record<string, unknown>).map(([name, entry]) => {
-    if (typeof entry === "string") return [name, entry];
+    if (typeof entry === "string") return { name, value: entry };
     if (typeof entry === "object" && entry !== null && !Array.isArray(entry)) {
       const keys = Object.keys(entry);
-      const extra = keys.filter((k) => k !== "value");
+      const extra = keys.filter((k) => k !== "value" && k !== "bind");
       if (extra.length > 0) {
-        throw new Error(`SECRETS_JSON: secret ${name} has fields this runner does not know (${extra.join(", ")}); only "value" is read`);
+        throw new Error(
+          `SECRETS_JSON: secret ${name} has fields this runner does not know (${extra.join(", ")}); only "value" and "bind" are read`,
+        );
       }
-      const value = (entry as { value?: unknown }).value;
-      if (typeof value === "string") return [name, value];
+      const { value, bind } = entry as { value?: unknown; bind?: unknown };
+      if (bind !== undefined && typeof bind !== "string") throw new Error(`SECRETS_JSON: secret ${name}'s "bind" must be a string`);
+      if (typeof value === "string") return { name, value, ...(bind !== undefined && { bind }) };
     }
-    throw new Error(`SECRETS_JSON: secret ${name} must be a string or {"value": "<string>"}`);
+    throw new Error(`SECRETS_JSON: secret ${name} must be a string or {"value": "<string>", "bind": "<binding>"}`);
   });
 }
 

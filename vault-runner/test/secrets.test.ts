@@ -7,6 +7,13 @@ import { loadSecrets, MAX_SECRET_BYTES } from "../src/secrets.ts";
 import { loadRunnerConfig } from "../src/config.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
+/** These tests are about reading values: every name they load is bound "env" (bindings.test.ts tests bindings). */
+const ENV_BOUND = "FOO QUOTED GITHUB_TOKEN A B C D E F BIG ANTHROPIC_API_KEY FROM_FILE X Y".split(" ");
+const load = (sources: Parameters<typeof loadSecrets>[0]) => {
+  const r = loadSecrets({ bindingsEnv: ENV_BOUND.map((n) => `${n} env`).join(";"), ...sources });
+  return { ...r, warnings: r.warnings.filter((w) => !w.startsWith("bindings for secrets that are not loaded")) };
+};
+
 test("SECRETS_FILE (dotenv) and SECRETS_DIR (Docker secrets) load together", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "secrets.env"), '# comment\nFOO=from-file\nQUOTED="a b#c"\n', { mode: 0o600 });
@@ -15,7 +22,7 @@ test("SECRETS_FILE (dotenv) and SECRETS_DIR (Docker secrets) load together", () 
   writeFileSync(join(dir, "d", ".hidden"), "ignored");
   mkdirSync(join(dir, "d", "..data"));
   chmodSync(join(dir, "d"), 0o700);
-  const { store, warnings } = loadSecrets({ secretsFile: join(dir, "secrets.env"), secretsDir: join(dir, "d") });
+  const { store, warnings } = load({ secretsFile: join(dir, "secrets.env"), secretsDir: join(dir, "d") });
   assert.deepEqual(store.names(), ["FOO", "GITHUB_TOKEN", "QUOTED"]);
   assert.deepEqual([...store.valuesFor(["GITHUB_TOKEN", "QUOTED"]).values()], ["ghp_fromdir", "a b#c"]);
   assert.deepEqual(warnings, []);
@@ -32,7 +39,7 @@ test("bad secrets stop start-up with a message that names the secret, never its 
     const file = join(dir, `s${Math.random()}.env`);
     writeFileSync(file, `${line}\n`, { mode: 0o600 });
     assert.throws(
-      () => loadSecrets({ secretsFile: file }),
+      () => load({ secretsFile: file }),
       (err: Error) => {
         assert.match(err.message, message);
         assert.ok(!/value-(one|two)/.test(err.message), err.message);
@@ -45,7 +52,7 @@ test("bad secrets stop start-up with a message that names the secret, never its 
   mkdirSync(join(dir, "dupdir"));
   writeFileSync(join(dir, "dupdir", "DUP"), "secret-value-y");
   assert.throws(
-    () => loadSecrets({ secretsFile: file, secretsDir: join(dir, "dupdir") }),
+    () => load({ secretsFile: file, secretsDir: join(dir, "dupdir") }),
     (err: Error) => {
       assert.match(err.message, /DUP is defined more than once/);
       assert.ok(!err.message.includes("secret-value"));
@@ -71,7 +78,7 @@ test("the secrets file is read strictly: a repeated name, an unquoted #, a line 
     const file = join(dir, `s${Math.random()}.env`);
     writeFileSync(file, `${text}\n`, { mode: 0o600 });
     assert.throws(
-      () => loadSecrets({ secretsFile: file }),
+      () => load({ secretsFile: file }),
       (err: Error) => {
         assert.match(err.message, message);
         assert.ok(!/value-(one|two)/.test(err.message), err.message);
@@ -84,7 +91,7 @@ test("the secrets file is read strictly: a repeated name, an unquoted #, a line 
   const file = join(dir, "ok.env");
   const text = 'A=1\nB="two words" # note\nexport C=\'x # y\'\nD="multi\nline"\nE="nl\\n"\nF=  spaced  \n';
   writeFileSync(file, text, { mode: 0o600 });
-  const { store } = loadSecrets({ secretsFile: file });
+  const { store } = load({ secretsFile: file });
   assert.deepEqual(Object.fromEntries(store.valuesFor(store.names())), parse(text));
 });
 
@@ -93,28 +100,28 @@ test("a secret over 64 KiB is refused at load, naming it and the limit; 64 KiB l
   const big = "k".repeat(MAX_SECRET_BYTES);
   writeFileSync(join(dir, "ok.env"), `BIG=${big}\n`, { mode: 0o600 });
   assert.equal(
-    loadSecrets({ secretsFile: join(dir, "ok.env") })
+    load({ secretsFile: join(dir, "ok.env") })
       .store.valuesFor(["BIG"])
       .get("BIG"),
     big,
   );
   writeFileSync(join(dir, "big.env"), `BIG=${big}é\n`, { mode: 0o600 });
   assert.throws(
-    () => loadSecrets({ secretsFile: join(dir, "big.env") }),
+    () => load({ secretsFile: join(dir, "big.env") }),
     (err: Error) => {
       assert.match(err.message, /secret BIG .* is 65538 bytes; the most a secret may hold is 65536 bytes/);
       assert.ok(!err.message.includes("kkkk"));
       return true;
     },
   );
-  assert.throws(() => loadSecrets({ secretsJson: JSON.stringify({ BIG: `${big}x` }) }), /BIG in SECRETS_JSON is 65537 bytes/);
+  assert.throws(() => load({ secretsJson: JSON.stringify({ BIG: `${big}x` }) }), /BIG in SECRETS_JSON is 65537 bytes/);
 });
 
 test("a world-readable secrets file is reported", () => {
   const dir = tempDir();
   writeFileSync(join(dir, "open.env"), "FOO=bar-value\n", { mode: 0o644 });
   chmodSync(join(dir, "open.env"), 0o644);
-  const { warnings } = loadSecrets({ secretsFile: join(dir, "open.env") });
+  const { warnings } = load({ secretsFile: join(dir, "open.env") });
   assert.match(warnings.join(), /readable by every user/);
 });
 
@@ -148,7 +155,7 @@ test("SECRETS_JSON (the Phala env path): strings or {value}, plain or base64, to
   writeFileSync(join(dir, "s.env"), "FROM_FILE=file-value-1\n", { mode: 0o600 });
   const doc = { ANTHROPIC_API_KEY: "sk-ant-json-value", GITHUB_TOKEN: { value: 'ghp_json "quoted" #hash\nline2' } };
   for (const text of [JSON.stringify(doc), `  ${JSON.stringify(doc, null, 2)}\n`, Buffer.from(JSON.stringify(doc)).toString("base64")]) {
-    const { store } = loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: text });
+    const { store } = load({ secretsFile: join(dir, "s.env"), secretsJson: text });
     assert.deepEqual(store.names(), ["ANTHROPIC_API_KEY", "FROM_FILE", "GITHUB_TOKEN"]);
     assert.deepEqual(
       [...store.valuesFor(["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]).values()],
@@ -171,7 +178,7 @@ test("bad SECRETS_JSON stops start-up naming the secret and the problem, never a
   ];
   for (const [text, message] of cases) {
     assert.throws(
-      () => loadSecrets({ secretsJson: text }),
+      () => load({ secretsJson: text }),
       (err: Error) => {
         assert.match(err.message, message);
         assert.ok(!err.message.includes("json-value"), err.message);
@@ -183,7 +190,7 @@ test("bad SECRETS_JSON stops start-up naming the secret and the problem, never a
   const dir = tempDir();
   writeFileSync(join(dir, "s.env"), "FOO=file-value\n", { mode: 0o600 });
   assert.throws(
-    () => loadSecrets({ secretsFile: join(dir, "s.env"), secretsJson: '{"FOO": "json-value-ggg"}' }),
+    () => load({ secretsFile: join(dir, "s.env"), secretsJson: '{"FOO": "json-value-ggg"}' }),
     /FOO is defined more than once \(SECRETS_JSON\)/,
   );
 });
