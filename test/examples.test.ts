@@ -74,7 +74,8 @@ describe("SKILL.md examples", () => {
     writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
     const env: Record<string, string> = {
       SECRETS_FILE: join(dir, "secrets.env"),
-      RUNNER_BINDINGS: "ANTHROPIC_API_KEY env;GITHUB_TOKEN env",
+      // Bound as the README shows: the skills see placeholders, the proxy puts the values in.
+      RUNNER_BINDINGS: "ANTHROPIC_API_KEY api.anthropic.com:443 header:x-api-key;GITHUB_TOKEN api.github.com:443 header:authorization:Bearer",
       TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
       RUNNER_SKILL_UID_BASE: "66400",
     };

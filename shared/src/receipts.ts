@@ -7,7 +7,7 @@ import { ed25519PublicKey } from "./ed25519.js";
  * v3 adds the timeout the runner enforced.
  */
 export interface ReceiptPayload {
-  v: 1 | 2 | 3;
+  v: 1 | 2 | 3 | 4;
   requestId: string;
   codeSha256: string;
   secretNames: string[];
@@ -22,6 +22,13 @@ export interface ReceiptPayload {
   approval?: { decidedBy: string; channel: string; decidedAtMs: number };
   /** v3: the timeout the runner enforced. */
   timeoutSeconds?: number;
+  /** v4: each granted secret's binding as the runner held it, and the digest of them (bindings.ts). */
+  bindings?: Array<{ name: string; mode: string; hosts: string[]; places: string[] }>;
+  bindingsSha256?: string;
+  /** v4: placeholders the skill sent where their binding does not allow (each refused). */
+  violations?: Array<{ secret: string; host: string; where: string }>;
+  /** v4: secrets whose value the runner's proxy put into a request. */
+  secretsUsed?: string[];
 }
 
 /** Verifies an Ed25519 signature by a raw 32-byte public key given in hex. */

@@ -159,3 +159,9 @@ export function bindingsDigest(bindings: ReadonlyMap<string, Binding>, names: re
   const doc = [...names].sort().map((n) => bindings.get(n) ?? { name: n, mode: "unbound" });
   return createHash("sha256").update(canonicalJson(doc)).digest("hex");
 }
+
+/** A binding as the wire and receipts carry it: mode, hosts and places as text. */
+export function bindingSummary(b: Binding): { name: string; mode: string; hosts: string[]; places: string[] } {
+  if (b.mode === "env") return { name: b.name, mode: "env", hosts: [], places: [] };
+  return { name: b.name, mode: "placeholder", hosts: b.hosts, places: bindingText(b).split(" ")[1]!.split(",") };
+}

@@ -1,10 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { listen } from "@oauth3/shared/listen";
 import { lookup } from "node:dns/promises";
 import * as http from "node:http";
+import * as https from "node:https";
 import { connect, isIP, type Socket } from "node:net";
+import { rootCertificates, TLSSocket } from "node:tls";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { isPublicAddress } from "@oauth3/shared";
+import { listen } from "@oauth3/shared/listen";
 import type { Logger } from "pino";
+import type { EgressCa } from "./egress-ca.js";
+import { type HeldSecret, judgeRequest, placeholdersIn, type Violation } from "./placeholders.js";
+import { StreamScrubber } from "./redact.js";
 
 export interface EgressProxyOptions {
   /** "host:port" pairs allowed to resolve to private addresses (operator setting, off by default). */
@@ -12,13 +18,54 @@ export interface EgressProxyOptions {
   /** Fixed name -> address answers that take precedence over DNS (operator/test setting). */
   staticHosts: ReadonlyMap<string, string>;
   logger: Logger;
+  /** The CA whose leaves the proxy presents when it intercepts (runs that hold placeholders). */
+  ca?: EgressCa | undefined;
+  /** Extra PEM roots the proxy trusts upstream besides Node's (RUNNER_EXTRA_CA_FILE). */
+  extraUpstreamCa?: string | undefined;
+  /** The largest request body an intercepted request may have (it is read whole to be checked). */
+  maxBodyBytes?: number;
 }
 
 export interface EgressLease {
   /** For HTTP_PROXY/HTTPS_PROXY in the skill's environment. */
   proxyUrl: string;
+  /** Placeholders sent where their binding does not allow (each refused with a 403). */
+  readonly violations: readonly Violation[];
+  /** Secrets whose value the proxy put into a request. */
+  readonly used: ReadonlySet<string>;
   release(): void;
 }
+
+interface Lease {
+  runId: string;
+  allowed: ReadonlySet<string>;
+  held: readonly HeldSecret[];
+  violations: Violation[];
+  used: Set<string>;
+  released: boolean;
+  /** Upstream connections of this run only (kept alive within the run, never shared). */
+  agent?: https.Agent;
+  scrubber?: () => StreamScrubber;
+}
+
+interface Intercepted {
+  lease: Lease;
+  host: string;
+  port: number;
+  address: string;
+}
+
+/** Hop-by-hop and proxy headers: never forwarded as the skill sent them. */
+const HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
 
 /**
  * The skills' only way out. Each run gets its own credentials, bound to the host:port pairs it was
@@ -31,12 +78,30 @@ export interface EgressLease {
  */
 export class EgressProxy {
   private readonly server: http.Server;
-  private readonly leases = new Map<string, { runId: string; allowed: ReadonlySet<string> }>();
+  private readonly leases = new Map<string, Lease>();
+  /** Parses the requests inside intercepted TLS connections (never listens itself). */
+  private readonly inner: http.Server;
+  private readonly intercepted = new WeakMap<object, Intercepted>();
+  private readonly upstreamCa: string[];
   private port = 0;
 
   constructor(private readonly options: EgressProxyOptions) {
     this.server = http.createServer((req, res) => void this.forward(req, res));
-    this.server.on("connect", (req, socket: Socket) => void this.tunnel(req, socket));
+    this.server.on("connect", (req, socket: Socket, head: Buffer) => void this.tunnel(req, socket, head));
+    this.inner = http.createServer({ requestTimeout: 0 }, (req, res) => void this.interceptedRequest(req, res));
+    // No upgrade (WebSocket) leaves a run that holds placeholders: its frames would pass unseen.
+    this.inner.on("upgrade", (req: http.IncomingMessage, socket: Socket) => {
+      const at = this.intercepted.get(req.socket);
+      if (at) {
+        for (const s of placeholdersIn({ target: req.url ?? "", headers: pairs(req.rawHeaders), body: Buffer.alloc(0) }, at.lease.held)) {
+          this.violation(at.lease, { secret: s.name, host: `${at.host}:${at.port}`, where: "websocket" });
+        }
+      }
+      socket.end(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\noauth3-proxy: upgrades (WebSocket) are refused in a run that holds placeholders\n",
+      );
+    });
+    this.upstreamCa = [...rootCertificates, ...(options.extraUpstreamCa ? [options.extraUpstreamCa] : [])];
   }
 
   async start(): Promise<number> {
@@ -50,16 +115,39 @@ export class EgressProxy {
     await new Promise((resolve) => this.server.close(resolve));
   }
 
-  lease(runId: string, allowed: readonly string[]): EgressLease {
+  /** Whether this proxy can intercept (it has a CA): runs holding placeholders need it. */
+  get intercepts(): boolean {
+    return this.options.ca !== undefined;
+  }
+
+  /**
+   * A run's credentials, bound to the host:port pairs it was granted. With `held` placeholders
+   * every CONNECT of the run is intercepted (terminated with the runner's CA), so a placeholder is
+   * seen wherever it goes and the value is put in only where its binding allows.
+   */
+  lease(runId: string, allowed: readonly string[], held: readonly HeldSecret[] = []): EgressLease {
+    if (held.length > 0 && !this.options.ca) throw new Error("this egress proxy has no CA: it cannot hold placeholders");
     const token = randomBytes(16).toString("hex");
-    this.leases.set(token, { runId, allowed: new Set(allowed) });
+    const lease: Lease = { runId, allowed: new Set(allowed), held, violations: [], used: new Set(), released: false };
+    if (held.length > 0) {
+      lease.agent = new https.Agent({ keepAlive: true, maxSockets: 16, ca: this.upstreamCa });
+      const pairs = held.map((h) => ({ value: h.value, replacement: h.placeholder }));
+      lease.scrubber = () => new StreamScrubber(pairs);
+    }
+    this.leases.set(token, lease);
     return {
       proxyUrl: `http://run:${token}@127.0.0.1:${this.port}`,
-      release: () => this.leases.delete(token),
+      violations: lease.violations,
+      used: lease.used,
+      release: () => {
+        this.leases.delete(token);
+        lease.released = true;
+        lease.agent?.destroy();
+      },
     };
   }
 
-  private async tunnel(req: http.IncomingMessage, client: Socket): Promise<void> {
+  private async tunnel(req: http.IncomingMessage, client: Socket, head: Buffer): Promise<void> {
     client.on("error", () => client.destroy());
     const target = /^([a-z0-9.-]+):(\d{1,5})$/i.exec(req.url ?? "");
     const verdict = target
@@ -69,6 +157,16 @@ export class EgressProxy {
       client.end(`HTTP/1.1 ${verdict.error} ${verdict.error === 407 ? "Proxy Authentication Required" : "Forbidden"}\r\n\r\n`);
       return;
     }
+    if (verdict.lease.held.length > 0) {
+      await this.intercept(client, head, {
+        lease: verdict.lease,
+        host: target![1]!.toLowerCase(),
+        port: verdict.port,
+        address: verdict.address,
+      });
+      return;
+    }
+    if (head.length > 0) client.unshift(head);
     const upstream = connect({ host: verdict.address, port: verdict.port });
     upstream.once("connect", () => {
       client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
@@ -93,6 +191,34 @@ export class EgressProxy {
       res.writeHead(verdict.error).end();
       return;
     }
+    if (verdict.lease.held.length > 0) {
+      // A value never goes over plain http; a placeholder there is refused and reported.
+      const body = await readBody(req, this.options.maxBodyBytes ?? 8 * 1024 * 1024);
+      if (body === "error") return void res.destroy();
+      if (body === "too_large") {
+        res.writeHead(413, { connection: "close" }).end();
+        return;
+      }
+      const found = placeholdersIn({ target: `${url.pathname}${url.search}`, headers: pairs(req.rawHeaders), body }, verdict.lease.held);
+      if (found.length > 0) {
+        for (const s of found)
+          this.violation(verdict.lease, { secret: s.name, host: `${url.hostname}:${verdict.port}`, where: "plain http" });
+        res.writeHead(403, { "content-type": "text/plain" }).end("oauth3-proxy: refused: a placeholder over plain http\n");
+        return;
+      }
+      this.sendPlain(req, res, url, verdict, body);
+      return;
+    }
+    this.sendPlain(req, res, url, verdict);
+  }
+
+  private sendPlain(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+    verdict: { address: string; port: number },
+    body?: Buffer,
+  ): void {
     const headers = { ...req.headers };
     delete headers["proxy-authorization"];
     delete headers["proxy-connection"];
@@ -114,6 +240,10 @@ export class EgressProxy {
       if (!res.headersSent) res.writeHead(502, { connection: "close" });
       res.end();
     });
+    if (body) {
+      upstream.end(body);
+      return;
+    }
     req.on("error", () => upstream.destroy());
     req.pipe(upstream);
   }
@@ -122,7 +252,7 @@ export class EgressProxy {
     req: http.IncomingMessage,
     host: string,
     port: number,
-  ): Promise<{ address: string; port: number } | { error: 400 | 403 | 407; why: string }> {
+  ): Promise<{ address: string; port: number; lease: Lease } | { error: 400 | 403 | 407; why: string }> {
     const lease = this.authenticate(req.headers["proxy-authorization"]);
     const hostPort = `${host}:${port}`;
     const deny = (error: 403 | 407, why: string) => {
@@ -143,10 +273,147 @@ export class EgressProxy {
     if (addresses.length === 0 || (!privateOk && !addresses.every(isPublicAddress))) {
       return deny(403, "resolves to a non-public address");
     }
-    return { address: addresses[0]!, port };
+    return { address: addresses[0]!, port, lease };
   }
 
-  private authenticate(header: string | undefined): { runId: string; allowed: ReadonlySet<string> } | undefined {
+  /** Terminates the skill's TLS with a leaf of the runner's CA and hands the stream to the inner HTTP parser. */
+  private async intercept(client: Socket, head: Buffer, at: Intercepted): Promise<void> {
+    let secureContext: Awaited<ReturnType<EgressCa["contextFor"]>>;
+    try {
+      secureContext = await this.options.ca!.contextFor(at.host);
+    } catch {
+      client.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
+      return;
+    }
+    client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (head.length > 0) client.unshift(head);
+    const tls = new TLSSocket(client, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
+    tls.on("error", () => tls.destroy());
+    client.on("close", () => tls.destroy());
+    this.intercepted.set(tls, at);
+    this.inner.emit("connection", tls);
+  }
+
+  /** One request inside an intercepted connection: judged whole, then sent with the values in, answered scrubbed. */
+  private async interceptedRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const at = this.intercepted.get(req.socket);
+    if (!at || at.lease.released) {
+      res.writeHead(407, { connection: "close" }).end();
+      return;
+    }
+    const { lease } = at;
+    const hostPort = `${at.host}:${at.port}`;
+    const body = await readBody(req, this.options.maxBodyBytes ?? 8 * 1024 * 1024);
+    if (body === "error") return void res.destroy();
+    if (body === "too_large") {
+      res.writeHead(413, { "content-type": "text/plain", connection: "close" }).end("oauth3-proxy: request body over the runner's cap\n");
+      return;
+    }
+    if (!(req.url ?? "").startsWith("/")) {
+      res.writeHead(400, { connection: "close" }).end();
+      return;
+    }
+    const verdict = judgeRequest({ hostPort, target: req.url!, headers: pairs(req.rawHeaders), body }, lease.held);
+    if (!verdict.ok) {
+      for (const v of verdict.violations) this.violation(lease, v);
+      const text = verdict.violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
+      res.writeHead(403, { "content-type": "text/plain" }).end(`oauth3-proxy: refused: ${text}\n`);
+      return;
+    }
+    for (const name of verdict.substituted) lease.used.add(name);
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of verdict.headers) {
+      const lower = name.toLowerCase();
+      if (HOP.has(lower) || lower === "host" || lower === "content-length" || lower === "accept-encoding") continue;
+      const prev = headers[lower];
+      headers[lower] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
+    }
+    headers.host = at.port === 443 ? at.host : hostPort;
+    // The answer is scrubbed of the values before the skill sees it: ask for it unencoded.
+    headers["accept-encoding"] = "identity";
+    if (verdict.body.length > 0 || !["GET", "HEAD", "OPTIONS", "DELETE"].includes(req.method ?? "")) {
+      headers["content-length"] = String(verdict.body.length);
+    }
+    const upstream = https.request(
+      {
+        host: at.address,
+        port: at.port,
+        servername: at.host,
+        method: req.method,
+        path: verdict.target,
+        headers,
+        agent: lease.agent!,
+      },
+      (up) => this.relayScrubbed(up, res, lease),
+    );
+    upstream.on("error", () => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+      res.end();
+    });
+    upstream.on("upgrade", (_up, socket: Socket) => {
+      socket.destroy();
+      if (!res.headersSent) res.writeHead(502, { connection: "close" });
+      res.end();
+    });
+    upstream.end(verdict.body);
+  }
+
+  /** The upstream's answer, decoded if it came encoded anyway, with every form of every held value replaced by its placeholder. */
+  private relayScrubbed(up: http.IncomingMessage, res: http.ServerResponse, lease: Lease): void {
+    const status = up.statusCode ?? 0;
+    const scrub = lease.scrubber!();
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of pairs(up.rawHeaders)) {
+      const lower = name.toLowerCase();
+      if (HOP.has(lower) || lower === "content-length" || lower === "content-encoding") continue;
+      const clean = scrub.text(value);
+      const prev = headers[lower];
+      headers[lower] = prev === undefined ? clean : [...(Array.isArray(prev) ? prev : [prev]), clean];
+    }
+    const encoding = String(up.headers["content-encoding"] ?? "identity")
+      .toLowerCase()
+      .trim();
+    const decoder =
+      encoding === "identity" || encoding === ""
+        ? undefined
+        : encoding === "gzip" || encoding === "x-gzip"
+          ? createGunzip()
+          : encoding === "deflate"
+            ? createInflate()
+            : encoding === "br"
+              ? createBrotliDecompress()
+              : "unknown";
+    if (!Number.isInteger(status) || status < 200 || status > 599 || decoder === "unknown") {
+      up.destroy();
+      if (!res.headersSent) res.writeHead(502, { connection: "close" });
+      res.end();
+      return;
+    }
+    try {
+      res.writeHead(status, headers);
+    } catch {
+      up.destroy();
+      if (!res.headersSent) res.writeHead(502, { connection: "close" });
+      res.end();
+      return;
+    }
+    const source = decoder ? up.pipe(decoder) : up;
+    source.on("data", (chunk: Buffer) => {
+      const out = scrub.push(chunk);
+      if (out.length > 0) res.write(out);
+    });
+    source.on("end", () => res.end(scrub.end()));
+    source.on("error", () => res.destroy());
+    up.on("error", () => res.destroy());
+    res.on("close", () => up.destroy());
+  }
+
+  private violation(lease: Lease, v: Violation): void {
+    lease.violations.push(v);
+    this.options.logger.warn({ runId: lease.runId, secret: v.secret, target: v.host, where: v.where }, "placeholder refused");
+  }
+
+  private authenticate(header: string | undefined): Lease | undefined {
     const match = /^Basic ([A-Za-z0-9+/=]+)$/.exec(header ?? "");
     if (!match) return undefined;
     const [, token] = Buffer.from(match[1]!, "base64").toString("utf8").split(":");
@@ -178,4 +445,31 @@ function relayResponse(up: http.IncomingMessage, res: http.ServerResponse): void
   }
   up.on("error", () => res.destroy());
   up.pipe(res);
+}
+
+/** rawHeaders as name/value pairs. */
+function pairs(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/** A request body, whole, or "too_large" past `max` bytes (the rest is not read), or "error". */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | "too_large" | "error"> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners("data");
+        req.pause();
+        resolve("too_large");
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", () => resolve("error"));
+  });
 }

@@ -4,7 +4,9 @@ import { lstatSync, readdirSync, readFileSync, type Dirent } from "node:fs";
 import { chmod, chown, lchown, lstat, readdir, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Hex, type RunSpec } from "@oauth3/shared";
+import type { Binding } from "./bindings.js";
 import { buildInvocation } from "./deno-invocation.js";
+import { type HeldSecret, newPlaceholder, type Violation } from "./placeholders.js";
 import { createRedactor } from "./redact.js";
 import type { UidPool } from "./uid-pool.js";
 import type { EgressProxy } from "./egress-proxy.js";
@@ -17,6 +19,8 @@ export interface SkillJob {
   codeSha256: string;
   spec: RunSpec;
   secrets: ReadonlyMap<string, string>;
+  /** Each granted secret's binding (the runner's own): "placeholder" ones never enter the skill. */
+  bindings: ReadonlyMap<string, Binding>;
   /** Aborted when the caller gave up (deadline, or the gateway went away): the skill is killed. */
   signal?: AbortSignal;
 }
@@ -36,12 +40,18 @@ export interface ExecutionResult {
   envNames: string[];
   /** The uid the skill ran as; absent: the runner's own (shared-uid). */
   uid?: number;
+  /** Placeholders the skill sent where their binding does not allow (each refused by the proxy). */
+  violations?: Violation[];
+  /** Secrets whose value the proxy put into a request. */
+  secretsUsed?: string[];
 }
 
 /** The seam between the RPC service and whatever runs code. Production: `DenoExecutor`. */
 export interface SkillExecutor {
   readonly isolation: string;
   readonly egress?: string;
+  /** Whether this executor can give a skill placeholders (an egress proxy that intercepts). */
+  readonly placeholders?: boolean;
   run(job: SkillJob): Promise<ExecutionResult>;
 }
 
@@ -73,10 +83,12 @@ export interface DenoExecutorOptions {
 export class DenoExecutor implements SkillExecutor {
   readonly isolation: string;
   readonly egress: string;
+  readonly placeholders: boolean;
 
   constructor(private readonly options: DenoExecutorOptions) {
     this.isolation = options.uidPool ? "per-run-uid" : "shared-uid";
     this.egress = options.egress ? "proxy+firewall" : "deno-only";
+    this.placeholders = options.egress?.intercepts ?? false;
   }
 
   private readonly cleanups = new Set<Promise<void>>();
@@ -101,8 +113,21 @@ export class DenoExecutor implements SkillExecutor {
 
   async run(job: SkillJob): Promise<ExecutionResult> {
     const runDir = join(this.options.workDir, `${job.requestId}-${randomBytes(6).toString("hex")}`);
+    // What the skill's environment holds for each secret: a fresh placeholder, or (env mode) the value.
+    const held: HeldSecret[] = [];
+    const envSecrets = new Map<string, string>();
+    for (const [name, value] of job.secrets) {
+      const binding = job.bindings.get(name);
+      if (binding?.mode === "env") envSecrets.set(name, value);
+      else if (binding?.mode === "placeholder") {
+        const placeholder = newPlaceholder();
+        held.push({ name, value, placeholder, binding });
+        envSecrets.set(name, placeholder);
+      } else throw new Error(`secret ${name} has no binding`);
+    }
+    if (held.length > 0 && !this.placeholders) throw new Error("placeholder secrets need an intercepting egress proxy");
     const uid = this.options.uidPool?.acquire();
-    const lease = this.options.egress?.lease(job.requestId, job.spec.network);
+    const lease = this.options.egress?.lease(job.requestId, job.spec.network, held);
     const cleanup = async () => {
       lease?.release();
       try {
@@ -119,7 +144,7 @@ export class DenoExecutor implements SkillExecutor {
     let result: ExecutionResult;
     try {
       const paths = await this.prepare(runDir, job, uid);
-      const invocation = buildInvocation(job.spec, job.secrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
+      const invocation = buildInvocation(job.spec, envSecrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
       const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid, paths.denoDir);
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);
@@ -133,6 +158,7 @@ export class DenoExecutor implements SkillExecutor {
         // The proxy URL carries the run's credentials: name the variables, never show the value.
         envNames: Object.keys(invocation.env).sort(),
         ...(uid !== undefined && { uid }),
+        ...(lease && { violations: [...lease.violations], secretsUsed: [...lease.used].sort() }),
       };
     } catch (e) {
       await cleanup();

@@ -1,5 +1,6 @@
-import { chmodSync, copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { pino, type Logger } from "pino";
+import { EgressCa } from "./egress-ca.js";
 import { EgressProxy } from "./egress-proxy.js";
 import { iptablesAvailable, installSkillFirewall, type SkillFirewall } from "./firewall.js";
 import type { UidPool } from "./uid-pool.js";
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     workDir: isolation.workDir,
     uidPool: isolation.uidPool,
     egress: egress?.proxy,
-    caFile: installExtraCa(config.extraCaFile, isolation.workDir),
+    caFile: installSkillCa(config.extraCaFile, egress?.ca, isolation.workDir),
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
     memoryLimitMb: config.memoryLimitMb,
@@ -148,10 +149,16 @@ async function main(): Promise<void> {
 }
 
 /** Copies the operator's CA bundle where skill uids can read it (0644 in the 0711 work dir). */
-function installExtraCa(source: string | undefined, workDir: string): string | undefined {
-  if (!source) return undefined;
-  const target = `${workDir}/extra-ca.pem`;
-  copyFileSync(source, target);
+/**
+ * The CA bundle skills trust (DENO_CERT), readable by skill uids: the runner's egress CA (its key
+ * stays in the runner's memory) and the operator's RUNNER_EXTRA_CA_FILE (a TLS-inspecting network,
+ * tests), whichever exist.
+ */
+function installSkillCa(extraFile: string | undefined, ca: EgressCa | undefined, workDir: string): string | undefined {
+  const parts = [...(ca ? [ca.certPem] : []), ...(extraFile ? [readFileSync(extraFile, "utf8")] : [])];
+  if (parts.length === 0) return undefined;
+  const target = `${workDir}/skill-ca.pem`;
+  writeFileSync(target, parts.join("\n"), { mode: 0o644 });
   chmodSync(target, 0o644);
   return target;
 }
@@ -165,7 +172,7 @@ async function startEgress(
   config: ReturnType<typeof loadRunnerConfig>,
   isolation: { mode: string; uidPool?: UidPool },
   logger: Logger,
-): Promise<{ proxy: EgressProxy; firewall: SkillFirewall; port: number } | undefined> {
+): Promise<{ proxy: EgressProxy; firewall: SkillFirewall; port: number; ca: EgressCa } | undefined> {
   const firewallPossible = isolation.mode === "uid" && iptablesAvailable();
   const wanted = config.egress === "auto" ? (firewallPossible ? "proxy+firewall" : "deno-only") : config.egress;
   if (wanted === "deno-only") {
@@ -183,10 +190,17 @@ async function startEgress(
         "accept the weaker mode",
     );
   }
-  const proxy = new EgressProxy({ allowPrivate: config.egressAllowPrivate, staticHosts: config.egressHosts, logger });
+  const ca = await EgressCa.create();
+  const proxy = new EgressProxy({
+    allowPrivate: config.egressAllowPrivate,
+    staticHosts: config.egressHosts,
+    logger,
+    ca,
+    extraUpstreamCa: config.extraCaFile ? readFileSync(config.extraCaFile, "utf8") : undefined,
+  });
   const port = await proxy.start();
   const firewall = installSkillFirewall(isolation.uidPool.base, isolation.uidPool.size, port);
-  return { proxy, firewall, port };
+  return { proxy, firewall, port, ca };
 }
 
 /** An error's class and stack frames, never its message (which may quote a value). */

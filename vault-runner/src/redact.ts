@@ -95,7 +95,7 @@ function suffixPrefixOverlap(text: string, needle: string, failure: Int32Array):
   return k < needle.length ? k : 0;
 }
 
-function encodedForms(value: string): Set<string> {
+export function encodedForms(value: string): Set<string> {
   const bytes = Buffer.from(value, "utf8");
   const forms = new Set<string>([value]);
   forms.add(bytes.toString("hex"));
@@ -124,4 +124,69 @@ function encodedForms(value: string): Set<string> {
 
 function toUrlSafe(b64: string): string {
   return b64.replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+/**
+ * Replaces every form `encodedForms` knows of each value with that value's replacement, in a byte
+ * stream cut anywhere: the last (longest form - 1) bytes are held back until more arrive or the
+ * stream ends, so a form split across chunks is still found. Bytes are handled as latin1 text
+ * (one char per byte), the forms as the latin1 text of their UTF-8 bytes.
+ */
+export class StreamScrubber {
+  private readonly needles: Array<{ needle: string; replacement: string }>;
+  private readonly hold: number;
+  private carry = "";
+  /** Whether anything was replaced so far. */
+  scrubbed = false;
+
+  constructor(pairs: ReadonlyArray<{ value: string; replacement: string }>) {
+    this.needles = pairs
+      .flatMap(({ value, replacement }) =>
+        [...encodedForms(value)].map((form) => ({ needle: Buffer.from(form, "utf8").toString("latin1"), replacement })),
+      )
+      .sort((a, b) => b.needle.length - a.needle.length);
+    this.hold = Math.max(0, ...this.needles.map((n) => n.needle.length - 1));
+  }
+
+  /** The scrubbed text of a whole string (headers). */
+  text(value: string): string {
+    return Buffer.from(this.replace(Buffer.from(value, "utf8").toString("latin1")), "latin1").toString("utf8");
+  }
+
+  push(chunk: Buffer): Buffer {
+    const out = this.replace(this.carry + chunk.toString("latin1"));
+    const keep = Math.min(this.hold, out.length);
+    this.carry = out.slice(out.length - keep);
+    return Buffer.from(out.slice(0, out.length - keep), "latin1");
+  }
+
+  end(): Buffer {
+    const out = this.carry;
+    this.carry = "";
+    return Buffer.from(out, "latin1");
+  }
+
+  private replace(text: string): string {
+    if (this.needles.length === 0) return text;
+    const spans: Array<{ start: number; end: number; replacement: string }> = [];
+    for (const { needle, replacement } of this.needles) {
+      for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
+        spans.push({ start: at, end: at + needle.length, replacement });
+      }
+    }
+    if (spans.length === 0) return text;
+    this.scrubbed = true;
+    spans.sort((a, b) => a.start - b.start || b.end - a.end);
+    const parts: string[] = [];
+    let pos = 0;
+    for (let i = 0; i < spans.length; ) {
+      const { start, replacement } = spans[i]!;
+      let end = spans[i]!.end;
+      for (i++; i < spans.length && spans[i]!.start < end; i++) end = Math.max(end, spans[i]!.end);
+      parts.push(text.slice(pos, start), replacement);
+      pos = end;
+    }
+    parts.push(text.slice(pos));
+    return parts.join("");
+  }
 }

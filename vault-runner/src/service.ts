@@ -3,7 +3,9 @@ import { create } from "@bufbuild/protobuf";
 import {
   GetHealthResponseSchema,
   ListSecretNamesResponseSchema,
+  PlacementViolationSchema,
   RunPolicySchema,
+  SecretBindingSchema,
   RunReceiptSchema,
   RunSkillResponseSchema,
   Termination,
@@ -26,6 +28,7 @@ import type { Logger } from "pino";
 import type { SigningKey } from "@oauth3/shared/signing-key";
 import type { ProcessFacts } from "@oauth3/shared/process-report";
 import { createAttester } from "./attest.js";
+import { bindingSummary, bindingsDigest } from "./bindings.js";
 import type { DstackAgent } from "./dstack.js";
 import type { ExecutionResult, SkillExecutor } from "./executor.js";
 import type { RunLedger } from "./ledger.js";
@@ -94,6 +97,9 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
     async runSkill(req, ctx) {
       const started = Date.now();
       const { spec, codeSha256 } = checkRunRequest(req, deps);
+      // The runner's own bindings, fixed for this run (the gateway never sends one).
+      const bindings = new Map(spec.secretNames.map((n) => [n, deps.secrets.binding(n)!]));
+      const secretUses = spec.secretNames.map((n) => bindingSummary(bindings.get(n)!));
       // Queued fairly per agent (round-robin): the agent only decides a place in line, nothing else.
       const acquire = deps.queue.admit(req.agent);
       if (!acquire) {
@@ -132,10 +138,12 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
           codeSha256,
           spec,
           secrets: deps.secrets.valuesFor(spec.secretNames),
+          bindings,
           signal: ctx.signal,
         });
+        const violations = result.violations ?? [];
         const payload: ReceiptPayload = {
-          v: 3,
+          v: 4,
           requestId: req.requestId,
           codeSha256,
           secretNames: spec.secretNames,
@@ -155,6 +163,10 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             channel: req.approval?.channel ?? "",
             decidedAtMs: Number(req.approval?.decidedAtMs ?? 0n),
           },
+          bindings: secretUses,
+          bindingsSha256: bindingsDigest(deps.secrets.bindings, spec.secretNames),
+          violations,
+          secretsUsed: result.secretsUsed ?? [],
         };
         const receipt = deps.signer.sign(payload);
         // The runner's own log keeps the signed receipt: its record of what it ran, as whom.
@@ -195,6 +207,9 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             egressPrivateAllowed: deps.egressPrivateAllowed ?? [],
             memoryLimitBytes: BigInt((deps.memoryLimitMb ?? 0) * 1024 * 1024),
             diskLimitBytes: BigInt((deps.diskLimitMb ?? 0) * 1024 * 1024),
+            secrets: secretUses.map((b) => create(SecretBindingSchema, b)),
+            violations: violations.map((v) => create(PlacementViolationSchema, v)),
+            secretsUsed: result.secretsUsed ?? [],
           }),
           receipt: create(RunReceiptSchema, {
             payloadJson: receipt.payloadJson,
@@ -213,7 +228,11 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
     },
 
     async listSecretNames() {
-      return create(ListSecretNamesResponseSchema, { names: deps.secrets.names() });
+      const names = deps.secrets.names();
+      return create(ListSecretNamesResponseSchema, {
+        names,
+        bindings: names.map((n) => create(SecretBindingSchema, bindingSummary(deps.secrets.binding(n)!))),
+      });
     },
 
     async getHealth(req) {
@@ -286,6 +305,28 @@ function checkRunRequest(req: RunSkillRequest, deps: RunnerServiceDeps): { spec:
   const unknown = spec.secretNames.filter((n) => !deps.secrets.has(n));
   if (unknown.length > 0) {
     throw refuse(deps, req, Code.FailedPrecondition, `unknown secret names: ${unknown.join(", ")}`);
+  }
+  // The runner's policy, not the request's: a bound secret is useful only toward its hosts, and
+  // only an intercepting egress proxy can put it in there.
+  for (const name of spec.secretNames) {
+    const b = deps.secrets.binding(name)!;
+    if (b.mode !== "placeholder") continue;
+    if (!deps.executor.placeholders) {
+      throw refuse(
+        deps,
+        req,
+        Code.FailedPrecondition,
+        `secret ${name} is bound to ${b.hosts.join(", ")} and this runner's egress (${deps.executor.egress ?? "none"}) cannot put it in there`,
+      );
+    }
+    if (!b.hosts.some((h) => spec.network.includes(h))) {
+      throw refuse(
+        deps,
+        req,
+        Code.FailedPrecondition,
+        `secret ${name} may only be used toward ${b.hosts.join(", ")} (the runner's binding); the request's network grants none of them`,
+      );
+    }
   }
   return { spec, codeSha256 };
 }

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveRunSpec, sha256Hex } from "@oauth3/shared";
-import { IS_ROOT, realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
+import { envBindings, IS_ROOT, realDenoExecutor, TEST_SECRETS } from "../../test/helpers/runner-fixture.ts";
 import { processesOf } from "../src/uid-pool.ts";
 import { MAX_SECRET_BYTES } from "../src/secrets.ts";
 import { assertPoolIdsUnassigned, chooseIsolation } from "../src/isolation.ts";
@@ -26,6 +26,7 @@ function run(source: string, spec: { secrets?: string[]; timeout?: number; args?
     codeSha256: sha256Hex(code),
     spec: runSpec,
     secrets,
+    bindings: envBindings(runSpec.secretNames),
   });
 }
 
@@ -158,6 +159,7 @@ test("a 64 KiB secret (the most the loader takes) printed raw and base64 is reda
     codeSha256: sha256Hex(code),
     spec,
     secrets: new Map([["FOO", big]]),
+    bindings: envBindings(["FOO"]),
   });
   assert.equal(r.termination, "exited");
   assert.equal(r.exitCode, 0, r.stderr.slice(0, 500));
@@ -223,6 +225,7 @@ test("disk: a Cache API or localStorage bomb (no write permission needed) is kil
       codeSha256: sha256Hex(code),
       spec,
       secrets: new Map(),
+      bindings: new Map(),
     });
     assert.equal(r.termination, "disk", `${what}: ${r.termination} ${r.stdout.slice(-200)} ${r.stderr.slice(0, 300)}`);
     const written = r.stdout

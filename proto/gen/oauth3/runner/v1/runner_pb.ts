@@ -28,7 +28,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file oauth3/runner/v1/runner.proto.
  */
 export const file_oauth3_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSL1AQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsEg0KBWFnZW50GBAgASgJSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMiwAIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kSLQoHcmVjZWlwdBgLIAEoCzIcLm9hdXRoMy5ydW5uZXIudjEuUnVuUmVjZWlwdCJJCgpSdW5SZWNlaXB0EhQKDHBheWxvYWRfanNvbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwSEgoKcHVibGljX2tleRgDIAEoCSKoAgoJUnVuUG9saWN5EhEKCWRlbm9fYXJncxgBIAMoCRIRCgllbnZfbmFtZXMYAiADKAkSFQoNYWxsb3dlZF9ob3N0cxgDIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYBCABKA0SFAoMZGVub192ZXJzaW9uGAUgASgJEhEKCWlzb2xhdGlvbhgGIAEoCRIaChJzdGRvdXRfbGltaXRfYnl0ZXMYByABKAQSGgoSc3RkZXJyX2xpbWl0X2J5dGVzGAggASgEEg4KBmVncmVzcxgJIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAogAygJEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgLIAEoBBIYChBkaXNrX2xpbWl0X2J5dGVzGAwgASgEIhgKFkxpc3RTZWNyZXROYW1lc1JlcXVlc3QiKAoXTGlzdFNlY3JldE5hbWVzUmVzcG9uc2USDQoFbmFtZXMYASADKAkiKwoQR2V0SGVhbHRoUmVxdWVzdBIXCg9pbmNsdWRlX3Byb2Nlc3MYASABKAgiywIKEUdldEhlYWx0aFJlc3BvbnNlEhYKDnJ1bm5lcl92ZXJzaW9uGAEgASgJEhQKDGRlbm9fdmVyc2lvbhgCIAEoCRIUCgxzZWNyZXRfY291bnQYAyABKA0SEQoJaXNvbGF0aW9uGAQgASgJEhsKE21heF9jb25jdXJyZW50X3J1bnMYBSABKA0SEwoLYWN0aXZlX3J1bnMYBiABKA0SEwoLcXVldWVkX3J1bnMYByABKA0SDgoGZWdyZXNzGAggASgJEh4KFmVncmVzc19wcml2YXRlX2FsbG93ZWQYCSADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAogASgJEjAKB3Byb2Nlc3MYCyABKAsyHy5vYXV0aDMucnVubmVyLnYxLlByb2Nlc3NSZXBvcnQSGgoSc2lnbmluZ19rZXlfc291cmNlGAwgASgJIuoBCg1Qcm9jZXNzUmVwb3J0EgsKA3BpZBgBIAEoDRILCgN1aWQYAiABKA0SCwoDZ2lkGAMgASgNEhEKCWVudl9uYW1lcxgEIAMoCRIRCglsaXN0ZW5pbmcYBSADKAkSLgoGc29ja2V0GAYgASgLMh4ub2F1dGgzLnJ1bm5lci52MS5Tb2NrZXRSZXBvcnQSEgoKZGVub19mbGFncxgHIAMoCRIbChNwZXJfcnVuX3VpZHNfYWN0aXZlGAggASgNEhUKDXBpZF9uYW1lc3BhY2UYCSABKAkSFAoMZWdyZXNzX3Byb3h5GAogASgJIo0BCgxTb2NrZXRSZXBvcnQSDAoEcGF0aBgBIAEoCRIPCgdkaXJfdWlkGAIgASgNEg8KB2Rpcl9naWQYAyABKA0SEAoIZGlyX21vZGUYBCABKA0SEgoKc29ja2V0X3VpZBgFIAEoDRISCgpzb2NrZXRfZ2lkGAYgASgNEhMKC3NvY2tldF9tb2RlGAcgASgNIogBCg1BdHRlc3RSZXF1ZXN0Eg0KBW5vbmNlGAEgASgJEhYKDmF1ZGl0X2hlYWRfc2VxGAIgASgEEhcKD2F1ZGl0X2hlYWRfaGFzaBgDIAEoCRIaChJnYXRld2F5X3B1YmxpY19rZXkYBCABKAkSGwoTZ2F0ZXdheV9wb2xpY3lfanNvbhgFIAEoCSKyAQoOQXR0ZXN0UmVzcG9uc2USFgoOc3RhdGVtZW50X2pzb24YASABKAkSEwoLcG9saWN5X2pzb24YAiABKAkSEwoLcmVwb3J0X2RhdGEYAyABKAkSCwoDdGVlGAQgASgIEg0KBXF1b3RlGAUgASgJEhEKCWV2ZW50X2xvZxgGIAEoCRIYChBkc3RhY2tfaW5mb19qc29uGAcgASgJEhUKDW5vX3RlZV9yZWFzb24YCCABKAkq3wEKC1Rlcm1pbmF0aW9uEhsKF1RFUk1JTkFUSU9OX1VOU1BFQ0lGSUVEEAASFgoSVEVSTUlOQVRJT05fRVhJVEVEEAESFwoTVEVSTUlOQVRJT05fVElNRU9VVBACEhwKGFRFUk1JTkFUSU9OX09VVFBVVF9MSU1JVBADEhgKFFRFUk1JTkFUSU9OX1NJR05BTEVEEAQSHAoYVEVSTUlOQVRJT05fU1BBV05fRkFJTEVEEAUSFgoSVEVSTUlOQVRJT05fTUVNT1JZEAYSFAoQVEVSTUlOQVRJT05fRElTSxAHMvICChJWYXVsdFJ1bm5lclNlcnZpY2USUQoIUnVuU2tpbGwSIS5vYXV0aDMucnVubmVyLnYxLlJ1blNraWxsUmVxdWVzdBoiLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXNwb25zZRJmCg9MaXN0U2VjcmV0TmFtZXMSKC5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1JlcXVlc3QaKS5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1Jlc3BvbnNlElQKCUdldEhlYWx0aBIiLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVxdWVzdBojLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVzcG9uc2USSwoGQXR0ZXN0Eh8ub2F1dGgzLnJ1bm5lci52MS5BdHRlc3RSZXF1ZXN0GiAub2F1dGgzLnJ1bm5lci52MS5BdHRlc3RSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch1vYXV0aDMvcnVubmVyL3YxL3J1bm5lci5wcm90bxIQb2F1dGgzLnJ1bm5lci52MSL1AQoPUnVuU2tpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoDBITCgtjb2RlX3NoYTI1NhgDIAEoCRIUCgxzZWNyZXRfbmFtZXMYBCADKAkSDwoHbmV0d29yaxgFIAMoCRIoCgRhcmdzGAYgAygLMhoub2F1dGgzLnJ1bm5lci52MS5Ta2lsbEFyZxIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SLAoIYXBwcm92YWwYCCABKAsyGi5vYXV0aDMucnVubmVyLnYxLkFwcHJvdmFsEg0KBWFnZW50GBAgASgJSgQICRAQIicKCFNraWxsQXJnEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiRgoIQXBwcm92YWwSEgoKZGVjaWRlZF9ieRgBIAEoCRIPCgdjaGFubmVsGAIgASgJEhUKDWRlY2lkZWRfYXRfbXMYAyABKAMiwAIKEFJ1blNraWxsUmVzcG9uc2USMgoLdGVybWluYXRpb24YASABKA4yHS5vYXV0aDMucnVubmVyLnYxLlRlcm1pbmF0aW9uEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDgoGc3Rkb3V0GAQgASgJEg4KBnN0ZGVychgFIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSEAoIcmVkYWN0ZWQYCCABKAgSEwoLZHVyYXRpb25fbXMYCSABKA0SKwoGcG9saWN5GAogASgLMhsub2F1dGgzLnJ1bm5lci52MS5SdW5Qb2xpY3kSLQoHcmVjZWlwdBgLIAEoCzIcLm9hdXRoMy5ydW5uZXIudjEuUnVuUmVjZWlwdCJJCgpSdW5SZWNlaXB0EhQKDHBheWxvYWRfanNvbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwSEgoKcHVibGljX2tleRgDIAEoCSKqAwoJUnVuUG9saWN5EhEKCWRlbm9fYXJncxgBIAMoCRIRCgllbnZfbmFtZXMYAiADKAkSFQoNYWxsb3dlZF9ob3N0cxgDIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYBCABKA0SFAoMZGVub192ZXJzaW9uGAUgASgJEhEKCWlzb2xhdGlvbhgGIAEoCRIaChJzdGRvdXRfbGltaXRfYnl0ZXMYByABKAQSGgoSc3RkZXJyX2xpbWl0X2J5dGVzGAggASgEEg4KBmVncmVzcxgJIAEoCRIeChZlZ3Jlc3NfcHJpdmF0ZV9hbGxvd2VkGAogAygJEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgLIAEoBBIYChBkaXNrX2xpbWl0X2J5dGVzGAwgASgEEjAKB3NlY3JldHMYDSADKAsyHy5vYXV0aDMucnVubmVyLnYxLlNlY3JldEJpbmRpbmcSOAoKdmlvbGF0aW9ucxgOIAMoCzIkLm9hdXRoMy5ydW5uZXIudjEuUGxhY2VtZW50VmlvbGF0aW9uEhQKDHNlY3JldHNfdXNlZBgPIAMoCSJKCg1TZWNyZXRCaW5kaW5nEgwKBG5hbWUYASABKAkSDAoEbW9kZRgCIAEoCRINCgVob3N0cxgDIAMoCRIOCgZwbGFjZXMYBCADKAkiQQoSUGxhY2VtZW50VmlvbGF0aW9uEg4KBnNlY3JldBgBIAEoCRIMCgRob3N0GAIgASgJEg0KBXdoZXJlGAMgASgJIhgKFkxpc3RTZWNyZXROYW1lc1JlcXVlc3QiWwoXTGlzdFNlY3JldE5hbWVzUmVzcG9uc2USDQoFbmFtZXMYASADKAkSMQoIYmluZGluZ3MYAiADKAsyHy5vYXV0aDMucnVubmVyLnYxLlNlY3JldEJpbmRpbmciKwoQR2V0SGVhbHRoUmVxdWVzdBIXCg9pbmNsdWRlX3Byb2Nlc3MYASABKAgiywIKEUdldEhlYWx0aFJlc3BvbnNlEhYKDnJ1bm5lcl92ZXJzaW9uGAEgASgJEhQKDGRlbm9fdmVyc2lvbhgCIAEoCRIUCgxzZWNyZXRfY291bnQYAyABKA0SEQoJaXNvbGF0aW9uGAQgASgJEhsKE21heF9jb25jdXJyZW50X3J1bnMYBSABKA0SEwoLYWN0aXZlX3J1bnMYBiABKA0SEwoLcXVldWVkX3J1bnMYByABKA0SDgoGZWdyZXNzGAggASgJEh4KFmVncmVzc19wcml2YXRlX2FsbG93ZWQYCSADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GAogASgJEjAKB3Byb2Nlc3MYCyABKAsyHy5vYXV0aDMucnVubmVyLnYxLlByb2Nlc3NSZXBvcnQSGgoSc2lnbmluZ19rZXlfc291cmNlGAwgASgJIuoBCg1Qcm9jZXNzUmVwb3J0EgsKA3BpZBgBIAEoDRILCgN1aWQYAiABKA0SCwoDZ2lkGAMgASgNEhEKCWVudl9uYW1lcxgEIAMoCRIRCglsaXN0ZW5pbmcYBSADKAkSLgoGc29ja2V0GAYgASgLMh4ub2F1dGgzLnJ1bm5lci52MS5Tb2NrZXRSZXBvcnQSEgoKZGVub19mbGFncxgHIAMoCRIbChNwZXJfcnVuX3VpZHNfYWN0aXZlGAggASgNEhUKDXBpZF9uYW1lc3BhY2UYCSABKAkSFAoMZWdyZXNzX3Byb3h5GAogASgJIo0BCgxTb2NrZXRSZXBvcnQSDAoEcGF0aBgBIAEoCRIPCgdkaXJfdWlkGAIgASgNEg8KB2Rpcl9naWQYAyABKA0SEAoIZGlyX21vZGUYBCABKA0SEgoKc29ja2V0X3VpZBgFIAEoDRISCgpzb2NrZXRfZ2lkGAYgASgNEhMKC3NvY2tldF9tb2RlGAcgASgNIogBCg1BdHRlc3RSZXF1ZXN0Eg0KBW5vbmNlGAEgASgJEhYKDmF1ZGl0X2hlYWRfc2VxGAIgASgEEhcKD2F1ZGl0X2hlYWRfaGFzaBgDIAEoCRIaChJnYXRld2F5X3B1YmxpY19rZXkYBCABKAkSGwoTZ2F0ZXdheV9wb2xpY3lfanNvbhgFIAEoCSKyAQoOQXR0ZXN0UmVzcG9uc2USFgoOc3RhdGVtZW50X2pzb24YASABKAkSEwoLcG9saWN5X2pzb24YAiABKAkSEwoLcmVwb3J0X2RhdGEYAyABKAkSCwoDdGVlGAQgASgIEg0KBXF1b3RlGAUgASgJEhEKCWV2ZW50X2xvZxgGIAEoCRIYChBkc3RhY2tfaW5mb19qc29uGAcgASgJEhUKDW5vX3RlZV9yZWFzb24YCCABKAkq3wEKC1Rlcm1pbmF0aW9uEhsKF1RFUk1JTkFUSU9OX1VOU1BFQ0lGSUVEEAASFgoSVEVSTUlOQVRJT05fRVhJVEVEEAESFwoTVEVSTUlOQVRJT05fVElNRU9VVBACEhwKGFRFUk1JTkFUSU9OX09VVFBVVF9MSU1JVBADEhgKFFRFUk1JTkFUSU9OX1NJR05BTEVEEAQSHAoYVEVSTUlOQVRJT05fU1BBV05fRkFJTEVEEAUSFgoSVEVSTUlOQVRJT05fTUVNT1JZEAYSFAoQVEVSTUlOQVRJT05fRElTSxAHMvICChJWYXVsdFJ1bm5lclNlcnZpY2USUQoIUnVuU2tpbGwSIS5vYXV0aDMucnVubmVyLnYxLlJ1blNraWxsUmVxdWVzdBoiLm9hdXRoMy5ydW5uZXIudjEuUnVuU2tpbGxSZXNwb25zZRJmCg9MaXN0U2VjcmV0TmFtZXMSKC5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1JlcXVlc3QaKS5vYXV0aDMucnVubmVyLnYxLkxpc3RTZWNyZXROYW1lc1Jlc3BvbnNlElQKCUdldEhlYWx0aBIiLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVxdWVzdBojLm9hdXRoMy5ydW5uZXIudjEuR2V0SGVhbHRoUmVzcG9uc2USSwoGQXR0ZXN0Eh8ub2F1dGgzLnJ1bm5lci52MS5BdHRlc3RSZXF1ZXN0GiAub2F1dGgzLnJ1bm5lci52MS5BdHRlc3RSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message oauth3.runner.v1.RunSkillRequest
@@ -368,6 +368,27 @@ export type RunPolicy = Message<"oauth3.runner.v1.RunPolicy"> & {
    * @generated from field: uint64 disk_limit_bytes = 12;
    */
   diskLimitBytes: bigint;
+
+  /**
+   * Each granted secret as the runner's own bindings say it may be used (never its value).
+   *
+   * @generated from field: repeated oauth3.runner.v1.SecretBinding secrets = 13;
+   */
+  secrets: SecretBinding[];
+
+  /**
+   * Placeholders the skill sent where their binding does not allow: each request was refused (403).
+   *
+   * @generated from field: repeated oauth3.runner.v1.PlacementViolation violations = 14;
+   */
+  violations: PlacementViolation[];
+
+  /**
+   * Granted secrets whose value the egress proxy put into a request to a bound host.
+   *
+   * @generated from field: repeated string secrets_used = 15;
+   */
+  secretsUsed: string[];
 };
 
 /**
@@ -376,6 +397,77 @@ export type RunPolicy = Message<"oauth3.runner.v1.RunPolicy"> & {
  */
 export const RunPolicySchema: GenMessage<RunPolicy> = /*@__PURE__*/
   messageDesc(file_oauth3_runner_v1_runner, 5);
+
+/**
+ * Where a secret may be used, from the runner's configuration (RUNNER_BINDINGS_FILE and friends).
+ * Output only: no request carries bindings; the runner owns them.
+ *
+ * @generated from message oauth3.runner.v1.SecretBinding
+ */
+export type SecretBinding = Message<"oauth3.runner.v1.SecretBinding"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "placeholder": the skill sees a per-run placeholder and the runner's egress proxy puts the value
+   * in toward `hosts` only, in `places` only. "env": the skill sees the real value.
+   *
+   * @generated from field: string mode = 2;
+   */
+  mode: string;
+
+  /**
+   * @generated from field: repeated string hosts = 3;
+   */
+  hosts: string[];
+
+  /**
+   * "header:<name>", "header:<name>:<scheme>", "query:<name>" or "body".
+   *
+   * @generated from field: repeated string places = 4;
+   */
+  places: string[];
+};
+
+/**
+ * Describes the message oauth3.runner.v1.SecretBinding.
+ * Use `create(SecretBindingSchema)` to create a new message.
+ */
+export const SecretBindingSchema: GenMessage<SecretBinding> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 6);
+
+/**
+ * @generated from message oauth3.runner.v1.PlacementViolation
+ */
+export type PlacementViolation = Message<"oauth3.runner.v1.PlacementViolation"> & {
+  /**
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * host:port the skill sent the placeholder to.
+   *
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * Where in the request ("header x-foo", "path", "query key", "body", "plain http", "websocket").
+   *
+   * @generated from field: string where = 3;
+   */
+  where: string;
+};
+
+/**
+ * Describes the message oauth3.runner.v1.PlacementViolation.
+ * Use `create(PlacementViolationSchema)` to create a new message.
+ */
+export const PlacementViolationSchema: GenMessage<PlacementViolation> = /*@__PURE__*/
+  messageDesc(file_oauth3_runner_v1_runner, 7);
 
 /**
  * @generated from message oauth3.runner.v1.ListSecretNamesRequest
@@ -388,7 +480,7 @@ export type ListSecretNamesRequest = Message<"oauth3.runner.v1.ListSecretNamesRe
  * Use `create(ListSecretNamesRequestSchema)` to create a new message.
  */
 export const ListSecretNamesRequestSchema: GenMessage<ListSecretNamesRequest> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 6);
+  messageDesc(file_oauth3_runner_v1_runner, 8);
 
 /**
  * @generated from message oauth3.runner.v1.ListSecretNamesResponse
@@ -400,6 +492,13 @@ export type ListSecretNamesResponse = Message<"oauth3.runner.v1.ListSecretNamesR
    * @generated from field: repeated string names = 1;
    */
   names: string[];
+
+  /**
+   * Each secret's binding, in the order of `names`.
+   *
+   * @generated from field: repeated oauth3.runner.v1.SecretBinding bindings = 2;
+   */
+  bindings: SecretBinding[];
 };
 
 /**
@@ -407,7 +506,7 @@ export type ListSecretNamesResponse = Message<"oauth3.runner.v1.ListSecretNamesR
  * Use `create(ListSecretNamesResponseSchema)` to create a new message.
  */
 export const ListSecretNamesResponseSchema: GenMessage<ListSecretNamesResponse> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 7);
+  messageDesc(file_oauth3_runner_v1_runner, 9);
 
 /**
  * @generated from message oauth3.runner.v1.GetHealthRequest
@@ -427,7 +526,7 @@ export type GetHealthRequest = Message<"oauth3.runner.v1.GetHealthRequest"> & {
  * Use `create(GetHealthRequestSchema)` to create a new message.
  */
 export const GetHealthRequestSchema: GenMessage<GetHealthRequest> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 8);
+  messageDesc(file_oauth3_runner_v1_runner, 10);
 
 /**
  * @generated from message oauth3.runner.v1.GetHealthResponse
@@ -507,7 +606,7 @@ export type GetHealthResponse = Message<"oauth3.runner.v1.GetHealthResponse"> & 
  * Use `create(GetHealthResponseSchema)` to create a new message.
  */
 export const GetHealthResponseSchema: GenMessage<GetHealthResponse> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 9);
+  messageDesc(file_oauth3_runner_v1_runner, 11);
 
 /**
  * Facts about one process, gathered from /proc by the process itself. Names, ids and modes only.
@@ -584,7 +683,7 @@ export type ProcessReport = Message<"oauth3.runner.v1.ProcessReport"> & {
  * Use `create(ProcessReportSchema)` to create a new message.
  */
 export const ProcessReportSchema: GenMessage<ProcessReport> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 10);
+  messageDesc(file_oauth3_runner_v1_runner, 12);
 
 /**
  * @generated from message oauth3.runner.v1.SocketReport
@@ -631,7 +730,7 @@ export type SocketReport = Message<"oauth3.runner.v1.SocketReport"> & {
  * Use `create(SocketReportSchema)` to create a new message.
  */
 export const SocketReportSchema: GenMessage<SocketReport> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 11);
+  messageDesc(file_oauth3_runner_v1_runner, 13);
 
 /**
  * @generated from message oauth3.runner.v1.AttestRequest
@@ -677,7 +776,7 @@ export type AttestRequest = Message<"oauth3.runner.v1.AttestRequest"> & {
  * Use `create(AttestRequestSchema)` to create a new message.
  */
 export const AttestRequestSchema: GenMessage<AttestRequest> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 12);
+  messageDesc(file_oauth3_runner_v1_runner, 14);
 
 /**
  * @generated from message oauth3.runner.v1.AttestResponse
@@ -744,7 +843,7 @@ export type AttestResponse = Message<"oauth3.runner.v1.AttestResponse"> & {
  * Use `create(AttestResponseSchema)` to create a new message.
  */
 export const AttestResponseSchema: GenMessage<AttestResponse> = /*@__PURE__*/
-  messageDesc(file_oauth3_runner_v1_runner, 13);
+  messageDesc(file_oauth3_runner_v1_runner, 15);
 
 /**
  * How the skill process ended.
