@@ -6,12 +6,13 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { freePort, ROOT, Stack } from "./helpers/stack.ts";
+import { makeTestCerts } from "./helpers/test-tls.ts";
 import { tempDir } from "./helpers/tmp.ts";
 import { needs, PROXIED } from "./helpers/sandbox-mode.ts";
 
@@ -23,59 +24,14 @@ const seen: Array<{ path: string; key?: string; auth?: string }> = [];
 let api: Server;
 let stack: Stack;
 
-function makeCerts(): { ca: string; key: string; cert: string } {
-  const run = (args: string[]) => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-  };
-  run([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=oauth3 test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  ]);
-  run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=api.anthropic.com"]);
-  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=DNS:api.anthropic.com,DNS:api.github.com\nextendedKeyUsage=serverAuth\n");
-  run([
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "leaf.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  ]);
-  return { ca: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
-}
-
 describe("SKILL.md examples", () => {
   before(async () => {
     writeFileSync(join(dir, "secrets.env"), `ANTHROPIC_API_KEY=${ANTHROPIC}\nGITHUB_TOKEN=${GITHUB}\n`, { mode: 0o600 });
     const env: Record<string, string> = {
       SECRETS_FILE: join(dir, "secrets.env"),
       // Bound as the README shows: the skills see placeholders, the proxy puts the values in.
-      RUNNER_BINDINGS: "ANTHROPIC_API_KEY api.anthropic.com:443 header:x-api-key;GITHUB_TOKEN api.github.com:443 header:authorization:Bearer",
+      RUNNER_BINDINGS:
+        "ANTHROPIC_API_KEY api.anthropic.com:443 header:x-api-key;GITHUB_TOKEN api.github.com:443 header:authorization:Bearer",
       TELEGRAM_BOT_TOKEN: "4444444:AAexamples-token",
       RUNNER_SKILL_UID_BASE: "66400",
     };
@@ -90,7 +46,7 @@ describe("SKILL.md examples", () => {
   });
 
   async function startFakeApis(): Promise<Record<string, string>> {
-    const certs = makeCerts();
+    const certs = makeTestCerts(dir, ["api.anthropic.com", "api.github.com"]);
     api = createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
       seen.push({ path: req.url ?? "", key: req.headers["x-api-key"] as string | undefined, auth: req.headers.authorization });
       res.setHeader("content-type", "application/json");

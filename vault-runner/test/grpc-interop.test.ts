@@ -7,7 +7,7 @@ import { connect as netConnect } from "node:net";
 import { connect as http2Connect } from "node:http2";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import {
   ListSecretNamesRequestSchema,
   ListSecretNamesResponseSchema,
@@ -17,6 +17,7 @@ import {
 } from "@oauth3/proto/runner/v1";
 import { startRunnerServer } from "../src/server.ts";
 import { IS_ROOT, realDenoExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
+import { grpcUnary } from "../../test/helpers/grpc-js.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
 const dir = tempDir("oauth3-grpc-");
@@ -28,24 +29,13 @@ after(() => server.close());
 const client = new grpc.Client(`unix://${socketPath}`, grpc.credentials.createInsecure());
 after(() => client.close());
 
-function unary<I extends DescMessage, O extends DescMessage>(
+const unary = <I extends DescMessage, O extends DescMessage>(
   method: string,
   input: I,
   output: O,
   message: MessageShape<I>,
   options: grpc.CallOptions = {},
-): Promise<MessageShape<O>> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      `/oauth3.runner.v1.VaultRunnerService/${method}`,
-      (m: MessageShape<I>) => Buffer.from(toBinary(input, m)),
-      (b: Buffer) => fromBinary(output, b),
-      message,
-      options,
-      (err, value) => (err ? reject(err) : resolve(value!)),
-    );
-  });
-}
+) => grpcUnary(client, method, input, output, message, options);
 
 test("grpc-js (an independent implementation) calls the runner over the Unix socket", async () => {
   const names = await unary(

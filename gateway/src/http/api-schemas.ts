@@ -35,6 +35,20 @@ export const ResultDocument = z.object({
     timeout_seconds: z.number().int(),
     deno_version: z.string(),
     deno_args: z.array(z.string()),
+    /** Each granted secret as the runner's binding says it may be used. */
+    secrets: z.array(
+      z.object({
+        name: z.string(),
+        mode: z.enum(["placeholder", "env"]).or(z.string()),
+        hosts: z.array(z.string()),
+        places: z.array(z.string()),
+        skill_sees: z.enum(["a placeholder", "the real value"]),
+      }),
+    ),
+    /** Placeholders the skill sent where their binding does not allow: each such request was refused (403). */
+    violations: z.array(z.object({ secret: z.string(), host: z.string(), where: z.string() })),
+    /** Secrets whose value the runner's proxy put into a request to a bound host. */
+    secrets_used: z.array(z.string()),
   }),
 });
 

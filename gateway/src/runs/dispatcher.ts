@@ -231,6 +231,9 @@ function toResult(r: RunSkillResponse): RunResult {
       isolation: r.policy?.isolation ?? "",
       egress: r.policy?.egress ?? "",
       egressPrivateAllowed: r.policy?.egressPrivateAllowed ?? [],
+      secrets: (r.policy?.secrets ?? []).map((b) => ({ name: b.name, mode: b.mode, hosts: b.hosts, places: b.places })),
+      violations: (r.policy?.violations ?? []).map((v) => ({ secret: v.secret, host: v.host, where: v.where })),
+      secretsUsed: r.policy?.secretsUsed ?? [],
     },
     ...(r.receipt && {
       receipt: {

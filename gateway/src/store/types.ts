@@ -4,6 +4,14 @@ export type RequestStatus = "pending" | "approved" | "executing" | "completed" |
 
 export const FINAL_STATUSES: ReadonlySet<RequestStatus> = new Set(["completed", "failed", "denied", "expired", "interrupted"]);
 
+/** A secret as the runner's binding says it may be used (never its value). */
+export interface SecretUse {
+  name: string;
+  mode: string;
+  hosts: string[];
+  places: string[];
+}
+
 export interface RunResult {
   success: boolean;
   stdout: string;
@@ -24,6 +32,12 @@ export interface RunResult {
     isolation: string;
     egress: string;
     egressPrivateAllowed: string[];
+    /** Each granted secret's binding as the runner held it (mode "placeholder" or "env"). Absent in older results. */
+    secrets?: SecretUse[];
+    /** Placeholders the skill sent where their binding does not allow (each refused by the runner's proxy). */
+    violations?: Array<{ secret: string; host: string; where: string }>;
+    /** Secrets whose value the runner's proxy put into a request. */
+    secretsUsed?: string[];
   };
   /** The runner's signed statement of this run (absent only for results the runner did not make). */
   receipt?: { payloadJson: string; signature: string; publicKey: string };
