@@ -180,7 +180,7 @@ test("runner receipts: a consistently rewritten chain still cannot invent or alt
     .filter((e) => e.seq <= events.length)
     .map((e) => (e.seq === finished.seq ? { ...e, data: finished.data } : e));
   const payload = JSON.parse(receipt.payloadJson) as { v: number; uid: unknown; approval: { decidedBy: string; channel: string } };
-  assert.equal(payload.v, 3);
+  assert.equal(payload.v, 4); // v4: bindings, their digest, violations (issue 16)
   assert.deepEqual(
     [payload.approval.decidedBy, payload.approval.channel],
     ["test:1", "test"],

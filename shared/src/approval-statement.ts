@@ -40,7 +40,11 @@ export interface ApprovalStatement {
   /** Field names that held control, invisible or direction-changing characters. */
   flagged_fields: string[];
   /** Every warning, in order; each surface shows all of them. */
-  warnings: Array<{ kind: "sandbox" | "hidden-characters" | "code-characters" | "unknown-sandbox"; title: string; detail: string }>;
+  warnings: Array<{
+    kind: "sandbox" | "hidden-characters" | "code-characters" | "unknown-sandbox" | "secret-in-skill";
+    title: string;
+    detail: string;
+  }>;
 }
 
 /** The request fields a statement is made of (structurally, the gateway's ExecRequest). */
@@ -52,6 +56,8 @@ export interface StatementSource {
   description?: string | undefined;
   source: string;
   secretNames: string[];
+  /** The runner's binding of each secret, as it reported it at intake. */
+  secretBindings?: Array<{ name: string; mode: string; hosts: string[] }> | undefined;
   network: string[];
   timeoutSeconds: number;
   codeSha256: string;
@@ -90,6 +96,22 @@ export function approvalStatement(r: StatementSource, code: string, sandbox?: { 
         `internal addresses; see the README)`,
     });
   }
+  const envSecrets = (r.secretBindings ?? []).filter((b) => b.mode !== "placeholder" && r.secretNames.includes(b.name)).map((b) => b.name);
+  if (envSecrets.length > 0) {
+    warnings.push({
+      kind: "secret-in-skill",
+      title: "The skill holds a real secret value",
+      detail: `: ${envSecrets.join(", ")} (bound "env" by the operator): the skill can send it anywhere it may reach, in any encoding`,
+    });
+  }
+  if (sandbox?.isolation === "shared-uid" && r.secretNames.length > 0) {
+    warnings.push({
+      kind: "secret-in-skill",
+      title: "Shared uid",
+      detail:
+        ": the skill runs as the runner's user and can read the runner's files, the secrets file included (placeholders protect only its environment)",
+    });
+  }
   if (flagged.length > 0) {
     warnings.push({
       kind: "hidden-characters",
@@ -112,7 +134,13 @@ export function approvalStatement(r: StatementSource, code: string, sandbox?: { 
     agent: r.agent ?? null,
     ...(r.description && { description: r.description }),
     source: r.source,
-    secrets: r.secretNames.map((name) => ({ name })),
+    secrets: r.secretNames.map((name) => {
+      const b = r.secretBindings?.find((x) => x.name === name);
+      if (!b) return { name };
+      return b.mode === "placeholder"
+        ? { name, hosts: [...b.hosts], mode: "skill sees a placeholder" }
+        : { name, mode: "skill sees the real value" };
+    }),
     network: [...r.network],
     timeout_seconds: r.timeoutSeconds,
     code: { sha256: r.codeSha256, size: r.codeSize },

@@ -191,6 +191,16 @@ Deno.exit(v.charCodeAt(20) % 200);`,
     assert.deepEqual(final.result.policy.secrets_used, ["ANTHROPIC_API_KEY"]);
     assert.deepEqual(final.result.policy.violations, []);
     assertNothingLeaked(final);
+    // /health says which host each secret belongs to, and what a skill sees of it.
+    const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as { secrets: Array<Record<string, unknown>> };
+    assert.deepEqual(
+      health.secrets.map((x) => [x.name, x.hosts, x.skill_sees]),
+      [
+        ["ANTHROPIC_API_KEY", ["api.anthropic.com:443"], "a placeholder"],
+        ["GITHUB_TOKEN", ["api.github.com:443"], "a placeholder"],
+        ["SIGNING_KEY", [], "the real value"],
+      ],
+    );
   });
 
   test("a placeholder sent to another allowed host, or in another place, is refused (403) and reported in the result and the receipt", async () => {

@@ -10,11 +10,14 @@ import { createAgentApp } from "../../gateway/src/http/agent-api.ts";
 import { ApprovalService } from "../../gateway/src/approval/approvals.ts";
 import { ChangeFeed, type Follower } from "../../gateway/src/store/change-feed.ts";
 import { Dispatcher } from "../../gateway/src/runs/dispatcher.ts";
+import { heldSecrets } from "../../gateway/src/runs/runner-client.ts";
+import { parseBindingLines } from "../../vault-runner/src/bindings.ts";
+import { SecretStore } from "../../vault-runner/src/secrets.ts";
 import { GrantStore } from "../../gateway/src/approval/grants.ts";
 import { createOperatorApp } from "../../gateway/src/operator/operator-api.ts";
 import type { RunnerClient } from "../../gateway/src/runs/runner-client.ts";
 import { RequestStore, type ExecRequest, type RequestChange } from "../../gateway/src/store/store.ts";
-import { RecordingExecutor, routesFor, runnerDeps } from "./runner-fixture.ts";
+import { RecordingExecutor, routesFor, runnerDeps, TEST_SECRETS } from "./runner-fixture.ts";
 import { tempDir } from "./tmp.ts";
 
 /** What an approver would have been shown: each new pending request, then every later change. */
@@ -45,6 +48,14 @@ export interface GatewayFixtureOptions {
   waiters?: { total: number; perAgent: number };
   /** Active grants auto-approve (as with Telegram configured). */
   grants?: boolean;
+  /** The runner's bindings of FOO and BAR (RUNNER_BINDINGS lines); default: both "env". */
+  bindings?: string;
+}
+
+function runnerOverrides(options: GatewayFixtureOptions) {
+  if (!options.bindings) return {};
+  const bindings = new Map(parseBindingLines(options.bindings, "fixture").map((b) => [b.name, b]));
+  return { secrets: new SecretStore(new Map(Object.entries(TEST_SECRETS)), bindings) };
 }
 
 /** The gateway's parts wired as in main.ts, over a real LMDB and the real runner service in memory. */
@@ -79,7 +90,10 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
   const rawAuditDb = () => root!.openDB<AuditEvent, number>({ name: "audit", keyEncoding: "uint32" });
   after(() => store.close());
   const executor = options.executor ?? new RecordingExecutor();
-  const runner: RunnerClient = createClient(VaultRunnerService, createRouterTransport(routesFor(runnerDeps(executor))));
+  const runner: RunnerClient = createClient(
+    VaultRunnerService,
+    createRouterTransport(routesFor(runnerDeps(executor, runnerOverrides(options)))),
+  );
   const logger = pino({ level: "silent" });
   const channel = new RecordingChannel();
   const dispatcher = new Dispatcher({ store, runner, logger, retryDelaysMs: [] });
@@ -105,7 +119,7 @@ export function gatewayFixture(options: GatewayFixtureOptions = {}) {
       fetch: { timeoutMs: 3000, maxBytes: 256 * 1024, allowPrivate: new Set(options.allowPrivate ?? []) },
       maxTimeoutSeconds: 60,
       approvalTtlMs: options.ttlMs ?? 600_000,
-      secretNames: async () => new Set((await runner.listSecretNames({})).names),
+      secretNames: async () => heldSecrets(await runner.listSecretNames({})),
       ...(options.now && { now: options.now }),
     },
   });

@@ -26,7 +26,15 @@ export interface AgentAppDeps {
   telegramConfigured: boolean;
   /** The runner's sandbox modes, or undefined when it is unreachable. */
   runnerHealth: () => Promise<
-    { isolation: string; egress: string; egressPrivateAllowed: string[]; signingKey?: string; signingKeySource?: string } | undefined
+    | {
+        isolation: string;
+        egress: string;
+        egressPrivateAllowed: string[];
+        signingKey?: string;
+        signingKeySource?: string;
+        secrets?: Array<{ name: string; mode: string; hosts: string[]; places: string[] }>;
+      }
+    | undefined
   >;
   /** The gateway's public key (audit checkpoints, attestation countersignature), published here. */
   gatewayKey?: string;
@@ -94,6 +102,15 @@ export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: Age
           isolation: sandbox.isolation,
           egress: sandbox.egress,
           egress_private_allowed: sandbox.egressPrivateAllowed,
+          ...(sandbox.secrets && {
+            secrets: sandbox.secrets.map((b) => ({
+              name: b.name,
+              mode: b.mode,
+              hosts: b.hosts,
+              places: b.places,
+              skill_sees: b.mode === "placeholder" ? ("a placeholder" as const) : ("the real value" as const),
+            })),
+          }),
           ...(sandbox.signingKey && { runner_signing_key: sandbox.signingKey }),
           ...((sandbox.signingKeySource === "dstack" || sandbox.signingKeySource === "local") && {
             runner_signing_key_source: sandbox.signingKeySource,

@@ -17,6 +17,16 @@ export const AcceptedDocument = z
   })
   .meta({ id: "Accepted" });
 
+/** A secret as the vault-runner's binding says it may be used (never its value). */
+const SecretUseDocument = z.object({
+  name: z.string(),
+  /** "placeholder": the skill sees a placeholder and the runner puts the value in toward `hosts` only; "env": the skill sees the real value. */
+  mode: z.string(),
+  hosts: z.array(z.string()),
+  places: z.array(z.string()),
+  skill_sees: z.enum(["a placeholder", "the real value"]),
+});
+
 export const ResultDocument = z.object({
   success: z.boolean(),
   stdout: z.string(),
@@ -36,15 +46,7 @@ export const ResultDocument = z.object({
     deno_version: z.string(),
     deno_args: z.array(z.string()),
     /** Each granted secret as the runner's binding says it may be used. */
-    secrets: z.array(
-      z.object({
-        name: z.string(),
-        mode: z.enum(["placeholder", "env"]).or(z.string()),
-        hosts: z.array(z.string()),
-        places: z.array(z.string()),
-        skill_sees: z.enum(["a placeholder", "the real value"]),
-      }),
-    ),
+    secrets: z.array(SecretUseDocument),
     /** Placeholders the skill sent where their binding does not allow: each such request was refused (403). */
     violations: z.array(z.object({ secret: z.string(), host: z.string(), where: z.string() })),
     /** Secrets whose value the runner's proxy put into a request to a bound host. */
@@ -84,6 +86,8 @@ export const HealthDocument = z
     isolation: z.string().optional(),
     egress: z.string().optional(),
     egress_private_allowed: z.array(z.string()).optional(),
+    /** Each secret the runner holds, as its binding says it may be used: put one of `hosts` in a request's network. */
+    secrets: z.array(SecretUseDocument).optional(),
     telegram: z.string().optional(),
     runner_signing_key: z.string().optional(),
     runner_signing_key_source: z.enum(["dstack", "local"]).optional(),

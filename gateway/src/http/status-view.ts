@@ -44,7 +44,7 @@ export function statusView(r: ExecRequest): z.input<typeof StatusDocument> {
             mode: b.mode,
             hosts: b.hosts,
             places: b.places,
-            skill_sees: b.mode === "env" ? "the real value" : "a placeholder",
+            skill_sees: b.mode === "placeholder" ? ("a placeholder" as const) : ("the real value" as const),
           })),
           violations: r.result.policy.violations ?? [],
           secrets_used: r.result.policy.secretsUsed ?? [],

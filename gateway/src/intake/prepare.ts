@@ -3,7 +3,7 @@ import { z } from "zod";
 import { checkArgName, LIMITS, parseSkillHeader, PolicyError, resolveRunSpec, sha256Hex } from "@oauth3/shared";
 import { GatewayError } from "../errors.js";
 import { fetchSkill, type SkillFetchOptions } from "./skill-source.js";
-import type { ExecRequest } from "../store/store.js";
+import type { ExecRequest, SecretUse } from "../store/store.js";
 
 /**
  * The upstream body, plus optional `network` and `timeout_seconds`. An unknown field is refused
@@ -84,8 +84,8 @@ export interface IntakeDeps {
   fetch: SkillFetchOptions;
   maxTimeoutSeconds: number;
   approvalTtlMs: number;
-  /** Secret names the runner holds. */
-  secretNames: () => Promise<ReadonlySet<string>>;
+  /** The secrets the runner holds, by name, with the runner's binding of each. */
+  secretNames: () => Promise<ReadonlyMap<string, SecretUse | undefined>>;
   now?: () => number;
 }
 
@@ -124,6 +124,18 @@ export async function prepareRequest(body: ExecuteBody, deps: IntakeDeps): Promi
   if (unknown.length > 0) {
     throw new GatewayError("invalid", "unknown_secret", `the vault-runner holds no secret named ${unknown.join(", ")}`);
   }
+  // The runner's bindings decide (and the runner checks again): a bound secret is of use only
+  // toward one of its hosts, so a request that grants none of them is refused here, clearly.
+  const secretBindings = spec.secretNames.map((n) => held.get(n)).filter((b): b is SecretUse => b !== undefined);
+  for (const b of secretBindings) {
+    if (b.mode === "placeholder" && !b.hosts.some((h) => spec.network.includes(h))) {
+      throw new GatewayError(
+        "invalid",
+        "secret_host_not_granted",
+        `secret ${b.name} may only be used toward ${b.hosts.join(", ")} (the vault-runner's binding); add one of them to network`,
+      );
+    }
+  }
   const now = (deps.now ?? Date.now)();
   return {
     code: bytes,
@@ -139,6 +151,7 @@ export async function prepareRequest(body: ExecuteBody, deps: IntakeDeps): Promi
       codeSha256: sha256Hex(bytes),
       codeSize: bytes.length,
       secretNames: spec.secretNames,
+      ...(secretBindings.length > 0 && { secretBindings }),
       network: spec.network,
       args: spec.args,
       timeoutSeconds: spec.timeoutSeconds,

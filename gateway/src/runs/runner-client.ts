@@ -3,6 +3,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
 import { GatewayError } from "../errors.js";
+import type { SecretUse } from "../store/store.js";
 
 export type RunnerClient = Client<typeof VaultRunnerService>;
 
@@ -17,6 +18,15 @@ export function createRunnerClient(socketPath: string): RunnerClient {
   return createClient(VaultRunnerService, transport);
 }
 
+/** Secret name -> the runner's binding of it (undefined from a runner that reports none). */
+export type HeldSecrets = ReadonlyMap<string, SecretUse | undefined>;
+
+/** A ListSecretNames answer as HeldSecrets. */
+export function heldSecrets(res: { names: string[]; bindings: Array<{ name: string; mode: string; hosts: string[]; places: string[] }> }) {
+  const bindings = new Map(res.bindings.map((b) => [b.name, { name: b.name, mode: b.mode, hosts: [...b.hosts], places: [...b.places] }]));
+  return new Map(res.names.map((n) => [n, bindings.get(n)]));
+}
+
 /** The runner's sandbox and keys as /health, cards and the statement show them. */
 export interface RunnerSummary {
   isolation: string;
@@ -24,6 +34,8 @@ export interface RunnerSummary {
   egressPrivateAllowed: string[];
   signingKey: string;
   signingKeySource: string;
+  /** Each secret the runner holds with its binding (never a value); empty when it could not be asked. */
+  secrets: SecretUse[];
 }
 
 /**
@@ -39,9 +51,13 @@ export class RunnerQueries {
   ) {}
 
   async summary(): Promise<RunnerSummary | undefined> {
-    const h = await this.health();
+    const [h, held] = await Promise.all([
+      this.health(),
+      this.runner.listSecretNames({}, { timeoutMs: 2000 }).then(heldSecrets, () => new Map<string, SecretUse | undefined>()),
+    ]);
     return (
       h && {
+        secrets: [...held].map(([name, b]) => b ?? { name, mode: "unknown", hosts: [], places: [] }),
         isolation: h.isolation,
         egress: h.egress,
         egressPrivateAllowed: h.egressPrivateAllowed,
@@ -59,11 +75,15 @@ export class RunnerQueries {
     }
   }
 
-  /** The names of the secrets the runner holds (never values); also checks the split. */
-  async secretNames(): Promise<ReadonlySet<string>> {
-    let names: Set<string>;
+  /**
+   * The secrets the runner holds, by name, each with the runner's binding (never a value); also
+   * checks the split.
+   */
+  async secretNames(): Promise<HeldSecrets> {
+    let names: Map<string, SecretUse | undefined>;
     try {
-      names = new Set((await this.runner.listSecretNames({}, { timeoutMs: 5000 })).names);
+      const res = await this.runner.listSecretNames({}, { timeoutMs: 5000 });
+      names = heldSecrets(res);
     } catch (err) {
       throw new GatewayError(
         "unavailable",

@@ -58,6 +58,7 @@ export function receivedNote(request: ExecRequest): AuditNote {
       codeSha256: request.codeSha256,
       codeSize: request.codeSize,
       secretNames: request.secretNames,
+      ...(request.secretBindings && { secretBindings: request.secretBindings }),
       network: request.network,
       timeoutSeconds: request.timeoutSeconds,
       argsSha256: createHash("sha256").update(JSON.stringify(request.args)).digest("hex"),

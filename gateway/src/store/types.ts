@@ -77,6 +77,8 @@ export interface ExecRequest {
   codeSha256: string;
   codeSize: number;
   secretNames: string[];
+  /** Each granted secret's binding as the runner reported it at intake (what the approver is shown). */
+  secretBindings?: SecretUse[];
   network: string[];
   args: Array<{ name: string; value: string }>;
   timeoutSeconds: number;
