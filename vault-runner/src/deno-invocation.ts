@@ -21,6 +21,27 @@ export const DENY_NET_CIDRS = [
 ];
 
 /**
+ * DENY_NET_CIDRS with one loopback address left out (the placeholder proxy of deno-only mode):
+ * 127.0.0.0/8 becomes the 24 blocks around that address, so Deno lets the skill reach the proxy
+ * and still refuses every other loopback address an allowed name might resolve to.
+ */
+export function denyNetExcept(address: string): string[] {
+  const parts = address.split(".").map(Number);
+  if (parts.length !== 4 || parts[0] !== 127 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new Error(`${address} is not an IPv4 loopback address`);
+  }
+  const a = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+  const blocks: string[] = [];
+  for (let prefix = 9; prefix <= 32; prefix++) {
+    const bit = 1 << (32 - prefix);
+    const mask = prefix === 32 ? 0xffffffff : ~(bit - 1) >>> 0;
+    const sibling = ((a ^ bit) & mask) >>> 0;
+    blocks.push(`${[24, 16, 8, 0].map((sh) => (sibling >>> sh) & 255).join(".")}/${prefix}`);
+  }
+  return DENY_NET_CIDRS.flatMap((c) => (c === "127.0.0.0/8" ? blocks : [c]));
+}
+
+/**
  * The flags every run gets, whatever it asked for (per-run additions: --allow-net=<hosts>,
  * --allow-env=<names>, the skill file). Reported by the self-audit and bound by the attestation.
  */
@@ -42,6 +63,11 @@ export interface InvocationLimits {
   v8MaxOldSpaceMb: number;
   /** The run's egress proxy URL (with its credentials); absent in deno-only egress mode. */
   proxyUrl?: string | undefined;
+  /**
+   * Deno-only mode with placeholders: the run goes through the intercepting proxy at this loopback
+   * address, which --deny-net leaves out (everything else stays denied).
+   */
+  proxyAddressInDenyNet?: string | undefined;
   /** Extra CA certificates (PEM) skills trust, from the operator (a TLS-inspecting egress, tests). */
   caFile?: string | undefined;
 }
@@ -67,7 +93,8 @@ export function buildInvocation(
   if (spec.network.length > 0) args.push(`--allow-net=${spec.network.join(",")}`);
   // With the proxy, Deno must not resolve names itself (the skill uid may not reach DNS; the proxy
   // resolves and checks every address). Without it, --deny-net is the address check.
-  if (!limits.proxyUrl) args.push(`--deny-net=${DENY_NET_CIDRS.join(",")}`);
+  if (limits.proxyAddressInDenyNet) args.push(`--deny-net=${denyNetExcept(limits.proxyAddressInDenyNet).join(",")}`);
+  else if (!limits.proxyUrl) args.push(`--deny-net=${DENY_NET_CIDRS.join(",")}`);
   const envNames = [...spec.secretNames, ...spec.args.map((a) => a.name)];
   if (envNames.length > 0) args.push(`--allow-env=${envNames.join(",")}`);
   args.push(`--v8-flags=--max-old-space-size=${limits.v8MaxOldSpaceMb}`);

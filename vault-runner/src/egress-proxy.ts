@@ -24,6 +24,8 @@ export interface EgressProxyOptions {
   extraUpstreamCa?: string | undefined;
   /** The largest request body an intercepted request may have (it is read whole to be checked). */
   maxBodyBytes?: number;
+  /** The loopback address to listen on (default 127.0.0.1). */
+  host?: string;
 }
 
 export interface EgressLease {
@@ -83,7 +85,7 @@ export class EgressProxy {
   private readonly inner: http.Server;
   private readonly intercepted = new WeakMap<object, Intercepted>();
   private readonly upstreamCa: string[];
-  private port = 0;
+  private listenPort = 0;
 
   constructor(private readonly options: EgressProxyOptions) {
     this.server = http.createServer((req, res) => void this.forward(req, res));
@@ -104,10 +106,20 @@ export class EgressProxy {
     this.upstreamCa = [...rootCertificates, ...(options.extraUpstreamCa ? [options.extraUpstreamCa] : [])];
   }
 
+  /** The port the proxy listens on (after start). */
+  get port(): number {
+    return this.listenPort;
+  }
+
+  /** The address the proxy listens on. */
+  get address(): string {
+    return this.options.host ?? "127.0.0.1";
+  }
+
   async start(): Promise<number> {
-    await listen(this.server, { port: 0, host: "127.0.0.1" });
-    this.port = (this.server.address() as { port: number }).port;
-    return this.port;
+    await listen(this.server, { port: 0, host: this.address });
+    this.listenPort = (this.server.address() as { port: number }).port;
+    return this.listenPort;
   }
 
   async stop(): Promise<void> {
@@ -136,7 +148,7 @@ export class EgressProxy {
     }
     this.leases.set(token, lease);
     return {
-      proxyUrl: `http://run:${token}@127.0.0.1:${this.port}`,
+      proxyUrl: `http://run:${token}@${this.address}:${this.listenPort}`,
       violations: lease.violations,
       used: lease.used,
       release: () => {

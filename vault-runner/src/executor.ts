@@ -71,6 +71,11 @@ export interface DenoExecutorOptions {
   uidPool?: UidPool | undefined;
   /** The egress proxy (with firewall rules for the skill uids); absent: Deno's flags alone. */
   egress?: EgressProxy | undefined;
+  /**
+   * Deno-only mode: an intercepting proxy only runs that hold placeholders go through (no firewall
+   * makes anything else use it; Deno's flags stay the address check for the rest).
+   */
+  placeholderProxy?: EgressProxy | undefined;
   /** A CA bundle readable by skill uids, given to Deno as DENO_CERT. */
   caFile?: string | undefined;
   /**
@@ -88,7 +93,7 @@ export class DenoExecutor implements SkillExecutor {
   constructor(private readonly options: DenoExecutorOptions) {
     this.isolation = options.uidPool ? "per-run-uid" : "shared-uid";
     this.egress = options.egress ? "proxy+firewall" : "deno-only";
-    this.placeholders = options.egress?.intercepts ?? false;
+    this.placeholders = (options.egress ?? options.placeholderProxy)?.intercepts ?? false;
   }
 
   private readonly cleanups = new Set<Promise<void>>();
@@ -127,7 +132,9 @@ export class DenoExecutor implements SkillExecutor {
     }
     if (held.length > 0 && !this.placeholders) throw new Error("placeholder secrets need an intercepting egress proxy");
     const uid = this.options.uidPool?.acquire();
-    const lease = this.options.egress?.lease(job.requestId, job.spec.network, held);
+    const viaPlaceholderProxy = !this.options.egress && held.length > 0;
+    const proxy = viaPlaceholderProxy ? this.options.placeholderProxy : this.options.egress;
+    const lease = proxy?.lease(job.requestId, job.spec.network, held);
     const cleanup = async () => {
       lease?.release();
       try {
@@ -144,7 +151,11 @@ export class DenoExecutor implements SkillExecutor {
     let result: ExecutionResult;
     try {
       const paths = await this.prepare(runDir, job, uid);
-      const invocation = buildInvocation(job.spec, envSecrets, paths, { ...this.options, proxyUrl: lease?.proxyUrl });
+      const invocation = buildInvocation(job.spec, envSecrets, paths, {
+        ...this.options,
+        proxyUrl: lease?.proxyUrl,
+        proxyAddressInDenyNet: viaPlaceholderProxy ? proxy!.address : undefined,
+      });
       const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid, paths.denoDir);
       const redactor = createRedactor(job.secrets);
       const out = redactor.redact(raw.stdout, raw.stdoutTruncated);

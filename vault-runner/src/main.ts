@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import { EgressCa } from "./egress-ca.js";
@@ -67,8 +68,9 @@ async function main(): Promise<void> {
     denoPath,
     workDir: isolation.workDir,
     uidPool: isolation.uidPool,
-    egress: egress?.proxy,
-    caFile: installSkillCa(config.extraCaFile, egress?.ca, isolation.workDir),
+    egress: egress.proxy,
+    placeholderProxy: egress.placeholderProxy,
+    caFile: installSkillCa(config.extraCaFile, egress.ca, isolation.workDir),
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
     memoryLimitMb: config.memoryLimitMb,
@@ -93,12 +95,12 @@ async function main(): Promise<void> {
         diskLimitMb: config.diskLimitMb,
         signer,
         dstack,
-        denoFlags: fixedDenoFlags({ v8MaxOldSpaceMb: config.v8MaxOldSpaceMb, proxy: egress !== undefined }),
+        denoFlags: fixedDenoFlags({ v8MaxOldSpaceMb: config.v8MaxOldSpaceMb, proxy: egress.proxy !== undefined }),
         processReport: () => {
           return {
             ...processFacts(process.env, config.socketPath),
             perRunUidsActive: isolation.uidPool?.activeCount ?? 0,
-            egressProxy: egress ? `127.0.0.1:${egress.port}` : "",
+            egressProxy: egress.proxy ? `${egress.proxy.address}:${egress.proxy.port}` : "",
           };
         },
       }),
@@ -138,8 +140,9 @@ async function main(): Promise<void> {
     logger.info({ signal }, "vault-runner stopping");
     await server.close();
     await executor.idle();
-    egress?.firewall.remove();
-    await egress?.proxy.stop();
+    egress.firewall?.remove();
+    await egress.proxy?.stop();
+    await egress.placeholderProxy?.stop();
     await ledger.close();
     if (!config.workDir) rmSync(isolation.workDir, { recursive: true, force: true });
     process.exit(0);
@@ -172,16 +175,30 @@ async function startEgress(
   config: ReturnType<typeof loadRunnerConfig>,
   isolation: { mode: string; uidPool?: UidPool },
   logger: Logger,
-): Promise<{ proxy: EgressProxy; firewall: SkillFirewall; port: number; ca: EgressCa } | undefined> {
+): Promise<{ proxy?: EgressProxy; placeholderProxy?: EgressProxy; firewall?: SkillFirewall; ca: EgressCa }> {
   const firewallPossible = isolation.mode === "uid" && iptablesAvailable();
   const wanted = config.egress === "auto" ? (firewallPossible ? "proxy+firewall" : "deno-only") : config.egress;
+  const ca = await EgressCa.create();
+  const proxyOptions = {
+    allowPrivate: config.egressAllowPrivate,
+    staticHosts: config.egressHosts,
+    logger,
+    ca,
+    extraUpstreamCa: config.extraCaFile ? readFileSync(config.extraCaFile, "utf8") : undefined,
+  };
   if (wanted === "deno-only") {
     logger.warn(
       "egress: deno-only: Deno's --allow-net/--deny-net alone; names resolving to internal addresses and IPv6 " +
         "internals are not stopped outside Deno. For proxy+firewall run the runner as root (or CAP_SETUID/SETGID/" +
         "KILL/CHOWN/NET_ADMIN) with iptables installed; set RUNNER_EGRESS=proxy+firewall to refuse to start without it.",
     );
-    return undefined;
+    // Runs that hold placeholders still need the proxy that puts the values in: it listens on a
+    // random loopback address, the one address those runs' --deny-net leaves out.
+    const bytes = randomBytes(3);
+    const host = `127.${1 + (bytes[0]! % 254)}.${bytes[1]}.${1 + (bytes[2]! % 254)}`;
+    const placeholderProxy = new EgressProxy({ ...proxyOptions, host });
+    await placeholderProxy.start();
+    return { placeholderProxy, ca };
   }
   if (!isolation.uidPool) throw new Error("RUNNER_EGRESS=proxy+firewall needs per-run uids (RUNNER_ISOLATION=uid)");
   if (!firewallPossible) {
@@ -190,17 +207,10 @@ async function startEgress(
         "accept the weaker mode",
     );
   }
-  const ca = await EgressCa.create();
-  const proxy = new EgressProxy({
-    allowPrivate: config.egressAllowPrivate,
-    staticHosts: config.egressHosts,
-    logger,
-    ca,
-    extraUpstreamCa: config.extraCaFile ? readFileSync(config.extraCaFile, "utf8") : undefined,
-  });
+  const proxy = new EgressProxy(proxyOptions);
   const port = await proxy.start();
   const firewall = installSkillFirewall(isolation.uidPool.base, isolation.uidPool.size, port);
-  return { proxy, firewall, port, ca };
+  return { proxy, firewall, ca };
 }
 
 /** An error's class and stack frames, never its message (which may quote a value). */

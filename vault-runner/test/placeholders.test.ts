@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { test } from "node:test";
 import { parseBinding } from "../src/bindings.ts";
+import { DENY_NET_CIDRS, denyNetExcept } from "../src/deno-invocation.ts";
 import { type HeldSecret, judgeRequest, newPlaceholder, placeholdersIn } from "../src/placeholders.ts";
 import { StreamScrubber } from "../src/redact.ts";
 
@@ -124,4 +125,24 @@ test("the scrubber replaces every known form of a value, also split across any c
   const s = new StreamScrubber([{ value: VALUE, replacement: ph }]);
   assert.deepEqual(Buffer.concat([s.push(bin), s.end()]), bin);
   assert.equal(new StreamScrubber([{ value: VALUE, replacement: ph }]).text(`Bearer ${VALUE}`), `Bearer ${ph}`);
+});
+
+test("deno-only: --deny-net leaves out exactly the proxy's loopback address", () => {
+  const toInt = (ip: string) => ip.split(".").reduce((n, p) => n * 256 + Number(p), 0);
+  const covered = (cidrs: string[], ip: string) =>
+    cidrs.some((c) => {
+      const [net, bits] = c.split("/");
+      const size = 2 ** (32 - Number(bits));
+      return toInt(ip) >= toInt(net!) && toInt(ip) < toInt(net!) + size;
+    });
+  for (const proxy of ["127.0.0.1", "127.83.201.7", "127.255.255.254"]) {
+    const list = denyNetExcept(proxy);
+    assert.ok(!list.includes("127.0.0.0/8"));
+    assert.ok(!covered(list, proxy), proxy);
+    for (const other of ["127.0.0.0", "127.0.0.1", "127.0.0.2", "127.83.201.6", "127.83.201.8", "127.255.255.255", "127.1.2.3"]) {
+      if (other !== proxy) assert.ok(covered(list, other), `${other} with the proxy at ${proxy}`);
+    }
+    for (const c of DENY_NET_CIDRS.filter((c) => c !== "127.0.0.0/8")) assert.ok(list.includes(c));
+  }
+  assert.throws(() => denyNetExcept("10.0.0.1"), /not an IPv4 loopback/);
 });
