@@ -7,6 +7,7 @@ export { resolveRunSpec, type RunSpec, type RunSpecInput } from "./run-spec.js";
 export { isPublicAddress } from "./addresses.js";
 export { outputDigest, sha256Hex } from "./sha256.js";
 export { AUDIT_FORMAT, auditHash, GENESIS, verifyAuditChain, type AuditEvent, type ChainVerdict } from "./audit-chain.js";
+export { bindingsDigest, type SecretBindingSummary } from "./bindings-digest.js";
 export { canonicalJson, legacyCanonicalJson } from "./canonical-json.js";
 export { verifyReceipt, verifyRunReceipts, type ReceiptPayload } from "./receipts.js";
 export {

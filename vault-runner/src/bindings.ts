@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { canonicalJson, checkSecretName, normalizeHost, PolicyError } from "@oauth3/shared";
+import { bindingsDigest, checkSecretName, normalizeHost, PolicyError } from "@oauth3/shared";
 
 /**
  * Where each secret may be used: the runner's own policy, never a field of a request. A secret in
@@ -154,10 +153,14 @@ export function bindingText(b: Binding): string {
   return `${b.hosts.join(",")} ${places.join(",")}`;
 }
 
-/** The digest of the bindings of `names` as the runner holds them (in receipts: a changed binding is visible). */
-export function bindingsDigest(bindings: ReadonlyMap<string, Binding>, names: readonly string[]): string {
-  const doc = [...names].sort().map((n) => bindings.get(n) ?? { name: n, mode: "unbound" });
-  return createHash("sha256").update(canonicalJson(doc)).digest("hex");
+/** The digest of the bindings of `names` as the runner holds them (shared/bindings-digest.ts). */
+export function runBindingsDigest(bindings: ReadonlyMap<string, Binding>, names: readonly string[]): string {
+  return bindingsDigest(
+    names.map((n) => {
+      const b = bindings.get(n);
+      return b ? bindingSummary(b) : { name: n, mode: "unbound", hosts: [], places: [] };
+    }),
+  );
 }
 
 /** A binding as the wire and receipts carry it: mode, hosts and places as text. */

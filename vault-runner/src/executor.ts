@@ -78,6 +78,8 @@ export interface DenoExecutorOptions {
   placeholderProxy?: EgressProxy | undefined;
   /** A CA bundle readable by skill uids, given to Deno as DENO_CERT. */
   caFile?: string | undefined;
+  /** The bundle for runs that hold placeholders: the runner's egress CA (and the operator's extra CA). */
+  placeholderCaFile?: string | undefined;
   /**
    * argv prefix that makes the kernel kill Deno when the runner dies (`setpriv --pdeathsig KILL --`,
    * orphan-guard.ts). It execs Deno in place: same pid, same group.
@@ -155,6 +157,7 @@ export class DenoExecutor implements SkillExecutor {
         ...this.options,
         proxyUrl: lease?.proxyUrl,
         proxyAddressInDenyNet: viaPlaceholderProxy ? proxy!.address : undefined,
+        caFile: held.length > 0 ? this.options.placeholderCaFile : this.options.caFile,
       });
       const raw = await this.spawnAndWait(invocation.args, invocation.env, paths.homeDir, job, uid, paths.denoDir);
       const redactor = createRedactor(job.secrets);

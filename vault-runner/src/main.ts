@@ -70,7 +70,8 @@ async function main(): Promise<void> {
     uidPool: isolation.uidPool,
     egress: egress.proxy,
     placeholderProxy: egress.placeholderProxy,
-    caFile: installSkillCa(config.extraCaFile, egress.ca, isolation.workDir),
+    caFile: installSkillCa(config.extraCaFile, undefined, isolation.workDir, "extra-ca.pem"),
+    placeholderCaFile: installSkillCa(config.extraCaFile, egress.ca, isolation.workDir, "skill-ca.pem"),
     outputLimitBytes: config.outputLimitBytes,
     v8MaxOldSpaceMb: config.v8MaxOldSpaceMb,
     memoryLimitMb: config.memoryLimitMb,
@@ -153,14 +154,14 @@ async function main(): Promise<void> {
 
 /** Copies the operator's CA bundle where skill uids can read it (0644 in the 0711 work dir). */
 /**
- * The CA bundle skills trust (DENO_CERT), readable by skill uids: the runner's egress CA (its key
- * stays in the runner's memory) and the operator's RUNNER_EXTRA_CA_FILE (a TLS-inspecting network,
- * tests), whichever exist.
+ * A CA bundle skills trust (DENO_CERT), readable by skill uids: the operator's RUNNER_EXTRA_CA_FILE
+ * (a TLS-inspecting network, tests) and, for runs that hold placeholders, the runner's egress CA
+ * (its key stays in the runner's memory).
  */
-function installSkillCa(extraFile: string | undefined, ca: EgressCa | undefined, workDir: string): string | undefined {
+function installSkillCa(extraFile: string | undefined, ca: EgressCa | undefined, workDir: string, name: string): string | undefined {
   const parts = [...(ca ? [ca.certPem] : []), ...(extraFile ? [readFileSync(extraFile, "utf8")] : [])];
   if (parts.length === 0) return undefined;
-  const target = `${workDir}/skill-ca.pem`;
+  const target = `${workDir}/${name}`;
   writeFileSync(target, parts.join("\n"), { mode: 0o644 });
   chmodSync(target, 0o644);
   return target;

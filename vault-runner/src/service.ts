@@ -28,7 +28,7 @@ import type { Logger } from "pino";
 import type { SigningKey } from "@oauth3/shared/signing-key";
 import type { ProcessFacts } from "@oauth3/shared/process-report";
 import { createAttester } from "./attest.js";
-import { bindingSummary, bindingsDigest } from "./bindings.js";
+import { bindingSummary, runBindingsDigest } from "./bindings.js";
 import type { DstackAgent } from "./dstack.js";
 import type { ExecutionResult, SkillExecutor } from "./executor.js";
 import type { RunLedger } from "./ledger.js";
@@ -164,7 +164,7 @@ export function registerRunnerService(router: ConnectRouter, deps: RunnerService
             decidedAtMs: Number(req.approval?.decidedAtMs ?? 0n),
           },
           bindings: secretUses,
-          bindingsSha256: bindingsDigest(deps.secrets.bindings, spec.secretNames),
+          bindingsSha256: runBindingsDigest(deps.secrets.bindings, spec.secretNames),
           violations,
           secretsUsed: result.secretsUsed ?? [],
         };
@@ -305,6 +305,21 @@ function checkRunRequest(req: RunSkillRequest, deps: RunnerServiceDeps): { spec:
   const unknown = spec.secretNames.filter((n) => !deps.secrets.has(n));
   if (unknown.length > 0) {
     throw refuse(deps, req, Code.FailedPrecondition, `unknown secret names: ${unknown.join(", ")}`);
+  }
+  // What the approver was shown must be what applies now: a binding changed (widened) after the
+  // approval refuses the run.
+  if (spec.secretNames.length > 0) {
+    const now = runBindingsDigest(deps.secrets.bindings, spec.secretNames);
+    if (req.approval?.bindingsSha256 !== now) {
+      throw refuse(
+        deps,
+        req,
+        Code.FailedPrecondition,
+        req.approval?.bindingsSha256
+          ? "the runner's bindings of these secrets changed since they were approved; submit the request again"
+          : "the approval does not state the bindings it was given for (approval.bindings_sha256)",
+      );
+    }
   }
   // The runner's policy, not the request's: a bound secret is useful only toward its hosts, and
   // only an intercepting egress proxy can put it in there.

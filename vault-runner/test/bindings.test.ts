@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { bindingsDigest, describeBinding, parseBinding, parseBindingLines } from "../src/bindings.ts";
+import { runBindingsDigest, describeBinding, parseBinding, parseBindingLines } from "../src/bindings.ts";
 import { loadSecrets } from "../src/secrets.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 
@@ -114,11 +114,11 @@ test('SECRETS_JSON carries a binding in "bind"; other fields are still refused',
 
 test("the bindings digest changes with any binding of the named secrets, and only with those", () => {
   const m = new Map(parseBindingLines("A a.example.com:443 header:x-a\nB env", "f").map((b) => [b.name, b]));
-  const before = bindingsDigest(m, ["A"]);
+  const before = runBindingsDigest(m, ["A"]);
   assert.match(before, /^[0-9a-f]{64}$/);
-  assert.equal(bindingsDigest(m, ["A"]), before);
+  assert.equal(runBindingsDigest(m, ["A"]), before);
   const widened = new Map(m).set("A", parseBinding("A", "a.example.com:443,evil.example.com:443 header:x-a", "f"));
-  assert.notEqual(bindingsDigest(widened, ["A"]), before);
+  assert.notEqual(runBindingsDigest(widened, ["A"]), before);
   const otherChanged = new Map(m).set("B", parseBinding("B", "b.example.com:443 header:x-b", "f"));
-  assert.equal(bindingsDigest(otherChanged, ["A"]), before);
+  assert.equal(runBindingsDigest(otherChanged, ["A"]), before);
 });

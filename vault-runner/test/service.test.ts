@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { VaultRunnerService } from "@oauth3/proto/runner/v1";
-import { verifyReceipt } from "@oauth3/shared";
+import { bindingsDigest, verifyReceipt } from "@oauth3/shared";
 import { RunQueue } from "../src/run-queue.ts";
 import { RecordingExecutor, routesFor, runnerDeps, skillRequest } from "../../test/helpers/runner-fixture.ts";
 import { eventually } from "../../test/helpers/gateway-fixture.ts";
@@ -129,4 +129,24 @@ test("the run queue is fair per agent: one agent's burst cannot starve another's
     alice.map((r) => r.requestId),
   );
   await refusedWith(client.runSkill(skillRequest("console.log(1)", { agent: "bad agent!" })), Code.InvalidArgument, /agent must be/);
+});
+
+test("a binding changed after approval refuses the run; an approval that states none is refused when secrets are granted", async () => {
+  const { client, executor } = setup();
+  // What the approver saw: FOO bound to a host; what the runner holds now: FOO in env mode (widened).
+  const shown = bindingsDigest([{ name: "FOO", mode: "placeholder", hosts: ["api.foo-example.com:443"], places: ["header:x-foo"] }]);
+  const changed = skillRequest("// @secrets FOO\nconsole.log(1)", {
+    secretNames: ["FOO"],
+    approval: { decidedBy: "test:1", channel: "test", decidedAtMs: 0n, bindingsSha256: shown },
+  });
+  await refusedWith(client.runSkill(changed), Code.FailedPrecondition, /bindings of these secrets changed since they were approved/);
+  const unstated = skillRequest("// @secrets FOO\nconsole.log(1)", {
+    secretNames: ["FOO"],
+    approval: { decidedBy: "test:1", channel: "test", decidedAtMs: 0n },
+  });
+  await refusedWith(client.runSkill(unstated), Code.FailedPrecondition, /does not state the bindings/);
+  assert.equal(executor.jobs.length, 0, "neither ran");
+  // No secrets: nothing to compare.
+  await client.runSkill(skillRequest("console.log(1)", { approval: { decidedBy: "test:1", channel: "test", decidedAtMs: 0n } }));
+  assert.equal(executor.jobs.length, 1);
 });

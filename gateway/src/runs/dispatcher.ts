@@ -1,3 +1,4 @@
+import { bindingsDigest } from "@oauth3/shared";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Termination, type RunSkillResponse } from "@oauth3/proto/runner/v1";
 import { retry } from "@oauth3/shared";
@@ -160,6 +161,8 @@ export class Dispatcher {
                 decidedBy: request.decidedBy ?? "",
                 channel: request.decisionChannel ?? "",
                 decidedAtMs: BigInt(request.decidedAt ?? 0),
+                // What the approver was shown (the runner refuses the run if its bindings differ now).
+                bindingsSha256: bindingsDigest(request.secretBindings ?? []),
               },
             },
             { timeoutMs: (request.timeoutSeconds + 30) * 1000 },
