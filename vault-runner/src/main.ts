@@ -47,6 +47,7 @@ async function main(): Promise<void> {
   chmodSync(config.stateDir, 0o700);
   const ledger = RunLedger.open(`${config.stateDir}/ledger`);
   const egress = await startEgress(config, isolation, logger);
+  const listeningProxy = egress.proxy ?? egress.placeholderProxy;
   // In a dstack CVM the receipt key comes from the app's key (and is never on disk); otherwise a
   // local key on the runner's own volume.
   const dstack = config.dstackEndpoint ? await DstackAgent.connect(config.dstackEndpoint) : undefined;
@@ -101,7 +102,8 @@ async function main(): Promise<void> {
           return {
             ...processFacts(process.env, config.socketPath),
             perRunUidsActive: isolation.uidPool?.activeCount ?? 0,
-            egressProxy: egress.proxy ? `${egress.proxy.address}:${egress.proxy.port}` : "",
+            // The listening proxy, whichever mode: deno-only's placeholder proxy listens too.
+            egressProxy: listeningProxy ? `${listeningProxy.address}:${listeningProxy.port}` : "",
           };
         },
       }),
