@@ -18,7 +18,9 @@ const KEY = "deno-only-bound-SECRET-61c0ffee";
 const dir = tempDir("oauth3-ph-deno-");
 const seen: Array<{ host: string; path: string; key?: string }> = [];
 let api: Server;
+let untrusted: Server;
 let port = 0;
+let untrustedPort = 0;
 let stack: Stack;
 
 before(async () => {
@@ -30,18 +32,27 @@ before(async () => {
   port = await freePort();
   api.listen(port, "127.0.0.2");
   await once(api, "listening");
+  // A bound host whose certificate no CA the runner trusts has signed (an interceptor, a wrong host).
+  const rogue = makeTestCerts(tempDir("oauth3-ph-rogue-"), ["untrusted.bound-test.example"]);
+  untrusted = createServer({ key: rogue.key, cert: rogue.cert }, (req, res) => {
+    seen.push({ host: String(req.headers.host), path: req.url ?? "", key: req.headers["x-api-key"] as string | undefined });
+    res.end("rogue");
+  });
+  untrustedPort = await freePort();
+  untrusted.listen(untrustedPort, "127.0.0.2");
+  await once(untrusted, "listening");
   writeFileSync(join(dir, "secrets.env"), `API_KEY=${KEY}\n`, { mode: 0o600 });
   stack = new Stack({
     dir,
     port: await freePort(),
     env: {
       SECRETS_FILE: join(dir, "secrets.env"),
-      RUNNER_BINDINGS: `API_KEY api.bound-test.example:${port} header:x-api-key`,
+      RUNNER_BINDINGS: `API_KEY api.bound-test.example:${port},untrusted.bound-test.example:${untrustedPort} header:x-api-key`,
       RUNNER_EGRESS: "deno-only",
       RUNNER_SKILL_UID_BASE: "67500",
       RUNNER_EXTRA_CA_FILE: certs.ca,
-      RUNNER_EGRESS_HOSTS: "api.bound-test.example=127.0.0.2,other.bound-test.example=127.0.0.2",
-      RUNNER_EGRESS_ALLOW_PRIVATE: `api.bound-test.example:${port},other.bound-test.example:${port}`,
+      RUNNER_EGRESS_HOSTS: "api.bound-test.example=127.0.0.2,other.bound-test.example=127.0.0.2,untrusted.bound-test.example=127.0.0.2",
+      RUNNER_EGRESS_ALLOW_PRIVATE: `api.bound-test.example:${port},other.bound-test.example:${port},untrusted.bound-test.example:${untrustedPort}`,
     },
   });
   await stack.start();
@@ -49,6 +60,7 @@ before(async () => {
 after(async () => {
   await stack?.stop();
   api?.close();
+  untrusted?.close();
 });
 
 test("deno-only: the skill holds a placeholder, the bound host gets the value, another host and other loopback addresses get nothing", async () => {
@@ -87,4 +99,24 @@ try { await Deno.connect({ hostname: "127.0.0.1", port: 22 }); console.log("raw 
   const denyNet = (final.result.policy.deno_args as string[]).find((a) => a.startsWith("--deny-net="))!;
   assert.ok(!denyNet.includes("127.0.0.0/8") && denyNet.includes("10.0.0.0/8"), denyNet);
   assert.ok(!JSON.stringify(final).includes(KEY) && !stack.log().includes(KEY));
+});
+
+test("deno-only: the proxy verifies the bound host's certificate; an untrusted one gets no value (502)", async () => {
+  const before = seen.length;
+  const code = `// @secrets API_KEY
+// @network untrusted.bound-test.example:${untrustedPort}
+const r = await fetch("https://untrusted.bound-test.example:${untrustedPort}/", { headers: { "x-api-key": Deno.env.get("API_KEY")! } });
+console.log(r.status);`;
+  const { status, json } = await stack.post({
+    skill_id: "deno-only-untrusted",
+    skill_url: `data:text/typescript,${encodeURIComponent(code)}`,
+    secrets: ["API_KEY"],
+    network: [`untrusted.bound-test.example:${untrustedPort}`],
+  });
+  assert.equal(status, 200, JSON.stringify(json));
+  assert.equal(stack.cli("approve", String(json.request_id)).code, 0);
+  const final = (await stack.waitFinal(String(json.request_id))) as Record<string, any>;
+  assert.equal(final.result.stdout, "502\n", JSON.stringify(final));
+  assert.equal(seen.length, before, "the untrusted host completed no request");
+  assert.deepEqual(final.result.policy.secrets_used, [], "no verified connection carried the value");
 });

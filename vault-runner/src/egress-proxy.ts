@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import * as http from "node:http";
 import * as https from "node:https";
 import { connect, isIP, type Socket } from "node:net";
-import { rootCertificates, TLSSocket } from "node:tls";
+import { createSecureContext, rootCertificates, type SecureContext, TLSSocket } from "node:tls";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { isPublicAddress } from "@oauth3/shared";
 import { listen } from "@oauth3/shared/listen";
@@ -57,6 +57,9 @@ interface Intercepted {
   address: string;
 }
 
+/** Answers up to this size (with a Content-Length) are scrubbed whole and sent in one write. */
+const SMALL_ANSWER = 256 * 1024;
+
 /** Hop-by-hop and proxy headers: never forwarded as the skill sent them. */
 const HOP = new Set([
   "connection",
@@ -84,7 +87,8 @@ export class EgressProxy {
   /** Parses the requests inside intercepted TLS connections (never listens itself). */
   private readonly inner: http.Server;
   private readonly intercepted = new WeakMap<object, Intercepted>();
-  private readonly upstreamCa: string[];
+  /** Node's roots plus the operator's extra CA, parsed once (a context per connection would parse ~150 PEMs each time). */
+  private readonly upstreamTls: SecureContext;
   private listenPort = 0;
 
   constructor(private readonly options: EgressProxyOptions) {
@@ -103,7 +107,7 @@ export class EgressProxy {
         "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\noauth3-proxy: upgrades (WebSocket) are refused in a run that holds placeholders\n",
       );
     });
-    this.upstreamCa = [...rootCertificates, ...(options.extraUpstreamCa ? [options.extraUpstreamCa] : [])];
+    this.upstreamTls = createSecureContext({ ca: [...rootCertificates, ...(options.extraUpstreamCa ? [options.extraUpstreamCa] : [])] });
   }
 
   /** The port the proxy listens on (after start). */
@@ -142,7 +146,7 @@ export class EgressProxy {
     const token = randomBytes(16).toString("hex");
     const lease: Lease = { runId, allowed: new Set(allowed), held, violations: [], used: new Set(), released: false };
     if (held.length > 0) {
-      lease.agent = new https.Agent({ keepAlive: true, maxSockets: 16, ca: this.upstreamCa });
+      lease.agent = new https.Agent({ keepAlive: true, maxSockets: 16, secureContext: this.upstreamTls, noDelay: true });
       const pairs = held.map((h) => ({ value: h.value, replacement: h.placeholder }));
       lease.scrubber = () => new StreamScrubber(pairs);
     }
@@ -299,6 +303,7 @@ export class EgressProxy {
     }
     client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
     if (head.length > 0) client.unshift(head);
+    client.setNoDelay(true);
     const tls = new TLSSocket(client, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
     tls.on("error", () => tls.destroy());
     client.on("close", () => tls.destroy());
@@ -332,7 +337,6 @@ export class EgressProxy {
       res.writeHead(403, { "content-type": "text/plain" }).end(`oauth3-proxy: refused: ${text}\n`);
       return;
     }
-    for (const name of verdict.substituted) lease.used.add(name);
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of verdict.headers) {
       const lower = name.toLowerCase();
@@ -356,7 +360,11 @@ export class EgressProxy {
         headers,
         agent: lease.agent!,
       },
-      (up) => this.relayScrubbed(up, res, lease),
+      (up) => {
+        // Counted once the bound host answered: the value reached it over a verified connection.
+        for (const name of verdict.substituted) lease.used.add(name);
+        this.relayScrubbed(up, res, lease);
+      },
     );
     upstream.on("error", () => {
       if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
@@ -401,14 +409,32 @@ export class EgressProxy {
       res.end();
       return;
     }
-    try {
-      res.writeHead(status, headers);
-    } catch {
-      up.destroy();
-      if (!res.headersSent) res.writeHead(502, { connection: "close" });
-      res.end();
+    const start = (length?: number): boolean => {
+      try {
+        res.writeHead(status, length === undefined ? headers : { ...headers, "content-length": String(length) });
+        return true;
+      } catch {
+        up.destroy();
+        if (!res.headersSent) res.writeHead(502, { connection: "close" });
+        res.end();
+        return false;
+      }
+    };
+    up.on("error", () => res.destroy());
+    const declared = Number(up.headers["content-length"]);
+    if (!decoder && Number.isInteger(declared) && declared >= 0 && declared <= SMALL_ANSWER) {
+      // A small answer of known length: scrubbed whole and sent in one write with its (new) length.
+      const chunks: Buffer[] = [];
+      up.on("data", (chunk: Buffer) => chunks.push(scrub.push(chunk)));
+      up.on("end", () => {
+        chunks.push(scrub.end());
+        const body = Buffer.concat(chunks);
+        if (start(body.length)) res.end(body);
+      });
+      res.on("close", () => up.destroy());
       return;
     }
+    if (!start()) return;
     const source = decoder ? up.pipe(decoder) : up;
     source.on("data", (chunk: Buffer) => {
       const out = scrub.push(chunk);
@@ -416,7 +442,6 @@ export class EgressProxy {
     });
     source.on("end", () => res.end(scrub.end()));
     source.on("error", () => res.destroy());
-    up.on("error", () => res.destroy());
     res.on("close", () => up.destroy());
   }
 

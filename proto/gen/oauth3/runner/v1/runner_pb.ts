@@ -395,7 +395,8 @@ export type RunPolicy = Message<"oauth3.runner.v1.RunPolicy"> & {
   violations: PlacementViolation[];
 
   /**
-   * Granted secrets whose value the egress proxy put into a request to a bound host.
+   * Granted secrets whose value the egress proxy delivered to a bound host (it answered, over a
+   * verified TLS connection).
    *
    * @generated from field: repeated string secrets_used = 15;
    */
