@@ -112,6 +112,14 @@ async function auditCommand(target: Target, json: boolean, out: (s: string) => v
             `uid=${s.uid ?? "runner's own"} termination=${s.termination} exit=${s.exitCode}` +
             (s.approval ? ` approved-by=${s.approval.decidedBy} via=${s.approval.channel}` : ""),
         );
+        for (const b of s.bindings ?? []) {
+          out(
+            `${" ".repeat(8)}  secret ${b.name}: ${b.mode === "placeholder" ? `placeholder, bound to ${b.hosts.join(",")} ${b.places.join(",")}` : "the skill held the real value"}`,
+          );
+        }
+        for (const v of s.violations ?? []) {
+          out(`${" ".repeat(8)}  REFUSED: a placeholder of ${v.secret} sent to ${v.host} in ${v.where}`);
+        }
       }
     }
     out(

@@ -78,6 +78,9 @@ export interface ReceiptSummary {
   termination: string;
   exitCode: number;
   approval?: { decidedBy: string; channel: string; decidedAtMs: number } | undefined;
+  /** v4: each secret's binding as the runner held it, and placeholders it refused. */
+  bindings?: ReceiptPayload["bindings"];
+  violations?: ReceiptPayload["violations"];
 }
 
 /**
@@ -154,6 +157,8 @@ export function verifyRunReceipts(
       termination: p.termination,
       exitCode: p.exitCode,
       approval: p.approval,
+      ...(p.bindings && { bindings: p.bindings }),
+      ...(p.violations && { violations: p.violations }),
     });
     const differs: string[] = [];
     const req = p.requestId === e.requestId ? requested.get(p.requestId) : undefined;

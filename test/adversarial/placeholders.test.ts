@@ -257,6 +257,12 @@ console.log("clean", clean.status, await clean.text());`,
       events: Array<{ requestId?: string; data: Record<string, any> }>;
     };
     assert.equal(verdict.ok, true, "the chain and every receipt verify");
+    const human = await stack.cliAsync("audit");
+    assert.match(human.out, /secret ANTHROPIC_API_KEY: placeholder, bound to api\.anthropic\.com:443 header:x-api-key/);
+    assert.match(
+      human.out,
+      new RegExp(`REFUSED: a placeholder of ANTHROPIC_API_KEY sent to collect\\.example\\.com:${COLLECT_PORT} in header x-api-key`),
+    );
     const outcome = events.find((e) => e.requestId === final.request_id && e.data.receipt);
     const receipt = JSON.parse(outcome!.data.receipt.payloadJson);
     assert.equal(receipt.v, 4);

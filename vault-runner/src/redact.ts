@@ -33,28 +33,9 @@ export function createRedactor(secrets: ReadonlyMap<string, string>): Redactor {
 
   return {
     redact(text, truncated) {
-      const spans: Array<{ start: number; end: number; name: string }> = [];
-      for (const { needle, name } of needles) {
-        for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
-          spans.push({ start: at, end: at + needle.length, name });
-        }
-      }
-      let redacted = spans.length > 0;
-      let out = text;
-      if (redacted) {
-        spans.sort((a, b) => a.start - b.start || b.end - a.end);
-        const parts: string[] = [];
-        let pos = 0;
-        for (let i = 0; i < spans.length; ) {
-          const { start, name } = spans[i]!;
-          let end = spans[i]!.end;
-          for (i++; i < spans.length && spans[i]!.start < end; i++) end = Math.max(end, spans[i]!.end);
-          parts.push(text.slice(pos, start), `[REDACTED:${name}]`);
-          pos = end;
-        }
-        parts.push(text.slice(pos));
-        out = parts.join("");
-      }
+      const replaced = replaceForms(text, needles, (name) => `[REDACTED:${name}]`);
+      let redacted = replaced !== undefined;
+      let out = replaced ?? text;
       if (truncated) {
         // Output was cut at the cap: a secret may have been cut in half. Drop the longest tail that
         // is the beginning of a secret form; losing a few innocent characters of cut output is
@@ -133,7 +114,8 @@ function toUrlSafe(b64: string): string {
  * (one char per byte), the forms as the latin1 text of their UTF-8 bytes.
  */
 export class StreamScrubber {
-  private readonly needles: Array<{ needle: string; replacement: string }>;
+  /** `name` holds the replacement text (replaceForms' naming). */
+  private readonly needles: Array<{ needle: string; name: string }>;
   private readonly hold: number;
   private carry = "";
   /** Whether anything was replaced so far. */
@@ -142,7 +124,7 @@ export class StreamScrubber {
   constructor(pairs: ReadonlyArray<{ value: string; replacement: string }>) {
     this.needles = pairs
       .flatMap(({ value, replacement }) =>
-        [...encodedForms(value)].map((form) => ({ needle: Buffer.from(form, "utf8").toString("latin1"), replacement })),
+        [...encodedForms(value)].map((form) => ({ needle: Buffer.from(form, "utf8").toString("latin1"), name: replacement })),
       )
       .sort((a, b) => b.needle.length - a.needle.length);
     this.hold = Math.max(0, ...this.needles.map((n) => n.needle.length - 1));
@@ -167,26 +149,40 @@ export class StreamScrubber {
   }
 
   private replace(text: string): string {
-    if (this.needles.length === 0) return text;
-    const spans: Array<{ start: number; end: number; replacement: string }> = [];
-    for (const { needle, replacement } of this.needles) {
-      for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
-        spans.push({ start: at, end: at + needle.length, replacement });
-      }
-    }
-    if (spans.length === 0) return text;
+    const out = replaceForms(text, this.needles, (replacement) => replacement);
+    if (out === undefined) return text;
     this.scrubbed = true;
-    spans.sort((a, b) => a.start - b.start || b.end - a.end);
-    const parts: string[] = [];
-    let pos = 0;
-    for (let i = 0; i < spans.length; ) {
-      const { start, replacement } = spans[i]!;
-      let end = spans[i]!.end;
-      for (i++; i < spans.length && spans[i]!.start < end; i++) end = Math.max(end, spans[i]!.end);
-      parts.push(text.slice(pos, start), replacement);
-      pos = end;
-    }
-    parts.push(text.slice(pos));
-    return parts.join("");
+    return out;
   }
+}
+
+/**
+ * Every occurrence of every needle (longest first at one start) replaced by `replacement(name)`;
+ * occurrences that overlap are removed as one span, so no fragment of either survives. Undefined
+ * when nothing was found. Literal search only (indexOf), linear in the text per needle.
+ */
+function replaceForms(
+  text: string,
+  needles: ReadonlyArray<{ needle: string; name: string }>,
+  replacement: (name: string) => string,
+): string | undefined {
+  const spans: Array<{ start: number; end: number; name: string }> = [];
+  for (const { needle, name } of needles) {
+    for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
+      spans.push({ start: at, end: at + needle.length, name });
+    }
+  }
+  if (spans.length === 0) return undefined;
+  spans.sort((a, b) => a.start - b.start || b.end - a.end);
+  const parts: string[] = [];
+  let pos = 0;
+  for (let i = 0; i < spans.length; ) {
+    const { start, name } = spans[i]!;
+    let end = spans[i]!.end;
+    for (i++; i < spans.length && spans[i]!.start < end; i++) end = Math.max(end, spans[i]!.end);
+    parts.push(text.slice(pos, start), replacement(name));
+    pos = end;
+  }
+  parts.push(text.slice(pos));
+  return parts.join("");
 }
