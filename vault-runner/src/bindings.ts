@@ -17,8 +17,8 @@ import { bindingsDigest, checkSecretName, normalizeHost, PolicyError } from "@oa
  *
  * where a place is `header:<name>` (the header's value is the placeholder exactly),
  * `header:<name>:<scheme>` (the value is "<scheme> <placeholder>", e.g. Bearer), `query:<name>`
- * (a query parameter's whole value) or `body` (anywhere in a request body, which the proxy then
- * reads whole, up to its body cap).
+ * (a query parameter's whole value) or `body` (anywhere in a request body, which the proxy checks as
+ * it streams, up to its body cap).
  */
 export type Place = { kind: "header"; name: string; scheme?: string } | { kind: "query"; name: string } | { kind: "body" };
 

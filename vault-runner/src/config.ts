@@ -26,6 +26,8 @@ const schema = z.object({
   RUNNER_SKILL_UID_BASE: int(1000, 2 ** 31 - 70_000, 61_000),
   RUNNER_EXTRA_CA_FILE: z.string().min(1).optional(),
   RUNNER_EGRESS: z.enum(["auto", "proxy+firewall", "deno-only"]).default("auto"),
+  // The largest request body a run that holds placeholders may send (checked as it streams).
+  RUNNER_EGRESS_BODY_MAX_MB: int(1, 4096, 32),
   RUNNER_EGRESS_ALLOW_PRIVATE: commaList(/^[a-z0-9.-]+:\d{1,5}$/, "must be host:port", { lower: true }),
   RUNNER_EGRESS_HOSTS: commaList(/^[a-z0-9.-]+=[0-9a-f.:]+$/, "must be name=address", { lower: true }),
   // The dstack guest agent: a Unix socket path or an http(s) URL (a simulator). Unset: no TEE.
@@ -82,6 +84,7 @@ export function loadRunnerConfig(rawEnv: NodeJS.ProcessEnv) {
     isolation: c.RUNNER_ISOLATION,
     egress: c.RUNNER_EGRESS,
     extraCaFile: c.RUNNER_EXTRA_CA_FILE ? resolve(c.RUNNER_EXTRA_CA_FILE) : undefined,
+    egressBodyMaxBytes: c.RUNNER_EGRESS_BODY_MAX_MB * 1024 * 1024,
     egressAllowPrivate: new Set(c.RUNNER_EGRESS_ALLOW_PRIVATE),
     egressHosts: new Map(c.RUNNER_EGRESS_HOSTS.map((pair) => pair.split("=") as [string, string])),
     skillUidBase: c.RUNNER_SKILL_UID_BASE,

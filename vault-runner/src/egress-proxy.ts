@@ -9,7 +9,7 @@ import { isPublicAddress } from "@oauth3/shared";
 import { listen } from "@oauth3/shared/listen";
 import type { Logger } from "pino";
 import type { EgressCa } from "./egress-ca.js";
-import { type HeldSecret, judgeRequest, placeholdersIn, type Violation } from "./placeholders.js";
+import { BodyGate, type HeldSecret, judgeRequest, placeholdersIn, type Violation } from "./placeholders.js";
 import { StreamScrubber } from "./redact.js";
 
 export interface EgressProxyOptions {
@@ -22,7 +22,10 @@ export interface EgressProxyOptions {
   ca?: EgressCa | undefined;
   /** Extra PEM roots the proxy trusts upstream besides Node's (RUNNER_EXTRA_CA_FILE). */
   extraUpstreamCa?: string | undefined;
-  /** The largest request body an intercepted request may have (it is read whole to be checked). */
+  /**
+   * The largest request body a run that holds placeholders may send (RUNNER_EGRESS_BODY_MAX_MB):
+   * bodies are checked as they stream, so this bounds the upload, not the runner's memory.
+   */
   maxBodyBytes?: number;
   /** The loopback address to listen on (default 127.0.0.1). */
   host?: string;
@@ -59,6 +62,14 @@ interface Intercepted {
 
 /** Answers up to this size (with a Content-Length) are scrubbed whole and sent in one write. */
 const SMALL_ANSWER = 256 * 1024;
+/**
+ * Request bodies up to this size are read whole and checked before anything is sent (a refused one
+ * reaches no upstream at all, and keeps an exact Content-Length); larger ones stream through a
+ * BodyGate, and a refusal then cuts the upload off.
+ */
+const WHOLE_BODY = 1024 * 1024;
+/** The default cap on a request body in a run that holds placeholders. */
+export const DEFAULT_BODY_MAX = 32 * 1024 * 1024;
 
 /** Hop-by-hop and proxy headers: never forwarded as the skill sent them. */
 const HOP = new Set([
@@ -209,20 +220,19 @@ export class EgressProxy {
     }
     if (verdict.lease.held.length > 0) {
       // A value never goes over plain http; a placeholder there is refused and reported.
-      const body = await readBody(req, this.options.maxBodyBytes ?? 8 * 1024 * 1024);
-      if (body === "error") return void res.destroy();
-      if (body === "too_large") {
-        res.writeHead(413, { connection: "close" }).end();
-        return;
-      }
-      const found = placeholdersIn({ target: `${url.pathname}${url.search}`, headers: pairs(req.rawHeaders), body }, verdict.lease.held);
-      if (found.length > 0) {
-        for (const s of found)
-          this.violation(verdict.lease, { secret: s.name, host: `${url.hostname}:${verdict.port}`, where: "plain http" });
-        res.writeHead(403, { "content-type": "text/plain" }).end("oauth3-proxy: refused: a placeholder over plain http\n");
-        return;
-      }
-      this.sendPlain(req, res, url, verdict, body);
+      const { lease } = verdict;
+      const hostPort = `${url.hostname}:${verdict.port}`;
+      const found = placeholdersIn(
+        { target: `${url.pathname}${url.search}`, headers: pairs(req.rawHeaders), body: Buffer.alloc(0) },
+        lease.held,
+      );
+      const gate = new BodyGate(lease.held, hostPort, "plain http");
+      const first = await this.bodyStart(req, res, gate);
+      if (!first) return;
+      const violations = [...found.map((s) => ({ secret: s.name, host: hostPort, where: "plain http" })), ...gate.violations];
+      if (violations.length > 0) return this.refuse(res, lease, violations, first.ended);
+      const upstream = this.sendPlain(req, res, url, verdict, first);
+      if (!first.ended) this.streamRest(req, res, upstream, gate, lease, first.read);
       return;
     }
     this.sendPlain(req, res, url, verdict);
@@ -233,11 +243,15 @@ export class EgressProxy {
     res: http.ServerResponse,
     url: URL,
     verdict: { address: string; port: number },
-    body?: Buffer,
-  ): void {
+    checked?: { out: Buffer; ended: boolean },
+  ): http.ClientRequest {
     const headers = { ...req.headers };
     delete headers["proxy-authorization"];
     delete headers["proxy-connection"];
+    if (checked?.ended) {
+      delete headers["transfer-encoding"];
+      if (checked.out.length > 0 || headers["content-length"] !== undefined) headers["content-length"] = String(checked.out.length);
+    }
     // The grant covers the authority the proxy checked, so that is the Host the upstream sees: a
     // skill's own Host header (Deno allows it) could reach another virtual host on the same address.
     headers.host = url.host;
@@ -256,12 +270,15 @@ export class EgressProxy {
       if (!res.headersSent) res.writeHead(502, { connection: "close" });
       res.end();
     });
-    if (body) {
-      upstream.end(body);
-      return;
+    if (checked) {
+      // The body was checked (a run that holds placeholders): what is left streams through streamRest.
+      if (checked.ended) upstream.end(checked.out);
+      else upstream.write(checked.out);
+      return upstream;
     }
     req.on("error", () => upstream.destroy());
     req.pipe(upstream);
+    return upstream;
   }
 
   private async check(
@@ -311,7 +328,11 @@ export class EgressProxy {
     this.inner.emit("connection", tls);
   }
 
-  /** One request inside an intercepted connection: judged whole, then sent with the values in, answered scrubbed. */
+  /**
+   * One request inside an intercepted connection: the target and headers are judged first, then the
+   * body through a BodyGate (whole up to WHOLE_BODY, streamed beyond); sent with the values in only
+   * where each binding allows, answered scrubbed.
+   */
   private async interceptedRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const at = this.intercepted.get(req.socket);
     if (!at || at.lease.released) {
@@ -320,25 +341,19 @@ export class EgressProxy {
     }
     const { lease } = at;
     const hostPort = `${at.host}:${at.port}`;
-    const body = await readBody(req, this.options.maxBodyBytes ?? 8 * 1024 * 1024);
-    if (body === "error") return void res.destroy();
-    if (body === "too_large") {
-      res.writeHead(413, { "content-type": "text/plain", connection: "close" }).end("oauth3-proxy: request body over the runner's cap\n");
-      return;
-    }
     if (!(req.url ?? "").startsWith("/")) {
       res.writeHead(400, { connection: "close" }).end();
       return;
     }
-    const verdict = judgeRequest({ hostPort, target: req.url!, headers: pairs(req.rawHeaders), body }, lease.held);
-    if (!verdict.ok) {
-      for (const v of verdict.violations) this.violation(lease, v);
-      const text = verdict.violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
-      res.writeHead(403, { "content-type": "text/plain" }).end(`oauth3-proxy: refused: ${text}\n`);
-      return;
-    }
+    const head = judgeRequest({ hostPort, target: req.url!, headers: pairs(req.rawHeaders), body: Buffer.alloc(0) }, lease.held);
+    const gate = new BodyGate(lease.held, hostPort);
+    const first = await this.bodyStart(req, res, gate);
+    if (!first) return;
+    const violations = [...(head.ok ? [] : head.violations), ...gate.violations];
+    if (!head.ok || violations.length > 0) return this.refuse(res, lease, violations, first.ended);
+
     const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of verdict.headers) {
+    for (const [name, value] of head.headers) {
       const lower = name.toLowerCase();
       if (HOP.has(lower) || lower === "host" || lower === "content-length" || lower === "accept-encoding") continue;
       const prev = headers[lower];
@@ -347,22 +362,29 @@ export class EgressProxy {
     headers.host = at.port === 443 ? at.host : hostPort;
     // The answer is scrubbed of the values before the skill sees it: ask for it unencoded.
     headers["accept-encoding"] = "identity";
-    if (verdict.body.length > 0 || !["GET", "HEAD", "OPTIONS", "DELETE"].includes(req.method ?? "")) {
-      headers["content-length"] = String(verdict.body.length);
+    if (first.ended) {
+      if (first.out.length > 0 || !["GET", "HEAD", "OPTIONS", "DELETE"].includes(req.method ?? "")) {
+        headers["content-length"] = String(first.out.length);
+      }
+    } else if (!gate.substitutes && req.headers["content-length"] !== undefined && req.headers["transfer-encoding"] === undefined) {
+      // Nothing can be put into this body, so it keeps its length.
+      headers["content-length"] = req.headers["content-length"];
+    } else {
+      // A value may go in as the body streams: its length is known only at the end.
+      headers["transfer-encoding"] = "chunked";
     }
+    let answered = false;
+    const countUsed = () => {
+      // Counted once the bound host answered: the value reached it over a verified connection.
+      if (!answered) return;
+      for (const name of head.substituted) lease.used.add(name);
+      for (const name of gate.substituted) lease.used.add(name);
+    };
     const upstream = https.request(
-      {
-        host: at.address,
-        port: at.port,
-        servername: at.host,
-        method: req.method,
-        path: verdict.target,
-        headers,
-        agent: lease.agent!,
-      },
+      { host: at.address, port: at.port, servername: at.host, method: req.method, path: head.target, headers, agent: lease.agent! },
       (up) => {
-        // Counted once the bound host answered: the value reached it over a verified connection.
-        for (const name of verdict.substituted) lease.used.add(name);
+        answered = true;
+        countUsed();
         this.relayScrubbed(up, res, lease);
       },
     );
@@ -375,7 +397,99 @@ export class EgressProxy {
       if (!res.headersSent) res.writeHead(502, { connection: "close" });
       res.end();
     });
-    upstream.end(verdict.body);
+    upstream.on("finish", countUsed);
+    if (first.ended) {
+      upstream.end(first.out);
+      return;
+    }
+    upstream.write(first.out);
+    this.streamRest(req, res, upstream, gate, lease, first.read);
+  }
+
+  /**
+   * The start of a request body, through `gate`: whole if it ends within WHOLE_BODY (and the cap),
+   * else the first WHOLE_BODY bytes with the request paused. Undefined when the request was answered
+   * already (413 over the cap, or the client's error).
+   */
+  private async bodyStart(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    gate: BodyGate,
+  ): Promise<{ out: Buffer; ended: boolean; read: number } | undefined> {
+    const cap = this.options.maxBodyBytes ?? DEFAULT_BODY_MAX;
+    const start = await readStart(req, Math.min(WHOLE_BODY, cap + 1));
+    if (start === "error") {
+      res.destroy();
+      return undefined;
+    }
+    if (start.body.length > cap) {
+      this.tooLarge(res, cap);
+      return undefined;
+    }
+    const out = Buffer.concat([gate.push(start.body), start.ended ? gate.end() : Buffer.alloc(0)]);
+    return { out, ended: start.ended, read: start.body.length };
+  }
+
+  /**
+   * The rest of a large body: each chunk through the gate to `upstream`, with backpressure. Past the
+   * cap, or at a misplaced placeholder, the upload is cut off (the upstream never gets the chunk that
+   * held it) and the skill gets a 413 or 403.
+   */
+  private streamRest(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    upstream: http.ClientRequest,
+    gate: BodyGate,
+    lease: Lease,
+    read: number,
+  ): void {
+    const cap = this.options.maxBodyBytes ?? DEFAULT_BODY_MAX;
+    let total = read;
+    let stopped = false;
+    const stop = (answer: () => void) => {
+      stopped = true;
+      upstream.removeAllListeners("error");
+      upstream.on("error", () => {});
+      upstream.destroy();
+      if (res.headersSent) res.destroy();
+      else answer();
+    };
+    req.on("data", (chunk: Buffer) => {
+      total += chunk.length;
+      if (stopped) {
+        // Read on (and drop) so the skill can read its answer, but never past the cap.
+        if (total > cap) req.socket.destroy();
+        return;
+      }
+      if (total > cap) return stop(() => this.tooLarge(res, cap));
+      const out = gate.push(chunk);
+      if (gate.violations.length > 0) return stop(() => this.refuse(res, lease, gate.violations, false));
+      if (out.length > 0 && !upstream.write(out)) req.pause();
+    });
+    upstream.on("drain", () => req.resume());
+    req.on("end", () => {
+      if (stopped) return;
+      const out = gate.end();
+      if (gate.violations.length > 0) return stop(() => this.refuse(res, lease, gate.violations, true));
+      upstream.end(out);
+    });
+    req.on("error", () => stop(() => res.destroy()));
+    req.resume();
+  }
+
+  /** A 403 naming every misplaced placeholder, each recorded. */
+  private refuse(res: http.ServerResponse, lease: Lease, violations: readonly Violation[], bodyRead: boolean): void {
+    for (const v of violations) this.violation(lease, v);
+    const text = violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
+    // A body left unread ends the connection after the answer (it would be parsed as the next request).
+    const headers = bodyRead ? { "content-type": "text/plain" } : { "content-type": "text/plain", connection: "close" };
+    res.writeHead(403, headers).end(`oauth3-proxy: refused: ${text}\n`);
+  }
+
+  private tooLarge(res: http.ServerResponse, cap: number): void {
+    res
+      .writeHead(413, { "content-type": "text/plain", connection: "close" })
+      .end(`oauth3-proxy: request body over the runner's cap (${Math.floor(cap / (1024 * 1024))} MiB, RUNNER_EGRESS_BODY_MAX_MB)\n`);
   }
 
   /** The upstream's answer, decoded if it came encoded anyway, with every form of every held value replaced by its placeholder. */
@@ -491,22 +605,32 @@ function pairs(raw: readonly string[]): Array<[string, string]> {
   return out;
 }
 
-/** A request body, whole, or "too_large" past `max` bytes (the rest is not read), or "error". */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | "too_large" | "error"> {
+/** Up to `limit` bytes of a request body: all of it if it ended within (ended), else what was read, with the request paused. */
+function readStart(req: http.IncomingMessage, limit: number): Promise<{ body: Buffer; ended: boolean } | "error"> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners("data");
-        req.pause();
-        resolve("too_large");
-        return;
-      }
+    const onData = (chunk: Buffer) => {
       chunks.push(chunk);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", () => resolve("error"));
+      size += chunk.length;
+      if (size >= limit) {
+        req.pause();
+        done({ body: Buffer.concat(chunks), ended: false });
+      }
+    };
+    const onEnd = () => done({ body: Buffer.concat(chunks), ended: true });
+    const onError = () => done("error");
+    // The request may fail after this returns (the client goes away): never an unhandled 'error'.
+    req.on("error", () => {});
+    const done = (result: { body: Buffer; ended: boolean } | "error") => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      resolve(result);
+    };
+    if (req.complete && req.readableEnded) return resolve({ body: Buffer.alloc(0), ended: true });
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
   });
 }

@@ -188,6 +188,7 @@ async function startEgress(
     logger,
     ca,
     extraUpstreamCa: config.extraCaFile ? readFileSync(config.extraCaFile, "utf8") : undefined,
+    maxBodyBytes: config.egressBodyMaxBytes,
   };
   if (wanted === "deno-only") {
     logger.warn(

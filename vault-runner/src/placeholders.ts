@@ -107,26 +107,96 @@ export function judgeRequest(req: OutgoingRequest, held: readonly HeldSecret[]):
     return [name, value];
   });
 
-  // Body: only where the binding says "body"; then every occurrence is replaced.
+  // Body: only where the binding says "body"; then every occurrence is replaced (the one BodyGate).
   let body = req.body;
   if (body.length > 0) {
-    let text = body.toString("latin1");
-    let changed = false;
-    for (const s of held) {
-      if (!text.includes(s.placeholder)) continue;
-      if (places(s, "body").length === 0) {
-        refuse(s, "body");
-        continue;
-      }
-      text = text.split(s.placeholder).join(Buffer.from(s.value, "utf8").toString("latin1"));
-      changed = true;
-      substituted.add(s.name);
-    }
-    if (changed) body = Buffer.from(text, "latin1");
+    const gate = new BodyGate(held, req.hostPort);
+    body = Buffer.concat([gate.push(body), gate.end()]);
+    violations.push(...gate.violations);
+    for (const name of gate.substituted) substituted.add(name);
   }
 
   if (violations.length > 0) return { ok: false, violations };
   return { ok: true, target, headers, body, substituted: [...substituted] };
+}
+
+/**
+ * A request body checked as it streams: each chunk comes out with the placeholders of secrets bound
+ * to this host's body replaced by their values, and any other placeholder stops it (a violation;
+ * the caller must send nothing more). A placeholder cut across chunks is found: the gate holds back
+ * the last (placeholder length - 1) bytes until the next chunk or the end. Works on bytes (latin1),
+ * so a body that is not UTF-8 passes unchanged.
+ */
+export class BodyGate {
+  readonly violations: Violation[] = [];
+  readonly substituted = new Set<string>();
+  private carry = "";
+  private readonly keep: number;
+  private readonly replace: ReadonlyMap<string, string>;
+
+  /** `where` names the place in a violation ("body", or "plain http" where nothing may be put in). */
+  constructor(
+    private readonly held: readonly HeldSecret[],
+    private readonly hostPort: string,
+    private readonly where = "body",
+  ) {
+    this.keep = Math.max(0, ...held.map((s) => s.placeholder.length - 1));
+    const replace = new Map<string, string>();
+    if (where === "body") {
+      for (const s of held) {
+        if (s.binding.hosts.includes(hostPort) && s.binding.places.some((p) => p.kind === "body")) {
+          replace.set(s.placeholder, Buffer.from(s.value, "utf8").toString("latin1"));
+        }
+      }
+    }
+    this.replace = replace;
+  }
+
+  /** Whether any held secret may be put into this body (then its length can change). */
+  get substitutes(): boolean {
+    return this.replace.size > 0;
+  }
+
+  /** The chunk's bytes that are safe to send now (an empty buffer once a violation was found). */
+  push(chunk: Buffer): Buffer {
+    return this.pass(this.carry + chunk.toString("latin1"), false);
+  }
+
+  /** What was held back, at the end of the body. */
+  end(): Buffer {
+    return this.pass(this.carry, true);
+  }
+
+  private pass(text: string, last: boolean): Buffer {
+    if (this.violations.length > 0) return Buffer.alloc(0);
+    let cut = last ? text.length : Math.max(0, text.length - this.keep);
+    const found: Array<{ at: number; s: HeldSecret }> = [];
+    for (const s of this.held) {
+      for (let at = text.indexOf(s.placeholder); at !== -1; at = text.indexOf(s.placeholder, at + s.placeholder.length)) {
+        found.push({ at, s });
+        cut = Math.max(cut, at + s.placeholder.length);
+      }
+    }
+    for (const { s } of found) {
+      if (this.replace.has(s.placeholder)) continue;
+      if (!this.violations.some((v) => v.secret === s.name)) {
+        this.violations.push({ secret: s.name, host: this.hostPort, where: this.where });
+      }
+    }
+    if (this.violations.length > 0) {
+      this.carry = "";
+      return Buffer.alloc(0);
+    }
+    this.carry = text.slice(cut);
+    let out = text.slice(0, cut);
+    for (const [placeholder, value] of this.replace) {
+      if (!out.includes(placeholder)) continue;
+      out = out.split(placeholder).join(value);
+      const s = this.held.find((h) => h.placeholder === placeholder)!;
+      this.substituted.add(s.name);
+    }
+    return Buffer.from(out, "latin1");
+  }
 }
 
 /** Every placeholder of `held` found anywhere in a request that may carry none (plain http, an upgrade). */

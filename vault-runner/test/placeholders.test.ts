@@ -3,7 +3,7 @@ import { gzipSync } from "node:zlib";
 import { test } from "node:test";
 import { parseBinding } from "../src/bindings.ts";
 import { DENY_NET_CIDRS, denyNetExcept } from "../src/deno-invocation.ts";
-import { type HeldSecret, judgeRequest, newPlaceholder, placeholdersIn } from "../src/placeholders.ts";
+import { BodyGate, type HeldSecret, judgeRequest, newPlaceholder, placeholdersIn } from "../src/placeholders.ts";
 import { StreamScrubber } from "../src/redact.ts";
 
 const VALUE = "sk-ant-real-value-9f3e1d";
@@ -97,6 +97,44 @@ test("schemes, query parameters and bodies where the binding names them", () => 
     placeholdersIn({ target: `/?q=${k.placeholder}`, headers: [], body: Buffer.alloc(0) }, [g, k]).map((s) => s.name),
     ["ANTHROPIC_API_KEY"],
   );
+});
+
+test("a streamed body: placeholders replaced or refused across every chunk boundary, other bytes unchanged", () => {
+  const g = held("GITHUB_TOKEN", "ghp_réal€token", "api.github.com:443 header:authorization:Bearer,body");
+  const k = held("ANTHROPIC_API_KEY", VALUE, "api.anthropic.com:443 header:x-api-key");
+  const binary = Buffer.from([0xff, 0x00, 0xfe, 0x80]);
+  const body = Buffer.concat([Buffer.from(`${g.placeholder}x`), binary, Buffer.from(`${g.placeholder.slice(0, 20)}|${g.placeholder}`)]);
+  const want = Buffer.concat([Buffer.from("ghp_réal€tokenx"), binary, Buffer.from(`${g.placeholder.slice(0, 20)}|ghp_réal€token`)]);
+  const through = (gate: BodyGate, bytes: Buffer, size: number) => {
+    const parts: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += size) parts.push(gate.push(bytes.subarray(i, i + size)));
+    parts.push(gate.end());
+    return Buffer.concat(parts);
+  };
+  for (let size = 1; size <= body.length; size++) {
+    const gate = new BodyGate([g, k], "api.github.com:443");
+    assert.ok(gate.substitutes);
+    assert.deepEqual(through(gate, body, size), want, `chunk ${size}`);
+    assert.deepEqual(gate.violations, []);
+    assert.deepEqual([...gate.substituted], ["GITHUB_TOKEN"]);
+  }
+  // Another secret's placeholder (not bound to this body) stops the stream before the chunk that holds it.
+  const bad = Buffer.concat([Buffer.from("a".repeat(100)), Buffer.from(k.placeholder), Buffer.from("b".repeat(100))]);
+  for (let size = 1; size <= bad.length; size += 3) {
+    const gate = new BodyGate([g, k], "api.github.com:443");
+    const out = through(gate, bad, size);
+    assert.ok(!out.toString("latin1").includes(k.placeholder.slice(0, 10)), `chunk ${size}: no part of the placeholder went out`);
+    assert.ok(out.length <= 100);
+    assert.deepEqual(gate.violations, [{ secret: "ANTHROPIC_API_KEY", host: "api.github.com:443", where: "body" }]);
+  }
+  // Toward another host, or over plain http, nothing is put in and the placeholder is refused.
+  const elsewhere = new BodyGate([g], "evil.example.com:443");
+  assert.ok(!elsewhere.substitutes);
+  assert.equal(through(elsewhere, body, 7).length, 0, "the body starts with the placeholder: nothing went out");
+  assert.equal(elsewhere.violations[0]!.where, "body");
+  const plain = new BodyGate([g], "api.github.com:443", "plain http");
+  through(plain, body, 64);
+  assert.deepEqual(plain.violations, [{ secret: "GITHUB_TOKEN", host: "api.github.com:443", where: "plain http" }]);
 });
 
 test("the scrubber replaces every known form of a value, also split across any chunk boundary", () => {

@@ -1,0 +1,234 @@
+/**
+ * Request bodies and redirects in a run that holds placeholders, with real Deno, real TLS and the
+ * runner's egress proxy (no root needed: the fake APIs listen on 127.0.0.2, named to the proxy).
+ * Bodies over 1 MiB stream through the check: a body-bound placeholder is replaced wherever it falls
+ * (also across the proxy's 1 MiB read and any chunk), a misplaced one cuts the upload off before it
+ * leaves, the body cap gives a 413; none of it holds the whole body in memory. A redirect from the
+ * bound host to another allowed host is judged again: the header Deno carries along is refused there.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { pino } from "pino";
+import { tempDir } from "../helpers/tmp.ts";
+import { makeTestCerts } from "../helpers/test-tls.ts";
+import { parseBinding } from "../../vault-runner/src/bindings.ts";
+import { resolveDenoBinary } from "../../vault-runner/src/deno-binary.ts";
+import { EgressCa } from "../../vault-runner/src/egress-ca.ts";
+import { EgressProxy, type EgressLease } from "../../vault-runner/src/egress-proxy.ts";
+import { type HeldSecret, newPlaceholder } from "../../vault-runner/src/placeholders.ts";
+
+const API = "api.bodies.example";
+const OTHER = "other.bodies.example";
+const VALUE = "body-SECRET-value-6d0c2e9a";
+const CAP = 4 * 1024 * 1024;
+const dir = tempDir("oauth3-bodies-");
+type Hit = { host: string; path: string; headers: Record<string, string | string[] | undefined>; bytes: number; body: Buffer };
+const hits: Hit[] = [];
+const servers: Server[] = [];
+let proxy: EgressProxy;
+let ports: { api: number; other: number };
+let bundle: string;
+let peakRss = 0;
+
+before(async () => {
+  const certs = makeTestCerts(dir, [API, OTHER]);
+  const serve = async (): Promise<number> => {
+    const server = createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("close", () => {
+        const body = Buffer.concat(chunks);
+        hits.push({ host: String(req.headers.host), path: req.url ?? "", headers: req.headers, bytes: body.length, body });
+      });
+      req.on("end", () => {
+        if (req.url === "/redirect") {
+          res.writeHead(302, { location: `https://${OTHER}:${ports.other}/landed` }).end();
+          return;
+        }
+        res.end(`got ${Buffer.concat(chunks).length}`);
+      });
+    });
+    server.listen(0, "127.0.0.2");
+    await once(server, "listening");
+    servers.push(server);
+    return (server.address() as { port: number }).port;
+  };
+  ports = { api: await serve(), other: await serve() };
+  const ca = await EgressCa.create();
+  proxy = new EgressProxy({
+    allowPrivate: new Set([`${API}:${ports.api}`, `${OTHER}:${ports.other}`]),
+    staticHosts: new Map([
+      [API, "127.0.0.2"],
+      [OTHER, "127.0.0.2"],
+    ]),
+    logger: pino({ level: "silent" }),
+    ca,
+    extraUpstreamCa: readFileSync(certs.ca, "utf8"),
+    maxBodyBytes: CAP,
+  });
+  await proxy.start();
+  bundle = join(dir, "skill-ca.pem");
+  writeFileSync(bundle, ca.certPem);
+});
+after(async () => {
+  await proxy.stop();
+  for (const s of servers) s.close();
+});
+
+function hold(binding: string): HeldSecret {
+  const b = parseBinding("API_KEY", binding.replace("API", `${API}:${ports.api}`), "test");
+  assert.equal(b.mode, "placeholder");
+  return { name: "API_KEY", value: VALUE, placeholder: newPlaceholder(), binding: b as Extract<typeof b, { mode: "placeholder" }> };
+}
+
+/** Runs `code` in Deno through a lease holding `secret`; the skill prints one JSON line. */
+async function skill(secret: HeldSecret, code: string): Promise<{ out: Record<string, unknown>; lease: EgressLease; stderr: string }> {
+  const hosts = [`${API}:${ports.api}`, `${OTHER}:${ports.other}`];
+  const lease = proxy.lease(`bodies_${Math.random()}`, hosts, [secret]);
+  try {
+    const child = spawn(resolveDenoBinary(), ["run", "--no-prompt", `--allow-net=${hosts.join(",")}`, "--allow-env=API_KEY", "-"], {
+      env: {
+        PATH: "/usr/bin:/bin",
+        HOME: dir,
+        DENO_DIR: join(dir, "deno"),
+        NO_COLOR: "1",
+        HTTPS_PROXY: lease.proxyUrl,
+        DENO_CERT: bundle,
+        API_KEY: secret.placeholder,
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (out += c));
+    child.stderr.on("data", (c: Buffer) => (stderr += c));
+    const sample = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+    child.stdin.end(`const key = Deno.env.get("API_KEY")!;
+const api = "https://${API}:${ports.api}";
+const result: Record<string, unknown> = {};
+try { ${code} } catch (e) { result.error = String(e); }
+console.log(JSON.stringify(result));`);
+    const [status] = (await once(child, "exit")) as [number];
+    clearInterval(sample);
+    assert.equal(status, 0, stderr);
+    return { out: JSON.parse(out) as Record<string, unknown>, lease, stderr };
+  } finally {
+    lease.release();
+  }
+}
+
+/** A body of `size` bytes of filler with `key` written at each offset (a JS expression for Deno). */
+const bodyWith = (size: number, offsets: number[]) =>
+  `(() => { const b = new Uint8Array(${size}).fill(46); const p = new TextEncoder().encode(key);
+    for (const at of ${JSON.stringify(offsets)}) b.set(p, at); return b; })()`;
+
+test("a 3 MiB body bound to the host streams with the value put in at every place, across the 1 MiB read", async () => {
+  hits.length = 0;
+  const secret = hold("API body,header:x-api-key");
+  const size = 3 * 1024 * 1024;
+  const offsets = [0, 1024 * 1024 - 20, 2 * 1024 * 1024 + 7, size - 52];
+  const { out, lease } = await skill(
+    secret,
+    `const r = await fetch(api + "/upload", { method: "POST", headers: { "x-api-key": key }, body: ${bodyWith(size, offsets)} });
+     result.status = r.status; result.text = await r.text();`,
+  );
+  const hit = hits.find((h) => h.path === "/upload");
+  assert.ok(hit, JSON.stringify(out));
+  const expected = size + offsets.length * (VALUE.length - secret.placeholder.length);
+  assert.deepEqual(out, { status: 200, text: `got ${expected}` });
+  assert.equal(hit.headers["x-api-key"], VALUE);
+  assert.equal(hit.headers["transfer-encoding"], "chunked", "its length changed on the way, so it went out chunked");
+  assert.equal(hit.headers["content-length"], undefined);
+  const text = hit.body.toString("latin1");
+  assert.equal(text.split(VALUE).length - 1, offsets.length);
+  assert.ok(!text.includes(secret.placeholder));
+  assert.ok(text.startsWith(VALUE) && text.endsWith(VALUE));
+  assert.deepEqual(lease.violations, []);
+  assert.ok(lease.used.has("API_KEY"));
+});
+
+test("a misplaced placeholder 2 MiB into a streamed body cuts the upload off there: refused, recorded, never sent", async () => {
+  hits.length = 0;
+  const secret = hold("API header:x-api-key");
+  const size = 3 * 1024 * 1024;
+  // A ReadableStream: Deno sends it chunked, so the proxy cannot know its length in advance.
+  const { out, lease } = await skill(
+    secret,
+    `const whole = ${bodyWith(size, [2 * 1024 * 1024])};
+     const body = new ReadableStream({ start(c) { for (let i = 0; i < whole.length; i += 65536) c.enqueue(whole.slice(i, i + 65536)); c.close(); } });
+     const r = await fetch(api + "/leak", { method: "POST", headers: { "x-api-key": key }, body });
+     result.status = r.status; result.text = await r.text();`,
+  );
+  if (out.error === undefined) {
+    assert.equal(out.status, 403, JSON.stringify(out));
+    assert.match(String(out.text), /API_KEY may not be sent to api\.bodies\.example:\d+ in body/);
+  }
+  assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${API}:${ports.api}`, where: "body" }]);
+  const hit = hits.find((h) => h.path === "/leak");
+  // The upstream may have seen the start of the upload (cut off, so it never answered it).
+  if (hit) {
+    assert.ok(hit.bytes <= 2 * 1024 * 1024, `${hit.bytes} bytes reached the API`);
+    assert.ok(!hit.body.toString("latin1").includes(secret.placeholder.slice(0, 9 + 8)));
+    assert.equal(hit.headers["x-api-key"], VALUE, "its header was allowed; only the body was not");
+  }
+  assert.ok(!lease.used.has("API_KEY"), "the API never answered a request with the value");
+});
+
+test("a small body with a misplaced placeholder reaches no upstream at all", async () => {
+  hits.length = 0;
+  const secret = hold("API header:x-api-key");
+  const { out, lease } = await skill(
+    secret,
+    `const r = await fetch(api + "/small", { method: "POST", headers: { "x-api-key": key }, body: "k=" + key });
+     result.status = r.status; await r.text();`,
+  );
+  assert.deepEqual(out, { status: 403 });
+  assert.equal(hits.length, 0, "nothing was sent");
+  assert.equal(lease.violations.length, 1);
+});
+
+test("a body over RUNNER_EGRESS_BODY_MAX_MB is cut off with a 413, and the proxy never held it whole", async () => {
+  hits.length = 0;
+  const secret = hold("API body,header:x-api-key");
+  const before = process.memoryUsage().rss;
+  peakRss = before;
+  const { out, lease } = await skill(
+    secret,
+    `const r = await fetch(api + "/big", { method: "POST", headers: { "x-api-key": key }, body: ${bodyWith(CAP + 2 * 1024 * 1024, [10])} });
+     result.status = r.status; result.text = await r.text();`,
+  );
+  if (out.error === undefined) {
+    assert.equal(out.status, 413, JSON.stringify(out));
+    assert.match(String(out.text), /over the runner's cap \(4 MiB, RUNNER_EGRESS_BODY_MAX_MB\)/);
+  }
+  const hit = hits.find((h) => h.path === "/big");
+  if (hit) assert.ok(hit.bytes <= CAP, `${hit.bytes} bytes went upstream`);
+  assert.deepEqual(lease.violations, []);
+  // Memory: the proxy (in this process) buffers at most its 1 MiB read plus chunks in flight.
+  assert.ok(peakRss - before < 48 * 1024 * 1024, `rss grew ${(peakRss - before) >> 20} MiB for a 6 MiB upload`);
+});
+
+test("a redirect from the bound host to another allowed host is judged again: the carried header is refused there", async () => {
+  hits.length = 0;
+  const secret = hold("API header:x-api-key");
+  const { out, lease } = await skill(
+    secret,
+    `const r = await fetch(api + "/redirect", { headers: { "x-api-key": key } });
+     result.status = r.status; result.url = r.url; await r.text();`,
+  );
+  const first = hits.find((h) => h.path === "/redirect");
+  assert.equal(first?.headers["x-api-key"], VALUE, "the bound host got the value");
+  // Deno carries x-api-key across origins (fetch drops only Authorization): the proxy refuses that hop.
+  assert.equal(out.status, 403, JSON.stringify(out));
+  assert.equal(out.url, `https://${OTHER}:${ports.other}/landed`);
+  assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${OTHER}:${ports.other}`, where: "header x-api-key" }]);
+  assert.equal(hits.filter((h) => h.path === "/landed").length, 0, "the other host got nothing");
+  for (const h of hits.filter((h) => h.host.startsWith(OTHER))) {
+    assert.ok(!JSON.stringify(h.headers).includes(VALUE) && !JSON.stringify(h.headers).includes(secret.placeholder));
+  }
+});
