@@ -17,10 +17,15 @@ import { bindingsDigest, checkSecretName, normalizeHost, PolicyError } from "@oa
  *
  * where a place is `header:<name>` (the header's value is the placeholder exactly),
  * `header:<name>:<scheme>` (the value is "<scheme> <placeholder>", e.g. Bearer), `query:<name>`
- * (a query parameter's whole value) or `body` (anywhere in a request body, which the proxy checks as
- * it streams, up to its body cap).
+ * (a query parameter's whole value), `body` (anywhere in a request body, which the proxy checks as
+ * it streams, up to its body cap) or `websocket` (the host may be opened as a WebSocket, and the
+ * placeholder may be in the skill's messages to it; without it every upgrade is refused).
  */
-export type Place = { kind: "header"; name: string; scheme?: string } | { kind: "query"; name: string } | { kind: "body" };
+export type Place =
+  | { kind: "header"; name: string; scheme?: string }
+  | { kind: "query"; name: string }
+  | { kind: "body" }
+  | { kind: "websocket" };
 
 export type Binding = { name: string; mode: "env" } | { name: string; mode: "placeholder"; hosts: string[]; places: Place[] };
 
@@ -60,6 +65,7 @@ export function parseBinding(name: string, text: string, origin: string): Bindin
   });
   const places = parts[1]!.split(",").map((p): Place => {
     if (p === "body") return { kind: "body" };
+    if (p === "websocket") return { kind: "websocket" };
     const header = PLACE_HEADER.exec(p);
     if (header) {
       const headerName = header[1]!.toLowerCase();
@@ -68,7 +74,7 @@ export function parseBinding(name: string, text: string, origin: string): Bindin
     }
     const query = PLACE_QUERY.exec(p);
     if (query) return { kind: "query", name: query[1]! };
-    throw fail(`place ${JSON.stringify(p)} must be header:<name>, header:<name>:<scheme>, query:<name> or body`);
+    throw fail(`place ${JSON.stringify(p)} must be header:<name>, header:<name>:<scheme>, query:<name>, body or websocket`);
   });
   return { name, mode: "placeholder", hosts: [...new Set(hosts)], places };
 }
@@ -148,7 +154,11 @@ export function describeBinding(b: Binding): string {
 export function bindingText(b: Binding): string {
   if (b.mode === "env") return "env";
   const places = b.places.map((p) =>
-    p.kind === "body" ? "body" : p.kind === "query" ? `query:${p.name}` : `header:${p.name}${p.scheme ? `:${p.scheme}` : ""}`,
+    p.kind === "body" || p.kind === "websocket"
+      ? p.kind
+      : p.kind === "query"
+        ? `query:${p.name}`
+        : `header:${p.name}${p.scheme ? `:${p.scheme}` : ""}`,
   );
   return `${b.hosts.join(",")} ${places.join(",")}`;
 }

@@ -14,7 +14,10 @@ export interface Violation {
   secret: string;
   /** host:port the skill sent it to. */
   host: string;
-  /** Where in the request: "header x-foo", "path", "query key", "body", "plain http", "websocket". */
+  /**
+   * Where in the request: "header x-foo", "path", "query key", "body", "plain http", "websocket"
+   * (an upgrade to a host whose binding does not allow it), "websocket message".
+   */
   where: string;
 }
 
@@ -134,17 +137,21 @@ export class BodyGate {
   private readonly keep: number;
   private readonly replace: ReadonlyMap<string, string>;
 
-  /** `where` names the place in a violation ("body", or "plain http" where nothing may be put in). */
+  /**
+   * `where` is the place: "body" (a request body), "websocket" (a message the skill sends on a
+   * WebSocket), each replaced where a binding names that place for this host, or "plain http", where
+   * nothing may be put in. It names the place in a violation.
+   */
   constructor(
     private readonly held: readonly HeldSecret[],
     private readonly hostPort: string,
-    private readonly where = "body",
+    private readonly where: "body" | "websocket" | "plain http" = "body",
   ) {
     this.keep = Math.max(0, ...held.map((s) => s.placeholder.length - 1));
     const replace = new Map<string, string>();
-    if (where === "body") {
+    if (where !== "plain http") {
       for (const s of held) {
-        if (s.binding.hosts.includes(hostPort) && s.binding.places.some((p) => p.kind === "body")) {
+        if (s.binding.hosts.includes(hostPort) && s.binding.places.some((p) => p.kind === where)) {
           replace.set(s.placeholder, Buffer.from(s.value, "utf8").toString("latin1"));
         }
       }
@@ -180,7 +187,7 @@ export class BodyGate {
     for (const { s } of found) {
       if (this.replace.has(s.placeholder)) continue;
       if (!this.violations.some((v) => v.secret === s.name)) {
-        this.violations.push({ secret: s.name, host: this.hostPort, where: this.where });
+        this.violations.push({ secret: s.name, host: this.hostPort, where: this.where === "websocket" ? "websocket message" : this.where });
       }
     }
     if (this.violations.length > 0) {

@@ -28,6 +28,14 @@ test("the binding grammar: hosts with ports, header (with a scheme), query, body
     "a.example.com:8443 header:authorization:token",
   );
   assert.equal(describeBinding({ name: "K", mode: "env" }), "env (the skill sees the real value)");
+  const ws = parseBinding("WS_TOKEN", "stream.example.com:443 query:token,websocket", "t");
+  assert.deepEqual(ws, {
+    name: "WS_TOKEN",
+    mode: "placeholder",
+    hosts: ["stream.example.com:443"],
+    places: [{ kind: "query", name: "token" }, { kind: "websocket" }],
+  });
+  assert.equal(describeBinding(ws), "stream.example.com:443 query:token,websocket");
 });
 
 test("bad bindings are refused with the secret and the bad part named", () => {
@@ -38,7 +46,7 @@ test("bad bindings are refused with the secret and the bad part named", () => {
     ["api.example.com:443", /must be/],
     ["api.example.com:443 header:host", /host cannot carry a secret/],
     ["api.example.com:443 header:content-length", /cannot carry/],
-    ["api.example.com:443 cookie:x", /place "cookie:x" must be/],
+    ["api.example.com:443 cookie:x", /place "cookie:x" must be .*, body or websocket/],
     ["api.example.com:443 header:x-key extra", /must be/],
     ["*.example.com:443 header:x-key", /wildcard/],
   ];

@@ -436,7 +436,7 @@ export type SecretBinding = Message<"oauth3.runner.v1.SecretBinding"> & {
   hosts: string[];
 
   /**
-   * "header:<name>", "header:<name>:<scheme>", "query:<name>" or "body".
+   * "header:<name>", "header:<name>:<scheme>", "query:<name>", "body" or "websocket".
    *
    * @generated from field: repeated string places = 4;
    */
@@ -467,7 +467,7 @@ export type PlacementViolation = Message<"oauth3.runner.v1.PlacementViolation"> 
   host: string;
 
   /**
-   * Where in the request ("header x-foo", "path", "query key", "body", "plain http", "websocket").
+   * Where in the request ("header x-foo", "path", "query key", "body", "plain http", "websocket", "websocket message").
    *
    * @generated from field: string where = 3;
    */

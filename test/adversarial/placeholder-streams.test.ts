@@ -5,6 +5,9 @@
  * (also across the proxy's 1 MiB read and any chunk), a misplaced one cuts the upload off before it
  * leaves, the body cap gives a 413; none of it holds the whole body in memory. A redirect from the
  * bound host to another allowed host is judged again: the header Deno carries along is refused there.
+ * A WebSocket opens only toward a host whose binding says `websocket`, through the proxy's relay: the
+ * value goes into the handshake and the skill's messages where bound, a misplaced placeholder in a
+ * message closes the socket, and the host's messages reach the skill scrubbed.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -14,6 +17,7 @@ import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
+import { WebSocketServer } from "ws";
 import { tempDir } from "../helpers/tmp.ts";
 import { makeTestCerts } from "../helpers/test-tls.ts";
 import { parseBinding } from "../../vault-runner/src/bindings.ts";
@@ -29,8 +33,12 @@ const CAP = 4 * 1024 * 1024;
 const dir = tempDir("oauth3-bodies-");
 type Hit = { host: string; path: string; headers: Record<string, string | string[] | undefined>; bytes: number; body: Buffer };
 const hits: Hit[] = [];
+/** What the fake API's WebSocket endpoint saw: each handshake's URL and each message. */
+const wsSeen: { urls: string[]; messages: string[] } = { urls: [], messages: [] };
 const servers: Server[] = [];
 let proxy: EgressProxy;
+/** The same proxy without the test CA among its upstream roots: the fake APIs are untrusted to it. */
+let strictProxy: EgressProxy;
 let ports: { api: number; other: number };
 let bundle: string;
 let peakRss = 0;
@@ -53,6 +61,14 @@ before(async () => {
         res.end(`got ${Buffer.concat(chunks).length}`);
       });
     });
+    // A WebSocket endpoint that echoes what it got and volunteers the value in two forms.
+    new WebSocketServer({ server }).on("connection", (ws, req) => {
+      wsSeen.urls.push(`${req.headers.host}${req.url}`);
+      ws.on("message", (m) => {
+        wsSeen.messages.push(m.toString());
+        ws.send(`echo ${m.toString()} raw=${VALUE} b64=${Buffer.from(VALUE).toString("base64")}`);
+      });
+    });
     server.listen(0, "127.0.0.2");
     await once(server, "listening");
     servers.push(server);
@@ -60,7 +76,7 @@ before(async () => {
   };
   ports = { api: await serve(), other: await serve() };
   const ca = await EgressCa.create();
-  proxy = new EgressProxy({
+  const proxyOptions = {
     allowPrivate: new Set([`${API}:${ports.api}`, `${OTHER}:${ports.other}`]),
     staticHosts: new Map([
       [API, "127.0.0.2"],
@@ -70,28 +86,38 @@ before(async () => {
     ca,
     extraUpstreamCa: readFileSync(certs.ca, "utf8"),
     maxBodyBytes: CAP,
-  });
+  };
+  proxy = new EgressProxy(proxyOptions);
   await proxy.start();
+  strictProxy = new EgressProxy({ ...proxyOptions, extraUpstreamCa: undefined });
+  await strictProxy.start();
   bundle = join(dir, "skill-ca.pem");
   writeFileSync(bundle, ca.certPem);
 });
 after(async () => {
   await proxy.stop();
+  await strictProxy.stop();
   for (const s of servers) s.close();
 });
 
-function hold(binding: string): HeldSecret {
-  const b = parseBinding("API_KEY", binding.replace("API", `${API}:${ports.api}`), "test");
+function hold(binding: string, name = "API_KEY", value = VALUE): HeldSecret {
+  const b = parseBinding(name, binding.replace("API", `${API}:${ports.api}`), "test");
   assert.equal(b.mode, "placeholder");
-  return { name: "API_KEY", value: VALUE, placeholder: newPlaceholder(), binding: b as Extract<typeof b, { mode: "placeholder" }> };
+  return { name, value, placeholder: newPlaceholder(), binding: b as Extract<typeof b, { mode: "placeholder" }> };
 }
 
 /** Runs `code` in Deno through a lease holding `secret`; the skill prints one JSON line. */
-async function skill(secret: HeldSecret, code: string): Promise<{ out: Record<string, unknown>; lease: EgressLease; stderr: string }> {
+async function skill(
+  secret: HeldSecret,
+  code: string,
+  more: HeldSecret[] = [],
+  via = proxy,
+): Promise<{ out: Record<string, unknown>; lease: EgressLease; stderr: string }> {
   const hosts = [`${API}:${ports.api}`, `${OTHER}:${ports.other}`];
-  const lease = proxy.lease(`bodies_${Math.random()}`, hosts, [secret]);
+  const lease = via.lease(`bodies_${Math.random()}`, hosts, [secret, ...more]);
   try {
-    const child = spawn(resolveDenoBinary(), ["run", "--no-prompt", `--allow-net=${hosts.join(",")}`, "--allow-env=API_KEY", "-"], {
+    const names = [secret, ...more].map((s) => s.name).join(",");
+    const child = spawn(resolveDenoBinary(), ["run", "--no-prompt", `--allow-net=${hosts.join(",")}`, `--allow-env=${names}`, "-"], {
       env: {
         PATH: "/usr/bin:/bin",
         HOME: dir,
@@ -99,7 +125,7 @@ async function skill(secret: HeldSecret, code: string): Promise<{ out: Record<st
         NO_COLOR: "1",
         HTTPS_PROXY: lease.proxyUrl,
         DENO_CERT: bundle,
-        API_KEY: secret.placeholder,
+        ...Object.fromEntries([secret, ...more].map((s) => [s.name, s.placeholder])),
       },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -231,4 +257,75 @@ test("a redirect from the bound host to another allowed host is judged again: th
   for (const h of hits.filter((h) => h.host.startsWith(OTHER))) {
     assert.ok(!JSON.stringify(h.headers).includes(VALUE) && !JSON.stringify(h.headers).includes(secret.placeholder));
   }
+});
+
+/** Skill code: opens `url`, sends `messages` one by one, and records what came back and how it closed. */
+const wsSkill = (url: string, messages: string[]) => `
+  const got: string[] = [];
+  const ws = new WebSocket(${url});
+  const closed = new Promise<void>((resolve) => {
+    ws.onclose = (e) => { result.closed = e.code; resolve(); };
+    ws.onerror = () => { result.failed = true; };
+  });
+  ws.onmessage = (e) => { got.push(String(e.data)); if (got.length === ${messages.length}) ws.close(1000); };
+  await new Promise<void>((resolve) => { ws.onopen = () => resolve(); ws.addEventListener("close", () => resolve()); });
+  if (ws.readyState === WebSocket.OPEN) { result.protocol = ws.protocol; for (const m of [${messages.join(",")}]) ws.send(m); }
+  await closed;
+  result.got = got;`;
+
+test("a WebSocket to a host bound with websocket: the value goes into the handshake and messages; answers come back scrubbed", async () => {
+  wsSeen.urls.length = 0;
+  wsSeen.messages.length = 0;
+  const secret = hold("API query:token,websocket");
+  const { out, lease } = await skill(
+    secret,
+    wsSkill("`wss://" + API + ":" + ports.api + "/ws?token=${key}`", ["`auth ${key}`", '"plain"']),
+  );
+  assert.deepEqual(wsSeen.urls, [`${API}:${ports.api}/ws?token=${VALUE}`], JSON.stringify(out));
+  assert.deepEqual(wsSeen.messages, [`auth ${VALUE}`, "plain"]);
+  assert.deepEqual(out.got, [
+    `echo auth ${secret.placeholder} raw=${secret.placeholder} b64=${secret.placeholder}`,
+    `echo plain raw=${secret.placeholder} b64=${secret.placeholder}`,
+  ]);
+  assert.equal(out.closed, 1000);
+  assert.deepEqual(lease.violations, []);
+  assert.ok(lease.used.has("API_KEY"));
+  assert.ok(!JSON.stringify(out).includes(VALUE) && !JSON.stringify(out).includes(Buffer.from(VALUE).toString("base64")));
+});
+
+test("a WebSocket to a host whose binding does not say websocket is refused at the upgrade and recorded", async () => {
+  wsSeen.urls.length = 0;
+  const secret = hold("API query:token");
+  const { out, lease } = await skill(secret, wsSkill("`wss://" + API + ":" + ports.api + "/ws?token=${key}`", ['"x"']));
+  assert.equal(out.failed, true, JSON.stringify(out));
+  assert.deepEqual(wsSeen.urls, [], "no handshake reached the host");
+  assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${API}:${ports.api}`, where: "websocket" }]);
+  assert.ok(!lease.used.has("API_KEY"));
+});
+
+test("a placeholder the binding does not allow in a WebSocket message closes the socket (1008) before it is sent", async () => {
+  wsSeen.urls.length = 0;
+  wsSeen.messages.length = 0;
+  const ws = hold("API websocket", "WS_KEY", "ws-SECRET-value-51a7");
+  const other = hold("API header:x-api-key", "API_KEY");
+  const { out, lease } = await skill(
+    ws,
+    wsSkill("`wss://" + API + ":" + ports.api + "/ws`", ['"hello"', '"k=" + Deno.env.get("API_KEY")']),
+    [other],
+  );
+  assert.equal(out.closed, 1008, JSON.stringify(out));
+  assert.deepEqual(wsSeen.messages, ["hello"], "the message with the placeholder never reached the host");
+  assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${API}:${ports.api}`, where: "websocket message" }]);
+  assert.ok(!JSON.stringify(out).includes(VALUE));
+});
+
+test("a WebSocket's value goes only over a verified connection: an untrusted host certificate gets nothing", async () => {
+  wsSeen.urls.length = 0;
+  const secret = hold("API query:token,websocket");
+  const url = "`wss://" + API + ":" + ports.api + "/ws?token=${key}`";
+  const { out, lease } = await skill(secret, wsSkill(url, ['"x"']), [], strictProxy);
+  assert.equal(out.failed, true, JSON.stringify(out));
+  assert.deepEqual(wsSeen.urls, [], "the handshake (with the value) never reached the host");
+  assert.ok(!lease.used.has("API_KEY"));
+  assert.deepEqual(lease.violations, []);
 });
