@@ -11,7 +11,7 @@ import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { freePort, Stack } from "../helpers/stack.ts";
-import { makeTestCerts } from "../helpers/test-tls.ts";
+import { assertCaCustody, makeTestCerts } from "../helpers/test-tls.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 const KEY = "deno-only-bound-SECRET-61c0ffee";
@@ -119,4 +119,9 @@ console.log(r.status);`;
   assert.equal(final.result.stdout, "502\n", JSON.stringify(final));
   assert.equal(seen.length, before, "the untrusted host completed no request");
   assert.deepEqual(final.result.policy.secrets_used, [], "no verified connection carried the value");
+});
+
+test("the egress CA from outside: the skills' bundle is 0644 and only certificates; no EC private key anywhere the runner writes", () => {
+  // After the runs above (the bundle is written at start; runs write into the work directory).
+  assertCaCustody(join(dir, "runner-state"));
 });

@@ -27,7 +27,7 @@ import { grpcUnary } from "../helpers/grpc-js.ts";
 import { skillRequest } from "../helpers/runner-fixture.ts";
 import { needs } from "../helpers/sandbox-mode.ts";
 import { freePort, Stack } from "../helpers/stack.ts";
-import { makeTestCerts } from "../helpers/test-tls.ts";
+import { assertCaCustody, makeTestCerts } from "../helpers/test-tls.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 const SKIP = needs({ uid: true, proxy: true });
@@ -359,5 +359,9 @@ console.log(await r.text());`,
     );
     assert.ok(!JSON.stringify(final).includes(SIGNING));
     assertNothingLeaked(final);
+  });
+
+  test("the egress CA from outside (per-run uids): the bundle is 0644, only certificates; no EC private key on disk", () => {
+    assertCaCustody(join(dir, "runner-state"));
   });
 });

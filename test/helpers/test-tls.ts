@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
@@ -35,4 +37,39 @@ export function makeTestCerts(dir: string, names: readonly string[]): { ca: stri
     "ext.cnf",
   ]);
   return { ca: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
+}
+
+/** DER of the OID id-ecPublicKey (1.2.840.10045.2.1): in every PKCS#8 or SEC1 EC private key. */
+const EC_KEY_OID = Buffer.from("06072a8648ce3d0201", "hex");
+
+/**
+ * The runner's egress CA as an operator can check it from outside: the skills' bundle
+ * (skill-ca.pem in the runner's work directory, named by its state directory) is 0644 and holds
+ * only certificates, among them the runner's own CA; and no EC private key (the CA's is P-256) is
+ * on disk anywhere the runner writes (its state directory, its work directory).
+ */
+export function assertCaCustody(stateDir: string): void {
+  const [workDir] = JSON.parse(readFileSync(join(stateDir, "work-dirs.json"), "utf8")) as string[];
+  const bundle = join(workDir!, "skill-ca.pem");
+  assert.equal(statSync(bundle).mode & 0o777, 0o644, "skill uids can read the bundle, no one else can write it");
+  const text = readFileSync(bundle, "utf8");
+  assert.ok(!text.includes("PRIVATE KEY"), "the bundle holds no key");
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const runnerCa = certs
+    .map((c) => new X509Certificate(c))
+    .filter((c) => c.ca && c.subject.includes("oauth3-proxy vault-runner egress CA"));
+  assert.equal(runnerCa.length, 1, "the runner's CA is in the bundle");
+  assert.equal(runnerCa[0]!.publicKey.asymmetricKeyDetails?.namedCurve, "prime256v1");
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : [],
+    );
+  for (const file of [...walk(stateDir), ...walk(workDir!)]) {
+    const body = readFileSync(file);
+    assert.ok(!body.includes(EC_KEY_OID), `${file} holds no EC key in DER`);
+    for (const pem of body.toString("latin1").match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----/g) ?? []) {
+      const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");
+      assert.ok(!der.includes(EC_KEY_OID) && !pem.includes("EC PRIVATE KEY"), `${file} holds an EC private key`);
+    }
+  }
 }

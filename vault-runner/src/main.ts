@@ -154,11 +154,10 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-/** Copies the operator's CA bundle where skill uids can read it (0644 in the 0711 work dir). */
 /**
  * A CA bundle skills trust (DENO_CERT), readable by skill uids: the operator's RUNNER_EXTRA_CA_FILE
  * (a TLS-inspecting network, tests) and, for runs that hold placeholders, the runner's egress CA
- * (its key stays in the runner's memory).
+ * (its key stays in the runner's memory). 0644 in the 0711 work directory.
  */
 function installSkillCa(extraFile: string | undefined, ca: EgressCa | undefined, workDir: string, name: string): string | undefined {
   const parts = [...(ca ? [ca.certPem] : []), ...(extraFile ? [readFileSync(extraFile, "utf8")] : [])];
