@@ -277,10 +277,7 @@ test("a WebSocket to a host bound with websocket: the value goes into the handsh
   wsSeen.urls.length = 0;
   wsSeen.messages.length = 0;
   const secret = hold("API query:token,websocket");
-  const { out, lease } = await skill(
-    secret,
-    wsSkill("`wss://" + API + ":" + ports.api + "/ws?token=${key}`", ["`auth ${key}`", '"plain"']),
-  );
+  const { out, lease } = await skill(secret, wsSkill(`\`wss://${API}:${ports.api}/ws?token=\${key}\``, ["`auth ${key}`", '"plain"']));
   assert.deepEqual(wsSeen.urls, [`${API}:${ports.api}/ws?token=${VALUE}`], JSON.stringify(out));
   assert.deepEqual(wsSeen.messages, [`auth ${VALUE}`, "plain"]);
   assert.deepEqual(out.got, [
@@ -296,7 +293,7 @@ test("a WebSocket to a host bound with websocket: the value goes into the handsh
 test("a WebSocket to a host whose binding does not say websocket is refused at the upgrade and recorded", async () => {
   wsSeen.urls.length = 0;
   const secret = hold("API query:token");
-  const { out, lease } = await skill(secret, wsSkill("`wss://" + API + ":" + ports.api + "/ws?token=${key}`", ['"x"']));
+  const { out, lease } = await skill(secret, wsSkill(`\`wss://${API}:${ports.api}/ws?token=\${key}\``, ['"x"']));
   assert.equal(out.failed, true, JSON.stringify(out));
   assert.deepEqual(wsSeen.urls, [], "no handshake reached the host");
   assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${API}:${ports.api}`, where: "websocket" }]);
@@ -308,11 +305,9 @@ test("a placeholder the binding does not allow in a WebSocket message closes the
   wsSeen.messages.length = 0;
   const ws = hold("API websocket", "WS_KEY", "ws-SECRET-value-51a7");
   const other = hold("API header:x-api-key", "API_KEY");
-  const { out, lease } = await skill(
-    ws,
-    wsSkill("`wss://" + API + ":" + ports.api + "/ws`", ['"hello"', '"k=" + Deno.env.get("API_KEY")']),
-    [other],
-  );
+  const { out, lease } = await skill(ws, wsSkill(`\`wss://${API}:${ports.api}/ws\``, ['"hello"', '"k=" + Deno.env.get("API_KEY")']), [
+    other,
+  ]);
   assert.equal(out.closed, 1008, JSON.stringify(out));
   assert.deepEqual(wsSeen.messages, ["hello"], "the message with the placeholder never reached the host");
   assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${API}:${ports.api}`, where: "websocket message" }]);
@@ -322,7 +317,7 @@ test("a placeholder the binding does not allow in a WebSocket message closes the
 test("a WebSocket's value goes only over a verified connection: an untrusted host certificate gets nothing", async () => {
   wsSeen.urls.length = 0;
   const secret = hold("API query:token,websocket");
-  const url = "`wss://" + API + ":" + ports.api + "/ws?token=${key}`";
+  const url = `\`wss://${API}:${ports.api}/ws?token=\${key}\``;
   const { out, lease } = await skill(secret, wsSkill(url, ['"x"']), [], strictProxy);
   assert.equal(out.failed, true, JSON.stringify(out));
   assert.deepEqual(wsSeen.urls, [], "the handshake (with the value) never reached the host");

@@ -121,6 +121,19 @@ console.log(r.status);`;
   assert.deepEqual(final.result.policy.secrets_used, [], "no verified connection carried the value");
 });
 
+test("deno-only: /health names the weaker egress (and, with a shared uid, that skills can read the runner's files)", async () => {
+  const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as { isolation: string; warnings: string[] };
+  assert.ok(
+    health.warnings.some((w) => w.startsWith("egress deno-only:")),
+    JSON.stringify(health),
+  );
+  assert.equal(
+    health.warnings.some((w) => /^isolation shared-uid: .*the secrets file included/.test(w)),
+    health.isolation === "shared-uid",
+    JSON.stringify(health),
+  );
+});
+
 test("the egress CA from outside: the skills' bundle is 0644 and only certificates; no EC private key anywhere the runner writes", () => {
   // After the runs above (the bundle is written at start; runs write into the work directory).
   assertCaCustody(join(dir, "runner-state"));

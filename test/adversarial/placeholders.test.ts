@@ -198,7 +198,11 @@ Deno.exit(v.charCodeAt(20) % 200);`,
     assert.deepEqual(final.result.policy.violations, []);
     assertNothingLeaked(final);
     // /health says which host each secret belongs to, and what a skill sees of it.
-    const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as { secrets: Array<Record<string, unknown>> };
+    const health = (await (await fetch(`${stack.baseUrl}/health`)).json()) as {
+      secrets: Array<Record<string, unknown>>;
+      warnings: string[];
+    };
+    assert.deepEqual(health.warnings, ["SIGNING_KEY is bound env: a skill granted it holds the real value"]);
     assert.deepEqual(
       health.secrets.map((x) => [x.name, x.hosts, x.skill_sees]),
       [

@@ -111,6 +111,7 @@ export function createAgentApp(deps: AgentAppDeps): OpenAPIHono<{ Variables: Age
               skill_sees: b.mode === "placeholder" ? ("a placeholder" as const) : ("the real value" as const),
             })),
           }),
+          warnings: sandboxWarnings(sandbox),
           ...(sandbox.signingKey && { runner_signing_key: sandbox.signingKey }),
           ...((sandbox.signingKeySource === "dstack" || sandbox.signingKeySource === "local") && {
             runner_signing_key_source: sandbox.signingKeySource,
@@ -265,4 +266,25 @@ async function readJson(c: Context): Promise<unknown> {
     throw new GatewayError("invalid", "invalid_json", "request body must be JSON");
   }
   return raw;
+}
+
+/** What an operator reading /health must know about the sandbox the runner reported, in words. */
+function sandboxWarnings(sandbox: { isolation: string; egress: string; secrets?: Array<{ name: string; mode: string }> }): string[] {
+  const warnings: string[] = [];
+  if (sandbox.isolation === "shared-uid" && (sandbox.secrets?.length ?? 0) > 0) {
+    warnings.push(
+      "isolation shared-uid: skills run as the runner's user and can read the runner's files, the secrets file included " +
+        "(placeholders protect only the environment); run the runner as root for per-run uids",
+    );
+  }
+  if (sandbox.egress === "deno-only") {
+    warnings.push(
+      "egress deno-only: Deno's --allow-net/--deny-net alone; names that resolve to internal addresses are not stopped " +
+        "outside Deno, and raw sockets to a granted host bypass the placeholder proxy",
+    );
+  }
+  for (const s of sandbox.secrets ?? []) {
+    if (s.mode !== "placeholder") warnings.push(`${s.name} is bound env: a skill granted it holds the real value`);
+  }
+  return warnings;
 }

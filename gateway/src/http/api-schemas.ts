@@ -88,6 +88,8 @@ export const HealthDocument = z
     egress_private_allowed: z.array(z.string()).optional(),
     /** Each secret the runner holds, as its binding says it may be used: put one of `hosts` in a request's network. */
     secrets: z.array(SecretUseDocument).optional(),
+    /** The sandbox's weaker points as the runner reported them (shared uid, deno-only egress, env-mode secrets). */
+    warnings: z.array(z.string()).optional(),
     telegram: z.string().optional(),
     runner_signing_key: z.string().optional(),
     runner_signing_key_source: z.enum(["dstack", "local"]).optional(),
