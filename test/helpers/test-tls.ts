@@ -60,12 +60,26 @@ export function assertCaCustody(stateDir: string): void {
     .filter((c) => c.ca && c.subject.includes("oauth3-proxy vault-runner egress CA"));
   assert.equal(runnerCa.length, 1, "the runner's CA is in the bundle");
   assert.equal(runnerCa[0]!.publicKey.asymmetricKeyDetails?.namedCurve, "prime256v1");
-  const walk = (dir: string): string[] =>
-    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : [],
-    );
+  // A finished run's directory may still be being removed while this walks: what is gone is skipped.
+  const gone = (err: unknown) => (err as NodeJS.ErrnoException).code === "ENOENT";
+  const walk = (dir: string): string[] => {
+    try {
+      return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : [],
+      );
+    } catch (err) {
+      if (gone(err)) return [];
+      throw err;
+    }
+  };
   for (const file of [...walk(stateDir), ...walk(workDir!)]) {
-    const body = readFileSync(file);
+    let body: Buffer;
+    try {
+      body = readFileSync(file);
+    } catch (err) {
+      if (gone(err)) continue;
+      throw err;
+    }
     assert.ok(!body.includes(EC_KEY_OID), `${file} holds no EC key in DER`);
     for (const pem of body.toString("latin1").match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----/g) ?? []) {
       const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");

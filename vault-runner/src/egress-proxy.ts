@@ -3,14 +3,24 @@ import { lookup } from "node:dns/promises";
 import * as http from "node:http";
 import * as https from "node:https";
 import { connect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect, createSecureContext, rootCertificates, type SecureContext, TLSSocket } from "node:tls";
+import { createSecureContext, rootCertificates, type SecureContext, TLSSocket } from "node:tls";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { isPublicAddress } from "@oauth3/shared";
 import { listen } from "@oauth3/shared/listen";
 import type { Logger } from "pino";
-import { type RawData, WebSocket, WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
 import type { EgressCa } from "./egress-ca.js";
-import { BodyGate, type HeldSecret, judgeRequest, placeholdersIn, type Violation } from "./placeholders.js";
+import { WebSocketRelay } from "./egress-websocket.js";
+import {
+  BodyGate,
+  HOP_HEADERS,
+  type HeldSecret,
+  headerPairs as pairs,
+  judgeRequest,
+  placeholdersIn,
+  refusalText,
+  type Violation,
+} from "./placeholders.js";
 import { StreamScrubber } from "./redact.js";
 
 export interface EgressProxyOptions {
@@ -71,24 +81,8 @@ const SMALL_ANSWER = 256 * 1024;
  * BodyGate, and a refusal then cuts the upload off.
  */
 const WHOLE_BODY = 1024 * 1024;
-/** The largest WebSocket message relayed either way (each is checked or scrubbed whole). */
-const WS_MAX_MESSAGE = 4 * 1024 * 1024;
-/** Above this many bytes queued toward one side, the other side's reading pauses. */
-const WS_HIGH_WATER = 8 * 1024 * 1024;
 /** The default cap on a request body in a run that holds placeholders. */
 export const DEFAULT_BODY_MAX = 32 * 1024 * 1024;
-
-/** Hop-by-hop and proxy headers: never forwarded as the skill sent them. */
-const HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authorization",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
 
 /**
  * The skills' only way out. Each run gets its own credentials, bound to the host:port pairs it was
@@ -108,10 +102,8 @@ export class EgressProxy {
   /** Node's roots plus the operator's extra CA, parsed once (a context per connection would parse ~150 PEMs each time). */
   private readonly upstreamTls: SecureContext;
   private listenPort = 0;
-  /** Completes the skill's side of a relayed WebSocket (never listens itself). */
-  private readonly sockets: WebSocketServer;
-  /** The subprotocol the upstream chose, per upgrade request, for the skill's handshake. */
-  private readonly chosenProtocol = new WeakMap<http.IncomingMessage, string>();
+  /** Relays the WebSockets a binding allows (egress-websocket.ts). */
+  private readonly webSockets: WebSocketRelay;
 
   constructor(private readonly options: EgressProxyOptions) {
     this.server = http.createServer((req, res) => void this.forward(req, res));
@@ -119,14 +111,11 @@ export class EgressProxy {
     this.inner = http.createServer({ requestTimeout: 0 }, (req, res) => void this.interceptedRequest(req, res));
     // An upgrade (WebSocket) leaves a run that holds placeholders only toward a host whose binding
     // says "websocket", and then only through the proxy's own relay, which sees every message.
-    this.inner.on("upgrade", (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.interceptedUpgrade(req, socket, head));
-    this.sockets = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      maxPayload: WS_MAX_MESSAGE,
-      handleProtocols: (_offered, req) => this.chosenProtocol.get(req) ?? false,
-    });
+    this.inner.on("upgrade", (req: http.IncomingMessage, socket: Socket, head: Buffer) =>
+      this.webSockets.upgrade(this.intercepted.get(req.socket), req, socket, head),
+    );
     this.upstreamTls = createSecureContext({ ca: [...rootCertificates, ...(options.extraUpstreamCa ? [options.extraUpstreamCa] : [])] });
+    this.webSockets = new WebSocketRelay(this.upstreamTls, (lease, v) => this.violation(lease as Lease, v));
   }
 
   /** The port the proxy listens on (after start). */
@@ -372,7 +361,7 @@ export class EgressProxy {
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of head.headers) {
       const lower = name.toLowerCase();
-      if (HOP.has(lower) || lower === "host" || lower === "content-length" || lower === "accept-encoding") continue;
+      if (HOP_HEADERS.has(lower) || lower === "host" || lower === "content-length" || lower === "accept-encoding") continue;
       const prev = headers[lower];
       headers[lower] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
     }
@@ -421,142 +410,6 @@ export class EgressProxy {
     }
     upstream.write(first.out);
     this.streamRest(req, res, upstream, gate, lease, first.read);
-  }
-
-  /**
-   * A WebSocket upgrade inside an intercepted connection. Allowed only toward a host that a held
-   * secret's binding marks `websocket`; the handshake is judged like any request (the value goes in
-   * only where the binding names), the proxy opens its own verified WebSocket to the host and relays
-   * message by message: the skill's messages through a BodyGate (a placeholder the binding does not
-   * put there closes both sides, 1008, and is recorded), the host's messages scrubbed of every form
-   * of every value. No extension (compression) is negotiated on either side.
-   */
-  private interceptedUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
-    socket.on("error", () => socket.destroy());
-    const refuse = (status: string, text: string) =>
-      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\noauth3-proxy: ${text}\n`);
-    const at = this.intercepted.get(req.socket);
-    if (!at || at.lease.released) return void refuse("407 Proxy Authentication Required", "this run has ended");
-    const { lease } = at;
-    const hostPort = `${at.host}:${at.port}`;
-    const headers = pairs(req.rawHeaders);
-    const target = req.url ?? "";
-    const allows = lease.held.some((s) => s.binding.hosts.includes(hostPort) && s.binding.places.some((p) => p.kind === "websocket"));
-    if (!allows) {
-      for (const s of placeholdersIn({ target, headers, body: Buffer.alloc(0) }, lease.held)) {
-        this.violation(lease, { secret: s.name, host: hostPort, where: "websocket" });
-      }
-      return void refuse("403 Forbidden", "upgrades (WebSocket) are refused unless a held secret's binding for this host says websocket");
-    }
-    if (!target.startsWith("/")) return void refuse("400 Bad Request", "bad target");
-    const verdict = judgeRequest({ hostPort, target, headers, body: Buffer.alloc(0) }, lease.held);
-    if (!verdict.ok) {
-      for (const v of verdict.violations) this.violation(lease, v);
-      const text = verdict.violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
-      return void refuse("403 Forbidden", `refused: ${text}`);
-    }
-    const upstreamHeaders: Record<string, string> = {};
-    let protocols: string[] = [];
-    for (const [name, value] of verdict.headers) {
-      const lower = name.toLowerCase();
-      if (lower === "sec-websocket-protocol") {
-        protocols = [
-          ...protocols,
-          ...value
-            .split(",")
-            .map((p) => p.trim())
-            .filter(Boolean),
-        ];
-        continue;
-      }
-      // The proxy's own handshake and framing: never the skill's.
-      if (HOP.has(lower) || lower === "host" || lower.startsWith("sec-websocket-") || lower === "content-length") continue;
-      upstreamHeaders[name] = name in upstreamHeaders ? `${upstreamHeaders[name]}, ${value}` : value;
-    }
-    const upstream = new WebSocket(`wss://${hostPort}${verdict.target}`, protocols, {
-      headers: upstreamHeaders,
-      perMessageDeflate: false,
-      maxPayload: WS_MAX_MESSAGE,
-      followRedirects: false,
-      handshakeTimeout: 30_000,
-      // To the address the proxy checked, verified against the upstream roots under the host's name.
-      createConnection: ((options: object) =>
-        tlsConnect({
-          ...options,
-          // ws hands http.request's options over; their `path` is the URL's, not a socket path.
-          path: undefined,
-          host: at.address,
-          port: at.port,
-          servername: at.host,
-          secureContext: this.upstreamTls,
-        })) as never,
-    });
-    let opened = false;
-    upstream.on("unexpected-response", (_r, answer) => {
-      const status = answer.statusCode ?? 0;
-      answer.destroy();
-      upstream.terminate();
-      refuse(
-        status >= 200 && status <= 599 && status !== 101 ? `${status} Refused` : "502 Bad Gateway",
-        `the host refused the WebSocket (${status})`,
-      );
-    });
-    upstream.on("error", () => {
-      if (!opened) refuse("502 Bad Gateway", "could not open the WebSocket to the host");
-    });
-    socket.on("close", () => {
-      if (!opened) upstream.terminate();
-    });
-    upstream.on("open", () => {
-      opened = true;
-      // Counted once the bound host accepted the handshake over a verified connection.
-      for (const name of verdict.substituted) lease.used.add(name);
-      if (lease.released || socket.destroyed) return void upstream.terminate();
-      this.chosenProtocol.set(req, upstream.protocol);
-      this.sockets.handleUpgrade(req, socket, head, (client) => this.relayWebSocket(client, upstream, lease, hostPort));
-    });
-  }
-
-  private relayWebSocket(client: WebSocket, upstream: WebSocket, lease: Lease, hostPort: string): void {
-    lease.webSockets.add(client);
-    lease.webSockets.add(upstream);
-    const closeCode = (code: number) => (code >= 3000 && code <= 4999) || [1000, 1001, 1003, 1007, 1008, 1009, 1011].includes(code);
-    const data = (raw: RawData) => (Buffer.isBuffer(raw) ? raw : Array.isArray(raw) ? Buffer.concat(raw) : Buffer.from(raw));
-    const flow = (from: WebSocket, to: WebSocket, chunk: Buffer, binary: boolean) => {
-      to.send(chunk, { binary }, () => {
-        if (to.bufferedAmount < WS_HIGH_WATER / 2 && from.isPaused) from.resume();
-      });
-      if (to.bufferedAmount > WS_HIGH_WATER) from.pause();
-    };
-    client.on("message", (raw, binary) => {
-      const gate = new BodyGate(lease.held, hostPort, "websocket");
-      const out = Buffer.concat([gate.push(data(raw)), gate.end()]);
-      if (gate.violations.length > 0) {
-        for (const v of gate.violations) this.violation(lease, v);
-        upstream.terminate();
-        client.close(1008, "oauth3-proxy: a placeholder in a message its binding does not allow");
-        return;
-      }
-      for (const name of gate.substituted) lease.used.add(name);
-      flow(client, upstream, out, binary);
-    });
-    upstream.on("message", (raw, binary) => {
-      const scrub = lease.scrubber!();
-      flow(upstream, client, Buffer.concat([scrub.push(data(raw)), scrub.end()]), binary);
-    });
-    client.on("close", (code, reason) => {
-      lease.webSockets.delete(client);
-      if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code) ? code : 1000, reason.subarray(0, 0));
-      else upstream.terminate();
-    });
-    upstream.on("close", (code, reason) => {
-      lease.webSockets.delete(upstream);
-      const text = lease.scrubber!().text(reason.toString("utf8")).slice(0, 120);
-      if (client.readyState === WebSocket.OPEN) client.close(closeCode(code) ? code : 1011, Buffer.byteLength(text) <= 123 ? text : "");
-      else client.terminate();
-    });
-    client.on("error", () => upstream.terminate());
-    upstream.on("error", () => client.terminate());
   }
 
   /**
@@ -633,10 +486,9 @@ export class EgressProxy {
   /** A 403 naming every misplaced placeholder, each recorded. */
   private refuse(res: http.ServerResponse, lease: Lease, violations: readonly Violation[], bodyRead: boolean): void {
     for (const v of violations) this.violation(lease, v);
-    const text = violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
     // A body left unread ends the connection after the answer (it would be parsed as the next request).
     const headers = bodyRead ? { "content-type": "text/plain" } : { "content-type": "text/plain", connection: "close" };
-    res.writeHead(403, headers).end(`oauth3-proxy: refused: ${text}\n`);
+    res.writeHead(403, headers).end(`oauth3-proxy: refused: ${refusalText(violations)}\n`);
   }
 
   private tooLarge(res: http.ServerResponse, cap: number): void {
@@ -652,7 +504,7 @@ export class EgressProxy {
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of pairs(up.rawHeaders)) {
       const lower = name.toLowerCase();
-      if (HOP.has(lower) || lower === "content-length" || lower === "content-encoding") continue;
+      if (HOP_HEADERS.has(lower) || lower === "content-length" || lower === "content-encoding") continue;
       const clean = scrub.text(value);
       const prev = headers[lower];
       headers[lower] = prev === undefined ? clean : [...(Array.isArray(prev) ? prev : [prev]), clean];
@@ -749,13 +601,6 @@ function relayResponse(up: http.IncomingMessage, res: http.ServerResponse): void
   }
   up.on("error", () => res.destroy());
   up.pipe(res);
-}
-
-/** rawHeaders as name/value pairs. */
-function pairs(raw: readonly string[]): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
-  return out;
 }
 
 /** Up to `limit` bytes of a request body: all of it if it ended within (ended), else what was read, with the request paused. */

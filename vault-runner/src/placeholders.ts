@@ -211,3 +211,27 @@ export function placeholdersIn(req: Omit<OutgoingRequest, "hostPort">, held: rea
   const text = `${req.target}\n${req.headers.map(([n, v]) => `${n}: ${v}`).join("\n")}\n${req.body.toString("latin1")}`;
   return held.filter((s) => text.includes(s.placeholder));
 }
+
+/** What the skill is told of a refusal: each secret, where it went and the place (never a value). */
+export function refusalText(violations: readonly Violation[]): string {
+  return violations.map((v) => `${v.secret} may not be sent to ${v.host} in ${v.where}`).join("; ");
+}
+
+/** rawHeaders as name/value pairs. */
+export function headerPairs(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/** Hop-by-hop and proxy headers: never forwarded as the skill sent them. */
+export const HOP_HEADERS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
