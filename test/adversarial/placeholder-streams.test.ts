@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -28,6 +29,7 @@ import { type HeldSecret, newPlaceholder } from "../../vault-runner/src/placehol
 
 const API = "api.bodies.example";
 const OTHER = "other.bodies.example";
+const PLAIN = "plain.bodies.example";
 const VALUE = "body-SECRET-value-6d0c2e9a";
 const CAP = 4 * 1024 * 1024;
 const dir = tempDir("oauth3-bodies-");
@@ -39,7 +41,7 @@ const servers: Server[] = [];
 let proxy: EgressProxy;
 /** The same proxy without the test CA among its upstream roots: the fake APIs are untrusted to it. */
 let strictProxy: EgressProxy;
-let ports: { api: number; other: number };
+let ports: { api: number; other: number; plain: number };
 let bundle: string;
 let peakRss = 0;
 
@@ -74,13 +76,27 @@ before(async () => {
     servers.push(server);
     return (server.address() as { port: number }).port;
   };
-  ports = { api: await serve(), other: await serve() };
+  // A plain-http API: a value never goes there, and a placeholder there is refused.
+  const plain = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("close", () => {
+      const body = Buffer.concat(chunks);
+      hits.push({ host: String(req.headers.host), path: req.url ?? "", headers: req.headers, bytes: body.length, body });
+    });
+    req.on("end", () => res.end(`got ${Buffer.concat(chunks).length}`));
+  });
+  plain.listen(0, "127.0.0.2");
+  await once(plain, "listening");
+  servers.push(plain as unknown as Server);
+  ports = { api: await serve(), other: await serve(), plain: (plain.address() as { port: number }).port };
   const ca = await EgressCa.create();
   const proxyOptions = {
-    allowPrivate: new Set([`${API}:${ports.api}`, `${OTHER}:${ports.other}`]),
+    allowPrivate: new Set([`${API}:${ports.api}`, `${OTHER}:${ports.other}`, `${PLAIN}:${ports.plain}`]),
     staticHosts: new Map([
       [API, "127.0.0.2"],
       [OTHER, "127.0.0.2"],
+      [PLAIN, "127.0.0.2"],
     ]),
     logger: pino({ level: "silent" }),
     ca,
@@ -113,7 +129,7 @@ async function skill(
   more: HeldSecret[] = [],
   via = proxy,
 ): Promise<{ out: Record<string, unknown>; lease: EgressLease; stderr: string }> {
-  const hosts = [`${API}:${ports.api}`, `${OTHER}:${ports.other}`];
+  const hosts = [`${API}:${ports.api}`, `${OTHER}:${ports.other}`, `${PLAIN}:${ports.plain}`];
   const lease = via.lease(`bodies_${Math.random()}`, hosts, [secret, ...more]);
   try {
     const names = [secret, ...more].map((s) => s.name).join(",");
@@ -124,6 +140,7 @@ async function skill(
         DENO_DIR: join(dir, "deno"),
         NO_COLOR: "1",
         HTTPS_PROXY: lease.proxyUrl,
+        HTTP_PROXY: lease.proxyUrl,
         DENO_CERT: bundle,
         ...Object.fromEntries([secret, ...more].map((s) => [s.name, s.placeholder])),
       },
@@ -237,6 +254,34 @@ test("a body over RUNNER_EGRESS_BODY_MAX_MB is cut off with a 413, and the proxy
   assert.deepEqual(lease.violations, []);
   // Memory: the proxy (in this process) buffers at most its 1 MiB read plus chunks in flight.
   assert.ok(peakRss - before < 48 * 1024 * 1024, `rss grew ${(peakRss - before) >> 20} MiB for a 6 MiB upload`);
+});
+
+test("plain http in a run that holds placeholders: a 3 MiB body streams through unchanged; a placeholder 2 MiB in is cut off", async () => {
+  hits.length = 0;
+  const secret = hold("API body,header:x-api-key");
+  const size = 3 * 1024 * 1024;
+  const { out, lease } = await skill(
+    secret,
+    `const plain = "http://${PLAIN}:${ports.plain}";
+     const ok = await fetch(plain + "/clean", { method: "POST", body: ${bodyWith(size, [])} });
+     result.clean = [ok.status, await ok.text()];
+     try {
+       const bad = await fetch(plain + "/leak", { method: "POST", body: ${bodyWith(size, [2 * 1024 * 1024])} });
+       result.leak = [bad.status, await bad.text()];
+     } catch (e) { result.leak = String(e); }`,
+  );
+  assert.deepEqual(out.clean, [200, `got ${size}`], JSON.stringify(out));
+  const clean = hits.find((h) => h.path === "/clean");
+  assert.equal(clean?.bytes, size);
+  assert.equal(clean?.headers["content-length"], String(size), "nothing can go in over plain http, so it kept its length");
+  if (Array.isArray(out.leak)) assert.equal(out.leak[0], 403, JSON.stringify(out));
+  assert.deepEqual(lease.violations, [{ secret: "API_KEY", host: `${PLAIN}:${ports.plain}`, where: "plain http" }]);
+  const leak = hits.find((h) => h.path === "/leak");
+  if (leak) {
+    assert.ok(leak.bytes <= 2 * 1024 * 1024, `${leak.bytes} bytes went out`);
+    assert.ok(!leak.body.toString("latin1").includes(secret.placeholder.slice(0, 17)));
+  }
+  for (const h of hits) assert.ok(!h.body.toString("latin1").includes(VALUE), "no value over plain http");
 });
 
 test("a redirect from the bound host to another allowed host is judged again: the carried header is refused there", async () => {
