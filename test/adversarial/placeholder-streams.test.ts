@@ -36,7 +36,11 @@ const dir = tempDir("oauth3-bodies-");
 type Hit = { host: string; path: string; headers: Record<string, string | string[] | undefined>; bytes: number; body: Buffer };
 const hits: Hit[] = [];
 /** What the fake API's WebSocket endpoint saw: each handshake's URL and each message. */
-const wsSeen: { urls: string[]; messages: string[] } = { urls: [], messages: [] };
+const wsSeen: { urls: string[]; messages: string[]; authorization: Array<string | undefined> } = {
+  urls: [],
+  messages: [],
+  authorization: [],
+};
 const servers: Server[] = [];
 let proxy: EgressProxy;
 /** The same proxy without the test CA among its upstream roots: the fake APIs are untrusted to it. */
@@ -66,6 +70,7 @@ before(async () => {
     // A WebSocket endpoint that echoes what it got and volunteers the value in two forms.
     new WebSocketServer({ server }).on("connection", (ws, req) => {
       wsSeen.urls.push(`${req.headers.host}${req.url}`);
+      wsSeen.authorization.push(req.headers.authorization);
       ws.on("message", (m) => {
         wsSeen.messages.push(m.toString());
         ws.send(`echo ${m.toString()} raw=${VALUE} b64=${Buffer.from(VALUE).toString("base64")}`);
@@ -305,9 +310,9 @@ test("a redirect from the bound host to another allowed host is judged again: th
 });
 
 /** Skill code: opens `url`, sends `messages` one by one, and records what came back and how it closed. */
-const wsSkill = (url: string, messages: string[]) => `
+const wsSkill = (url: string, messages: string[], options = "{}") => `
   const got: string[] = [];
-  const ws = new WebSocket(${url});
+  const ws = new WebSocket(${url}, ${options});
   const closed = new Promise<void>((resolve) => {
     ws.onclose = (e) => { result.closed = e.code; resolve(); };
     ws.onerror = () => { result.failed = true; };
@@ -321,9 +326,18 @@ const wsSkill = (url: string, messages: string[]) => `
 test("a WebSocket to a host bound with websocket: the value goes into the handshake and messages; answers come back scrubbed", async () => {
   wsSeen.urls.length = 0;
   wsSeen.messages.length = 0;
-  const secret = hold("API query:token,websocket");
-  const { out, lease } = await skill(secret, wsSkill(`\`wss://${API}:${ports.api}/ws?token=\${key}\``, ["`auth ${key}`", '"plain"']));
+  wsSeen.authorization.length = 0;
+  const secret = hold("API query:token,header:authorization:Bearer,websocket");
+  const { out, lease } = await skill(
+    secret,
+    wsSkill(
+      `\`wss://${API}:${ports.api}/ws?token=\${key}\``,
+      ["`auth ${key}`", '"plain"'],
+      "{ headers: { authorization: `Bearer ${key}` } }",
+    ),
+  );
   assert.deepEqual(wsSeen.urls, [`${API}:${ports.api}/ws?token=${VALUE}`], JSON.stringify(out));
+  assert.deepEqual(wsSeen.authorization, [`Bearer ${VALUE}`], "a header Deno sends with the handshake gets the value too");
   assert.deepEqual(wsSeen.messages, [`auth ${VALUE}`, "plain"]);
   assert.deepEqual(out.got, [
     `echo auth ${secret.placeholder} raw=${secret.placeholder} b64=${secret.placeholder}`,
