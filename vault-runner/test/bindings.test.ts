@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runBindingsDigest, describeBinding, parseBinding, parseBindingLines } from "../src/bindings.ts";
@@ -129,4 +129,14 @@ test("the bindings digest changes with any binding of the named secrets, and onl
   assert.notEqual(runBindingsDigest(widened, ["A"]), before);
   const otherChanged = new Map(m).set("B", parseBinding("B", "b.example.com:443 header:x-b", "f"));
   assert.equal(runBindingsDigest(otherChanged, ["A"]), before);
+});
+
+test("the README's bindings example is valid bindings.conf text", () => {
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const block = /```\n(# NAME +host:port[^\n]*\n[\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(block, "the example block is in the README");
+  const parsed = parseBindingLines(block, "README.md");
+  assert.ok(parsed.length >= 5);
+  assert.ok(parsed.some((b) => b.mode === "env"));
+  assert.ok(parsed.some((b) => b.mode === "placeholder" && b.places.some((p) => p.kind === "websocket")));
 });
