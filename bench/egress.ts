@@ -6,17 +6,16 @@
  * Reports p50 of the first request (new connections; the leaf certificate is cached after the
  * first round) and of requests 2..20 (kept alive), side by side. Writes bench/out/egress.json.
  */
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:https";
 import { join } from "node:path";
 import { pino } from "pino";
+import { runDenoStdin } from "../test/helpers/deno-stdin.ts";
 import { makeTestCerts } from "../test/helpers/test-tls.ts";
 import { ROOT } from "../test/helpers/stack.ts";
 import { parseBinding } from "../vault-runner/src/bindings.ts";
-import { resolveDenoBinary } from "../vault-runner/src/deno-binary.ts";
 import { EgressCa } from "../vault-runner/src/egress-ca.ts";
 import { EgressProxy } from "../vault-runner/src/egress-proxy.ts";
 import { type HeldSecret, newPlaceholder } from "../vault-runner/src/placeholders.ts";
@@ -55,7 +54,6 @@ async function main(): Promise<void> {
   await proxy.start();
   const bundle = join(dir, "skill-ca.pem");
   writeFileSync(bundle, `${ca.certPem}\n${readFileSync(certs.ca, "utf8")}`);
-  const deno = resolveDenoBinary();
   const binding = parseBinding("API_KEY", `${hostPort} header:x-api-key`, "bench");
   if (binding.mode !== "placeholder") throw new Error("unreachable");
 
@@ -75,27 +73,19 @@ console.log(JSON.stringify(t));`;
       : [];
     const lease = proxy.lease(`bench_${substitute}`, [hostPort], held);
     try {
-      const child = spawn(deno, ["run", "--no-prompt", `--allow-net=${hostPort}`, "--allow-env=API_KEY", "-"], {
-        env: {
-          PATH: "/usr/bin:/bin",
-          HOME: dir,
-          DENO_DIR: join(dir, "deno"),
-          NO_COLOR: "1",
+      const { status, stdout, stderr } = await runDenoStdin(
+        dir,
+        [`--allow-net=${hostPort}`, "--allow-env=API_KEY"],
+        {
           HTTPS_PROXY: lease.proxyUrl,
           DENO_CERT: substitute ? bundle : certs.ca,
           // Through the tunnel the skill talks to the API itself, so it must hold the value there.
           API_KEY: substitute ? placeholder : VALUE,
         },
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (c: Buffer) => (out += c));
-      child.stderr.on("data", (c: Buffer) => (err += c));
-      child.stdin.end(skill);
-      const [code] = (await once(child, "exit")) as [number];
-      if (code !== 0) throw new Error(`skill failed (${code}): ${err}`);
-      return JSON.parse(out) as number[];
+        skill,
+      );
+      if (status !== 0) throw new Error(`skill failed (${status}): ${stderr}`);
+      return JSON.parse(stdout) as number[];
     } finally {
       lease.release();
     }

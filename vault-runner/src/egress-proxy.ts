@@ -82,7 +82,7 @@ const SMALL_ANSWER = 256 * 1024;
  */
 const WHOLE_BODY = 1024 * 1024;
 /** The default cap on a request body in a run that holds placeholders. */
-export const DEFAULT_BODY_MAX = 32 * 1024 * 1024;
+const DEFAULT_BODY_MAX = 32 * 1024 * 1024;
 
 /**
  * The skills' only way out. Each run gets its own credentials, bound to the host:port pairs it was
@@ -626,7 +626,6 @@ function readStart(req: http.IncomingMessage, limit: number): Promise<{ body: Bu
       req.off("error", onError);
       resolve(result);
     };
-    if (req.complete && req.readableEnded) return resolve({ body: Buffer.alloc(0), ended: true });
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", onError);
