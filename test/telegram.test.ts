@@ -35,7 +35,8 @@ before(async () => {
       SECRETS_FILE: join(dir, "secrets.env"),
       RUNNER_BINDINGS: "FOO env",
       RUNNER_SKILL_UID_BASE: "64000",
-      APPROVAL_TTL_SECONDS: "10", // the minimum, so the expiry test is quick; every other press comes sooner
+      // Long enough for the restart tests on a loaded machine; the expiry test restarts with the minimum.
+      APPROVAL_TTL_SECONDS: "60",
     },
   });
   await stack.start();
@@ -295,6 +296,10 @@ describe("telegram approvals", () => {
   });
 
   test("expiry fails closed: the card says so and a late press runs nothing", async () => {
+    // The minimum TTL (10 s), so this test is quick: a restart of the gateway with it.
+    assert.equal(await stack.stop(), 0);
+    stack.options.env!.APPROVAL_TTL_SECONDS = "10";
+    await stack.start();
     const { id, card } = await submit({ skill_id: "slow-human", skill_url: data("console.log('late')") });
     const expiresAt = Number((await stack.status(id)).expires_at);
     await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 200));
